@@ -1,0 +1,1 @@
+"""viewer.core layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""viewer.dicom layer (see docs/ARCHITECTURE.md)."""

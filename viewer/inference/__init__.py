@@ -1,0 +1,1 @@
+"""viewer.inference layer (see docs/ARCHITECTURE.md)."""

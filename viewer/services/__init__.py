@@ -1,0 +1,1 @@
+"""viewer.services layer (see docs/ARCHITECTURE.md)."""

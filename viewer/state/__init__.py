@@ -1,0 +1,1 @@
+"""viewer.state layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""viewer.ui layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,34 @@
+"""Entry point: ``radview`` / ``python -m viewer``.
+
+Dispatches to the headless commands (``analyze``, ``--self-test``, ``--version``) without
+importing Qt, and otherwise to the GUI composition root in :mod:`viewer.app`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["analyze"]:
+        from viewer.cli import analyze_main
+
+        return analyze_main(args[1:])
+    if "--version" in args:
+        from viewer import __version__
+
+        print(f"radview {__version__}")
+        return 0
+    if "--self-test" in args:
+        from viewer.selftest import selftest_main
+
+        return selftest_main(args)
+    from viewer.app import main as app_main
+
+    return app_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

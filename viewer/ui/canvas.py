@@ -1,0 +1,294 @@
+"""The image canvas: a pyqtgraph view showing one radiograph with fast window/level.
+
+The canvas shows the modality values of the image with pyqtgraph levels (see
+:mod:`viewer.state.display_plan`), so a window/level drag only changes two numbers: no lookup
+table recompute and no auto-downsampling. Drag updates are throttled to the display rate.
+Orientation, inversion, window and the overlay's visibility come from the shared
+:class:`~viewer.state.view_state.ViewState`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QTransform
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from viewer import RESEARCH_NOTICE
+from viewer.core.radiograph import VOI, Radiograph
+from viewer.state.display_plan import (
+    DisplayPlan,
+    PreparedImage,
+    is_exact,
+    make_plan,
+    modality_at,
+    voi_to_window,
+    window_levels,
+)
+from viewer.state.view_state import Orientation, ViewState, WindowLevel
+from viewer.ui.canvas_layers import (
+    CanvasViewBox,
+    OverlayLayer,
+    Ruler,
+    heatmap_to_rgba,
+    mask_to_rgba,
+)
+
+DRAG_INTERVAL_MS = 16  # one display frame at 60 Hz
+
+
+@dataclass(frozen=True)
+class PixelProbe:
+    """What lies under the cursor: stored value, modality value and position."""
+
+    row: int
+    col: int
+    stored: tuple[float, ...]
+    modality: float | None
+    units: str
+    spacing_mm: tuple[float, float] | None
+    spacing_kind: str | None
+
+
+class ImageCanvas(QWidget):
+    """Radiograph view with zoom/pan/rotate/flip/invert, window drag, ruler and overlays."""
+
+    sig_pixel_hovered = Signal(object)  # PixelProbe | None
+    sig_ruler_measured = Signal(str)
+
+    def __init__(self, state: ViewState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.prepared: PreparedImage | None = None
+        self.radiograph: Radiograph | None = None
+        self.voi: VOI | None = None
+        self.plan: DisplayPlan | None = None
+        self._drag_window: WindowLevel | None = None
+        self._pending_window: WindowLevel | None = None
+        self._ruler_start = QPointF()
+
+        self.view = pg.GraphicsView(self)
+        self.view.setBackground("k")
+        self.viewbox = CanvasViewBox(self._on_viewbox_window_drag, self._on_viewbox_ruler_drag)
+        self.view.setCentralItem(self.viewbox)
+        self.image_item = pg.ImageItem(axisOrder="row-major", autoDownsample=False)
+        self.viewbox.addItem(self.image_item)
+        self.viewbox.ruler_target = self.image_item
+        self.mask_layer = OverlayLayer(self.image_item, z=5)
+        self.heatmap_layer = OverlayLayer(self.image_item, z=6)
+        self.ruler = Ruler(self.image_item)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.view)
+        self.overlay_label = QLabel(self.view)
+        self.overlay_label.setObjectName("patientOverlay")
+        self.overlay_label.setStyleSheet("color: #e8e8e8; background: transparent; padding: 6px;")
+        self.overlay_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.notice_label = QLabel(RESEARCH_NOTICE, self.view)
+        self.notice_label.setObjectName("researchNotice")
+        self.notice_label.setStyleSheet(
+            "color: #ffcc66; background: rgba(0,0,0,150); padding: 3px;"
+        )
+        self.notice_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+
+        self._drag_timer = QTimer(self)
+        self._drag_timer.setSingleShot(True)
+        self._drag_timer.setInterval(DRAG_INTERVAL_MS)
+        self._drag_timer.timeout.connect(self._on_drag_timer_timeout)
+        self.view.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
+        state.subscribe(self._on_state_changed)
+
+    # -- content ---------------------------------------------------------------------------
+    def set_image(
+        self,
+        prepared: PreparedImage | None,
+        window: WindowLevel | None = None,
+        voi: VOI | None = None,
+        overlay_text: str = "",
+    ) -> None:
+        """Show a prepared image with ``window`` (fast path) or ``voi`` (full pipeline, for VOI
+        LUT tables and SIGMOID); ``None`` clears the canvas."""
+        self.prepared = prepared
+        self.radiograph = None if prepared is None else prepared.radiograph
+        self.ruler.clear()
+        self.set_mask(None)
+        self.set_heatmap(None)
+        self.overlay_label.setText(overlay_text)
+        self.overlay_label.adjustSize()
+        if prepared is None:
+            self.plan = self.voi = None
+            self.image_item.clear()
+            return
+        self.voi = voi
+        self.state.window = window  # set without notifying: the render below applies it
+        self._render(fit=True)
+        self.state.touch("window")
+
+    def _render(self, fit: bool = False) -> None:
+        if self.prepared is None:
+            return
+        self.plan = make_plan(self.prepared, self.state.window, self.voi, self.state.invert)
+        self.image_item.setImage(self.plan.array, autoLevels=False, levels=self.plan.levels)
+        self._apply_orientation()
+        if fit:
+            self.fit()
+
+    def use_voi(self, voi: VOI) -> None:
+        """Switch to one of the file's VOIs (window or VOI LUT table) or the auto window."""
+        if self.prepared is None:
+            return
+        self.voi = voi
+        self.state.window = voi_to_window(voi)
+        self._render()
+        self.state.touch("window")
+
+    def apply_window(self, window: WindowLevel | None) -> None:
+        """Show ``window``: only the levels change while on the fast path."""
+        if self.prepared is None or window is None:
+            return
+        if self.voi is not None and not is_exact(self.voi) and voi_to_window(self.voi) != window:
+            self.voi = None  # a manual window leaves the table / SIGMOID VOI behind
+        if self.plan is None or self.plan.fixed:
+            self._render()
+            return
+        assert self.radiograph is not None
+        self.image_item.setLevels(
+            window_levels(self.radiograph, window, self.voi, self.state.invert)
+        )
+
+    # -- overlays (extension points for AI results) -----------------------------------------
+    def set_mask(self, mask: np.ndarray | None, opacity: float = 0.4) -> None:
+        """Show a uint8 label mask at image resolution above the image (``None`` hides it)."""
+        self.mask_layer.set_rgba(None if mask is None else mask_to_rgba(mask), opacity)
+
+    def set_heatmap(self, heatmap: np.ndarray | None, opacity: float = 0.5) -> None:
+        """Show a float32 [0, 1] heatmap at image resolution (``None`` hides it)."""
+        self.heatmap_layer.set_rgba(None if heatmap is None else heatmap_to_rgba(heatmap), opacity)
+
+    # -- view operations -------------------------------------------------------------------
+    def fit(self) -> None:
+        if self.radiograph is not None:
+            self.viewbox.autoRange(items=[self.image_item], padding=0.02)
+
+    def zoom(self, factor: float) -> None:
+        """Zoom about the view centre; ``factor`` > 1 zooms in."""
+        self.viewbox.scaleBy((1.0 / factor, 1.0 / factor))
+
+    def set_ruler_active(self, active: bool) -> None:
+        self.viewbox.ruler_active = active
+        if not active:
+            self.ruler.clear()
+
+    def _apply_orientation(self) -> None:
+        rg = self.radiograph
+        if rg is None:
+            return
+        self.image_item.setTransform(orientation_transform(self.state.orientation, rg.cols, rg.rows))
+
+    # -- state -----------------------------------------------------------------------------
+    def _on_state_changed(self, name: str) -> None:
+        if name == "orientation":
+            self._apply_orientation()
+            self.fit()
+        elif name == "invert":
+            self._render()
+        elif name == "window":
+            self.apply_window(self.state.window)
+        elif name == "overlay_visible":
+            self.overlay_label.setVisible(self.state.overlay_visible)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self.state.unsubscribe(self._on_state_changed)
+        self._drag_timer.stop()
+        super().closeEvent(event)
+
+    # -- mouse -----------------------------------------------------------------------------
+    def window_drag(self, dx: float, dy: float, start: bool = False, finish: bool = False) -> None:
+        """Adjust the window by a drag of (dx, dy) screen pixels: right = wider, down = higher
+        centre (darker). Sensitivity scales with the data range."""
+        if self.prepared is None or self.radiograph is None or self.radiograph.is_colour:
+            return
+        if start or self._drag_window is None:
+            self._drag_window = self.state.window or self._range_window()
+        span = self._value_span()
+        step = span / 1000.0
+        self._drag_window = self._drag_window.dragged(dy * step, dx * step)
+        self._pending_window = self._drag_window
+        if finish:
+            self._on_drag_timer_timeout()
+            self._drag_window = None
+        elif not self._drag_timer.isActive():
+            self._drag_timer.start()
+
+    def _on_viewbox_window_drag(self, dx: float, dy: float, start: bool, finish: bool) -> None:
+        self.window_drag(dx, dy, start, finish)
+
+    def _on_drag_timer_timeout(self) -> None:
+        if self._pending_window is not None:
+            window, self._pending_window = self._pending_window, None
+            self.state.set_window(window)
+
+    def _value_span(self) -> float:
+        if self.prepared is None:
+            return 256.0
+        lo, hi = self.prepared.value_range
+        return max(hi - lo, 2.0)
+
+    def _range_window(self) -> WindowLevel:
+        assert self.prepared is not None
+        lo, hi = self.prepared.value_range
+        return WindowLevel((lo + hi) / 2.0, max(hi - lo, 1.0), "Full range", "auto")
+
+    def _on_viewbox_ruler_drag(self, x: float, y: float, phase: str) -> None:
+        rg = self.radiograph
+        if rg is None:
+            return
+        if phase == "start":
+            self._ruler_start = QPointF(x, y)
+            return
+        text = self.ruler.update(self._ruler_start, QPointF(x, y), rg.spacing_mm, rg.spacing_kind)
+        if phase == "finish":
+            self.sig_ruler_measured.emit(text)
+
+    def _on_scene_mouse_moved(self, scene_pos: QPointF) -> None:
+        self.sig_pixel_hovered.emit(self.probe_at(self.image_item.mapFromScene(scene_pos)))
+
+    def probe_at(self, image_pos: QPointF) -> PixelProbe | None:
+        """Pixel information at image coordinates (x = column, y = row); ``None`` outside."""
+        rg = self.radiograph
+        if rg is None:
+            return None
+        row, col = int(np.floor(image_pos.y())), int(np.floor(image_pos.x()))
+        if not (0 <= row < rg.rows and 0 <= col < rg.cols):
+            return None
+        raw = rg.pixels[row, col]
+        stored = tuple(float(v) for v in np.atleast_1d(raw))
+        modality = None if rg.is_colour else modality_at(rg, stored[0])
+        return PixelProbe(
+            row, col, stored, modality, rg.modality_lut.units, rg.spacing_mm, rg.spacing_kind
+        )
+
+    # -- layout ----------------------------------------------------------------------------
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self.overlay_label.move(0, 0)
+        self.notice_label.adjustSize()
+        self.notice_label.move(
+            self.view.width() - self.notice_label.width() - 4,
+            self.view.height() - self.notice_label.height() - 4,
+        )
+
+
+def orientation_transform(orientation: Orientation, width: int, height: int) -> QTransform:
+    """Transform of an image of ``width`` x ``height`` pixels: quarter turns clockwise (y down),
+    then screen flips, translated so that the result starts at the origin."""
+    t = QTransform()
+    t.rotate(90.0 * orientation.quarter_turns)
+    flip = QTransform.fromScale(-1.0 if orientation.flip_h else 1.0, -1.0 if orientation.flip_v else 1.0)
+    t = t * flip
+    box = t.mapRect(QRectF(0.0, 0.0, float(width), float(height)))
+    return t * QTransform.fromTranslate(-box.x(), -box.y())

@@ -1,0 +1,159 @@
+"""Canvas helpers: the window/level-aware view box, overlay layers and the ruler.
+
+The overlay layers (mask, heatmap) are children of the image item, so they follow its rotation
+and flips; they are the extension point for the AI results added later.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QLineF, QPointF, Qt
+from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import QGraphicsLineItem
+
+from viewer.core.geometry import distance_mm, distance_px
+
+# (dx, dy, is_start, is_finish) in screen pixels
+WindowDragFn = Callable[[float, float, bool, bool], None]
+# (x, y, phase) in image coordinates; phase is "start", "move" or "finish"
+RulerDragFn = Callable[[float, float, str], None]
+
+MASK_COLOURS = np.array(
+    [[0, 0, 0, 0], [0, 200, 255, 255], [255, 200, 0, 255], [120, 255, 120, 255],
+     [255, 90, 90, 255], [200, 120, 255, 255]],
+    dtype=np.uint8,
+)
+
+
+class CanvasViewBox(pg.ViewBox):
+    """A view box where right-drag and Ctrl+left-drag adjust the window instead of zooming,
+    and left-drag measures while the ruler tool is active."""
+
+    def __init__(self, on_window_drag: WindowDragFn, on_ruler_drag: RulerDragFn) -> None:
+        super().__init__(lockAspect=True, invertY=True, enableMenu=False)
+        self._on_window_drag = on_window_drag
+        self._on_ruler_drag = on_ruler_drag
+        self.ruler_active = False
+        self.ruler_target: pg.GraphicsObject | None = None
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 - pyqtgraph API
+        ctrl = bool(ev.modifiers() & Qt.KeyboardModifier.ControlModifier)
+        button = ev.button()
+        if button == Qt.MouseButton.RightButton or (
+            button == Qt.MouseButton.LeftButton and ctrl
+        ):
+            ev.accept()
+            delta = ev.screenPos() - ev.lastScreenPos()
+            self._on_window_drag(delta.x(), delta.y(), ev.isStart(), ev.isFinish())
+            return
+        if button == Qt.MouseButton.LeftButton and self.ruler_active and self.ruler_target:
+            ev.accept()
+            pos = self.ruler_target.mapFromScene(ev.scenePos())
+            phase = "start" if ev.isStart() else "finish" if ev.isFinish() else "move"
+            if ev.isStart():
+                start = self.ruler_target.mapFromScene(ev.buttonDownScenePos())
+                self._on_ruler_drag(start.x(), start.y(), "start")
+            self._on_ruler_drag(pos.x(), pos.y(), "move" if phase == "start" else phase)
+            return
+        super().mouseDragEvent(ev, axis)
+
+
+class OverlayLayer:
+    """One RGBA overlay image stacked above the radiograph with its own opacity."""
+
+    def __init__(self, parent: pg.ImageItem, z: float) -> None:
+        self.item = pg.ImageItem(axisOrder="row-major")
+        self.item.setParentItem(parent)
+        self.item.setZValue(z)
+        self.item.setVisible(False)
+
+    def set_rgba(self, rgba: np.ndarray | None, opacity: float = 0.5) -> None:
+        if rgba is None:
+            self.item.clear()
+            self.item.setVisible(False)
+            return
+        self.item.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.item.setOpacity(float(np.clip(opacity, 0.0, 1.0)))
+        self.item.setVisible(True)
+
+    def set_opacity(self, opacity: float) -> None:
+        self.item.setOpacity(float(np.clip(opacity, 0.0, 1.0)))
+
+
+def mask_to_rgba(mask: np.ndarray) -> np.ndarray:
+    """uint8 label mask (0 = background) -> RGBA with one colour per label."""
+    labels = np.asarray(mask, dtype=np.uint8)
+    index = np.where(labels == 0, 0, (labels - 1) % (len(MASK_COLOURS) - 1) + 1)
+    return MASK_COLOURS[index]
+
+
+def heatmap_to_rgba(heatmap: np.ndarray) -> np.ndarray:
+    """float32 heatmap in [0, 1] -> RGBA through the 'inferno' colour map, alpha = value."""
+    heat = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0.0, 1.0)
+    lut = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256, alpha=False)
+    rgba = np.empty(heat.shape + (4,), dtype=np.uint8)
+    idx = (heat * 255).astype(np.uint8)
+    rgba[..., :3] = lut[idx]
+    rgba[..., 3] = idx
+    return rgba
+
+
+class Ruler:
+    """A line measured in mm (or px when the spacing is unknown), drawn in image coordinates."""
+
+    def __init__(self, parent: pg.ImageItem) -> None:
+        self.line = QGraphicsLineItem(parent)
+        pen = QPen(QColor(255, 220, 0))
+        pen.setCosmetic(True)
+        pen.setWidthF(2.0)
+        self.line.setPen(pen)
+        self.line.setZValue(20)
+        self.label = pg.TextItem(color=(255, 220, 0), anchor=(0, 1), fill=(0, 0, 0, 140))
+        self.label.setParentItem(parent)
+        self.label.setZValue(21)
+        self.start = QPointF()
+        self.end = QPointF()
+        self.clear()
+
+    def clear(self) -> None:
+        self.line.setVisible(False)
+        self.label.setVisible(False)
+        self.text = ""
+
+    def update(
+        self,
+        start: QPointF,
+        end: QPointF,
+        spacing_mm: tuple[float, float] | None,
+        spacing_kind: str | None,
+    ) -> str:
+        """Draw the ruler from ``start`` to ``end`` (x = column, y = row) and return its label."""
+        self.start, self.end = QPointF(start), QPointF(end)
+        self.line.setLine(QLineF(self.start, self.end))
+        self.line.setVisible(True)
+        self.text = measure_text(
+            (start.x(), start.y()), (end.x(), end.y()), spacing_mm, spacing_kind
+        )
+        self.label.setText(self.text)
+        self.label.setPos(end)
+        self.label.setVisible(True)
+        return self.text
+
+
+def measure_text(
+    p0: tuple[float, float],
+    p1: tuple[float, float],
+    spacing_mm: tuple[float, float] | None,
+    spacing_kind: str | None,
+) -> str:
+    """Label for the distance between two ``(x, y)`` image points: mm when the spacing is known
+    (naming the attribute it came from), else pixels, clearly labelled."""
+    if spacing_mm is None:
+        return f"{distance_px(p0, p1):.1f} px (no pixel spacing)"
+    mm = distance_mm(p0, p1, spacing_mm)
+    kind = spacing_kind or "PixelSpacing"
+    where = " at detector" if kind == "ImagerPixelSpacing" else ""
+    return f"{mm:.1f} mm ({kind}{where})"

@@ -1,0 +1,69 @@
+"""Status bar: scan progress with cancel, pixel readout and measurement text."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
+
+from viewer.ui.canvas import PixelProbe
+
+
+def probe_text(probe: PixelProbe | None) -> str:
+    """Status text for the pixel under the cursor: stored and modality values, and the
+    position in mm with the attribute the spacing came from."""
+    if probe is None:
+        return ""
+    stored = "/".join(f"{v:g}" for v in probe.stored)
+    parts = [f"x {probe.col}  y {probe.row}", f"stored {stored}"]
+    if probe.modality is not None:
+        units = f" {probe.units}" if probe.units else ""
+        parts.append(f"modality {probe.modality:g}{units}")
+    if probe.spacing_mm is not None:
+        x_mm, y_mm = probe.col * probe.spacing_mm[1], probe.row * probe.spacing_mm[0]
+        parts.append(f"{x_mm:.1f}, {y_mm:.1f} mm ({probe.spacing_kind or 'PixelSpacing'})")
+    else:
+        parts.append("no pixel spacing")
+    return "   ".join(parts)
+
+
+class StatusPanel(QStatusBar):
+    """The window's status bar."""
+
+    sig_cancel_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.pixel_label = QLabel("")
+        self.pixel_label.setObjectName("pixelReadout")
+        self.measure_label = QLabel("")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancelScan")
+        self.cancel_button.clicked.connect(self.sig_cancel_requested)
+        self.addWidget(self.pixel_label, 1)
+        self.addPermanentWidget(self.measure_label)
+        self.addPermanentWidget(self.progress)
+        self.addPermanentWidget(self.cancel_button)
+        self.set_busy(False)
+
+    def set_busy(self, busy: bool, text: str = "") -> None:
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        if busy:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat(text or "%v / %m")
+        if text:
+            self.showMessage(text, 5000)
+
+    def set_progress(self, done: int, total: int) -> None:
+        if total > 0:
+            self.progress.setRange(0, total)
+            self.progress.setValue(min(done, total))
+
+    def _on_canvas_pixel_hovered(self, probe: PixelProbe | None) -> None:
+        self.pixel_label.setText(probe_text(probe))
+
+    def _on_canvas_ruler_measured(self, text: str) -> None:
+        self.measure_label.setText(text)

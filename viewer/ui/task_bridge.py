@@ -1,0 +1,191 @@
+"""Run Qt-free jobs on an executor and deliver their results on the GUI thread.
+
+The one pattern for work off the GUI thread (see docs/ARCHITECTURE.md): the GUI builds a frozen
+:class:`TaskRequest` with a fresh request id, :class:`TaskBridge` runs ``request.fn`` on its
+executor with a :class:`~viewer.services.tasks.CancelToken` and a progress callback, and the
+outcome comes back as a Qt signal (queued, so slots run on the GUI thread). Results whose id is no
+longer the latest for their ``channel`` are dropped, so a slow stale scan or image load never
+overwrites a newer one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Signal
+
+from viewer.services.tasks import CancelToken, Cancelled
+
+log = logging.getLogger(__name__)
+
+JobFn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """A unit of background work.
+
+    Attributes
+    ----------
+    channel
+        Name of the stream this request belongs to ("scan", "image", "thumb"); only the newest
+        request of an exclusive channel delivers its result.
+    fn
+        A Qt-free callable ``fn(*args, cancel=token, progress=fn)``.
+    args
+        Positional arguments (should be immutable values).
+    exclusive
+        When true, submitting a new request on the channel cancels the previous one.
+    with_progress
+        Whether ``fn`` accepts ``cancel`` and ``progress`` keyword arguments.
+    """
+
+    channel: str
+    fn: JobFn
+    args: tuple[Any, ...] = ()
+    exclusive: bool = True
+    with_progress: bool = True
+    request_id: int = field(default=0, compare=False)
+
+
+class TaskBridge(QObject):
+    """Executor-to-signal bridge with request ids, cancellation and orderly shutdown.
+
+    Signals carry ``(channel, request_id, payload)``; they are emitted from worker threads and
+    therefore delivered queued on the thread that owns the bridge (the GUI thread).
+    """
+
+    sig_task_finished = Signal(str, int, object)
+    sig_task_failed = Signal(str, int, str)
+    sig_task_progressed = Signal(str, int, int, int)
+    sig_task_cancelled = Signal(str, int)
+
+    def __init__(
+        self, executor: Executor | None = None, max_workers: int = 2, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self._own_executor = executor is None
+        self._executor: Executor = executor or ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="radview-io"
+        )
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._latest: dict[str, int] = {}
+        self._tokens: dict[int, CancelToken] = {}
+        self._futures: dict[int, Future[Any]] = {}
+        self._closed = False
+
+    # -- submission ------------------------------------------------------------------------
+    def submit(self, request: TaskRequest) -> int:
+        """Queue ``request`` and return its request id (0 when the bridge is shut down)."""
+        if self._closed:
+            return 0
+        rid = next(self._ids)
+        token = CancelToken()
+        with self._lock:
+            if request.exclusive:
+                previous = self._latest.get(request.channel)
+                if previous is not None and previous in self._tokens:
+                    self._tokens[previous].cancel()
+            self._latest[request.channel] = rid
+            self._tokens[rid] = token
+        future = self._executor.submit(self._run, request, rid, token)
+        with self._lock:
+            if rid in self._tokens:  # not already finished
+                self._futures[rid] = future
+        return rid
+
+    def cancel(self, request_id: int) -> None:
+        """Ask a running or queued request to stop (cooperative)."""
+        with self._lock:
+            token = self._tokens.get(request_id)
+            future = self._futures.get(request_id)
+        if token is not None:
+            token.cancel()
+        if future is not None:
+            future.cancel()
+
+    def cancel_channel(self, channel: str) -> None:
+        """Cancel the latest request on ``channel`` and forget it."""
+        with self._lock:
+            rid = self._latest.pop(channel, None)
+        if rid is not None:
+            self.cancel(rid)
+
+    def is_current(self, channel: str, request_id: int) -> bool:
+        """Whether ``request_id`` is still the newest request on ``channel``."""
+        with self._lock:
+            return self._latest.get(channel) == request_id
+
+    def pending(self) -> int:
+        """Number of requests queued or running."""
+        with self._lock:
+            return len(self._tokens)
+
+    # -- worker side -----------------------------------------------------------------------
+    def _run(self, request: TaskRequest, rid: int, token: CancelToken) -> None:
+        channel = request.channel
+        try:
+            if token.cancelled:
+                raise Cancelled()
+            if request.with_progress:
+
+                def progress(done: int, total: int) -> None:
+                    token.raise_if_cancelled()
+                    self.sig_task_progressed.emit(channel, rid, int(done), int(total))
+
+                result = request.fn(*request.args, cancel=token, progress=progress)
+            else:
+                result = request.fn(*request.args)
+            if token.cancelled:
+                raise Cancelled()
+        except Cancelled:
+            self._forget(rid)
+            if not self._closed:
+                self.sig_task_cancelled.emit(channel, rid)
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a visible notification
+            log.warning("task %s #%d failed: %s", channel, rid, exc.__class__.__name__)
+            self._forget(rid)
+            if not self._closed:
+                self.sig_task_failed.emit(channel, rid, _describe(exc))
+            return
+        self._forget(rid)
+        if self._closed:
+            return
+        if request.exclusive and not self.is_current(channel, rid):
+            return  # stale: a newer request superseded this one
+        self.sig_task_finished.emit(channel, rid, result)
+
+    def _forget(self, rid: int) -> None:
+        with self._lock:
+            self._tokens.pop(rid, None)
+            self._futures.pop(rid, None)
+
+    # -- shutdown --------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Cancel everything and join the worker threads (call on quit and in tests)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            tokens = list(self._tokens.values())
+            futures = list(self._futures.values())
+        for token in tokens:
+            token.cancel()
+        for future in futures:
+            future.cancel()
+        if self._own_executor:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line user-facing description of a failure (message and advice when present)."""
+    message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
+    advice = getattr(exc, "advice", "")
+    return f"{message} {advice}".strip()

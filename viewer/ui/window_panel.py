@@ -1,0 +1,204 @@
+"""Window/level panel: presets from the file, user presets, auto window, numeric fields and a
+histogram with the current window marked on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer.core.radiograph import VOI
+from viewer.state.display_plan import PreparedImage, voi_to_window
+from viewer.state.view_state import ViewState, WindowLevel, WindowPreset
+
+
+def voi_label(voi: VOI, index: int) -> str:
+    """Combo-box text for a VOI: its (0028,1055) explanation, centre/width or 'VOI LUT'."""
+    name = voi.explanation or f"Window {index + 1}"
+    if voi.lut is not None:
+        return f"{name} (VOI LUT, {len(voi.lut)} entries)"
+    fn = "" if (voi.function or "LINEAR").upper() == "LINEAR" else f", {voi.function}"
+    source = {"file": "file", "auto": "auto", "user": "user"}.get(voi.origin, voi.origin)
+    return f"{name}  C {voi.center:g} / W {voi.width:g}{fn}  [{source}]"
+
+
+class WindowPanel(QWidget):
+    """Window/level controls bound to a :class:`ViewState`.
+
+    Emits ``sig_voi_chosen`` for presets (the canvas switches VOI, including VOI LUT tables)
+    and ``sig_presets_changed`` when the user saves or deletes a preset (the window persists
+    them in its settings).
+    """
+
+    sig_voi_chosen = Signal(object)
+    sig_presets_changed = Signal(list)
+
+    def __init__(self, state: ViewState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.prepared: PreparedImage | None = None
+        self.user_presets: list[WindowPreset] = []
+        self._file_vois: tuple[VOI, ...] = ()
+        self._updating = False
+
+        self.presets = QComboBox()
+        self.presets.setObjectName("windowPresets")
+        self.presets.activated.connect(self._on_presets_activated)
+        self.center = self._spin()
+        self.width = self._spin(minimum=1.0)
+        self.center.editingFinished.connect(self._on_fields_edited)
+        self.width.editingFinished.connect(self._on_fields_edited)
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        auto = QPushButton("Auto")
+        auto.setToolTip("Window from the image histogram (0.5-99.5 %)")
+        auto.clicked.connect(self._on_auto_clicked)
+        save = QPushButton("Save preset...")
+        save.clicked.connect(self._on_save_clicked)
+        delete = QPushButton("Delete preset")
+        delete.clicked.connect(self._on_delete_clicked)
+
+        self.plot = pg.PlotWidget()
+        self.plot.setObjectName("histogram")
+        self.plot.setMinimumHeight(110)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        self.plot.getPlotItem().hideAxis("left")
+        self.plot.setMenuEnabled(False)
+        self.curve = pg.PlotCurveItem(stepMode="center", fillLevel=0, brush=(150, 150, 150, 120))
+        self.plot.addItem(self.curve)
+        self.region = pg.LinearRegionItem(brush=(255, 200, 0, 50))
+        self.region.setZValue(10)
+        self.region.sigRegionChangeFinished.connect(self._on_region_changed)
+        self.plot.addItem(self.region)
+
+        form = QFormLayout()
+        form.addRow("Preset", self.presets)
+        form.addRow("Centre", self.center)
+        form.addRow("Width", self.width)
+        buttons = QHBoxLayout()
+        for button in (auto, save, delete):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.plot)
+        layout.addWidget(self.note)
+        state.subscribe(self._on_state_changed)
+        self.setEnabled(False)
+
+    @staticmethod
+    def _spin(minimum: float = -1e7) -> QDoubleSpinBox:
+        spin = QDoubleSpinBox()
+        spin.setRange(minimum, 1e7)
+        spin.setDecimals(1)
+        spin.setKeyboardTracking(False)
+        return spin
+
+    # -- content ---------------------------------------------------------------------------
+    def set_image(self, prepared: PreparedImage | None) -> None:
+        """Fill presets and histogram for a newly displayed image."""
+        self.prepared = prepared
+        self.setEnabled(prepared is not None and not prepared.radiograph.is_colour)
+        self._file_vois = () if prepared is None else prepared.presets
+        self._fill_presets()
+        if prepared is None:
+            self.curve.setData([0, 1], [0])
+            return
+        counts = np.log1p(prepared.hist_counts.astype(np.float64))
+        self.curve.setData(prepared.hist_edges, counts)
+        self.plot.setXRange(float(prepared.hist_edges[0]), float(prepared.hist_edges[-1]), padding=0.02)
+        self._show_window(self.state.window)
+
+    def set_user_presets(self, presets: list[WindowPreset]) -> None:
+        self.user_presets = list(presets)
+        self._fill_presets()
+
+    def _fill_presets(self) -> None:
+        self.presets.clear()
+        for i, voi in enumerate(self._file_vois):
+            self.presets.addItem(voi_label(voi, i), voi)
+        for preset in self.user_presets:
+            voi = VOI(preset.name, preset.center, preset.width, "LINEAR", origin="user")
+            self.presets.addItem(voi_label(voi, 0), voi)
+
+    # -- events ----------------------------------------------------------------------------
+    def _on_presets_activated(self, index: int) -> None:
+        voi = self.presets.itemData(index)
+        if isinstance(voi, VOI):
+            self.sig_voi_chosen.emit(voi)
+
+    def _on_auto_clicked(self) -> None:
+        for voi in self._file_vois:
+            if voi.origin == "auto":
+                self.sig_voi_chosen.emit(voi)
+                return
+
+    def _on_fields_edited(self) -> None:
+        if self._updating or self.prepared is None:
+            return
+        self.state.set_window(
+            WindowLevel(self.center.value(), max(self.width.value(), 1.0), "Manual", "user")
+        )
+
+    def _on_region_changed(self) -> None:
+        if self._updating or self.prepared is None:
+            return
+        lo, hi = self.region.getRegion()
+        if hi > lo:
+            self.state.set_window(WindowLevel((lo + hi) / 2.0, hi - lo, "Manual", "user"))
+
+    def _on_save_clicked(self) -> None:
+        window = self.state.window
+        if window is None:
+            return
+        name, ok = QInputDialog.getText(self, "Save window preset", "Name:")
+        if ok and name.strip():
+            self.add_user_preset(WindowPreset(name.strip(), window.center, window.width))
+
+    def add_user_preset(self, preset: WindowPreset) -> None:
+        self.user_presets = [p for p in self.user_presets if p.name != preset.name] + [preset]
+        self._fill_presets()
+        self.sig_presets_changed.emit(list(self.user_presets))
+
+    def _on_delete_clicked(self) -> None:
+        voi = self.presets.currentData()
+        if isinstance(voi, VOI) and voi.origin == "user":
+            self.user_presets = [p for p in self.user_presets if p.name != voi.explanation]
+            self._fill_presets()
+            self.sig_presets_changed.emit(list(self.user_presets))
+
+    def _on_state_changed(self, name: str) -> None:
+        if name == "window":
+            self._show_window(self.state.window)
+
+    def _show_window(self, window: WindowLevel | None) -> None:
+        self._updating = True
+        try:
+            if window is None:
+                self.note.setText("VOI LUT table in use (levels shown are approximate)")
+                self.region.setVisible(False)
+                return
+            self.region.setVisible(True)
+            self.center.setValue(window.center)
+            self.width.setValue(window.width)
+            self.region.setRegion((window.low, window.high))
+            self.note.setText(f"{window.explanation or 'Manual'} ({window.origin})")
+        finally:
+            self._updating = False
+
+    def current_window_voi(self) -> WindowLevel | None:
+        """The window shown, for tests and exports."""
+        voi = self.presets.currentData()
+        return voi_to_window(voi) if isinstance(voi, VOI) else self.state.window

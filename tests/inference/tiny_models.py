@@ -1,0 +1,150 @@
+"""Tiny torch models exported to ONNX with manifests, for tests and the benchmark fallback.
+
+Three models mirror the real set (docs/MODELS.md): a body-region gate, a chest classifier
+(``GAP + linear`` head exporting its activations) and a lung U-Net. The gate's head is fixed
+so its answer is known in advance (``region``), which lets tests exercise the gating rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+GATE_LABELS = ["chest", "knee", "hand", "spine", "other"]
+INPUT = {"name": "input", "size": [64, 64], "channels": 1, "mean": 0.5, "std": 0.25,
+         "clahe": False, "clahe_clip": 2.0, "resize": "stretch"}
+
+
+class TinyClassifier(nn.Module):
+    """conv-ReLU stack -> activations (C, 8, 8) -> GAP -> linear; returns (logits, activations)."""
+
+    def __init__(self, n_classes: int, channels: int = 16) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(8, channels, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, 2, 1), nn.ReLU(),
+        )
+        self.head = nn.Linear(channels, n_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        act = self.features(x)
+        return self.head(act.mean(dim=(2, 3))), act
+
+
+class TinyUNet(nn.Module):
+    """One down/up level; 1 logit channel at input resolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(1, 8, 3, 1, 1), nn.ReLU())
+        self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, 1, 1), nn.ReLU())
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.dec = nn.Conv2d(24, 1, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.enc(x)
+        return self.dec(torch.cat([e, self.up(self.down(e))], dim=1))
+
+
+def export_onnx(model: nn.Module, path: Path, output_names: list[str], size: int = 64) -> None:
+    """Export with the legacy (TorchScript) exporter: fast and dependency-free."""
+    model.eval()
+    x = torch.randn(1, 1, size, size)
+    torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=output_names,
+                      opset_version=17, dynamo=False)
+
+
+def write_manifest(folder: Path, model_id: str, body: dict) -> Path:
+    onnx_path = folder / f"{model_id}.onnx"
+    manifest = {"schema": 1, "id": model_id, "version": "0.0.1-test", "name": f"tiny {model_id}",
+                "file": onnx_path.name,
+                "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(), "opset": 17,
+                "input": dict(INPUT), "bands": {"green": 0.9, "orange": 0.7},
+                "intended_use": "Research use, not for diagnosis. Test model.", **body}
+    path = folder / f"{model_id}.json"
+    path.write_text(json.dumps(manifest, indent=1))
+    return path
+
+
+def make_classifier(folder: Path, model_id: str = "pneumonia", seed: int = 0,
+                    temperature: float = 1.5, threshold: float = 0.5) -> TinyClassifier:
+    torch.manual_seed(seed)
+    model = TinyClassifier(2)
+    export_onnx(model, folder / f"{model_id}.onnx", ["logits", "activations"])
+    write_manifest(folder, model_id, {
+        "task": "classification", "labels": ["normal", "pneumonia"],
+        "positive_label": "pneumonia",
+        "outputs": [{"name": "logits", "kind": "logits"},
+                    {"name": "activations", "kind": "activations"}],
+        "calibration": {"method": "temperature", "temperature": temperature},
+        "threshold": threshold,
+        "gradcam": {"activations_output": "activations", "head": "gap_linear",
+                    "weight": model.head.weight.detach().tolist()},
+        "applies_to": {"body_region": ["chest"]},
+    })
+    return model
+
+
+def make_gate(folder: Path, region: str | None = "chest") -> None:
+    """A gate that always answers ``region`` confidently, or (``None``) an unsure uniform one."""
+    torch.manual_seed(1)
+    model = TinyClassifier(len(GATE_LABELS))
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        if region is not None:
+            model.head.bias[GATE_LABELS.index(region)] = 8.0
+    export_onnx(model, folder / "body_region.onnx", ["logits", "activations"])
+    write_manifest(folder, "body_region", {
+        "task": "classification", "gate": True, "labels": GATE_LABELS,
+        "outputs": [{"name": "logits", "kind": "logits"},
+                    {"name": "activations", "kind": "activations"}],
+        "calibration": {"method": "temperature", "temperature": 1.0}, "threshold": 0.5,
+        "ood": {"score": "energy", "threshold": -3.1, "confidence_floor": 0.6},
+    })
+
+
+def make_lungs(folder: Path) -> None:
+    torch.manual_seed(2)
+    model = TinyUNet()
+    with torch.no_grad():  # a mask that follows brightness: lungs are dark, so invert
+        model.dec.bias.fill_(0.0)
+    export_onnx(model, folder / "lungs.onnx", ["mask_logits"])
+    write_manifest(folder, "lungs", {
+        "task": "segmentation", "labels": ["background", "lung"], "threshold": 0.5,
+        "outputs": [{"name": "mask_logits", "kind": "segmentation_logits"}],
+        "applies_to": {"body_region": ["chest"]},
+    })
+
+
+def make_model_set(folder: Path, region: str | None = "chest") -> Path:
+    """Gate + chest classifier + lungs in ``folder``; returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    make_gate(folder, region)
+    make_classifier(folder)
+    make_lungs(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder with a chest-answering gate, a classifier and a lung model."""
+    return make_model_set(tmp_path_factory.mktemp("models") / "chest")
+
+
+@pytest.fixture(scope="session")
+def tiny_models_knee(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same set, with a gate that answers "knee" (chest models are out of scope)."""
+    return make_model_set(tmp_path_factory.mktemp("models") / "knee", region="knee")
+
+
+@pytest.fixture(scope="session")
+def tiny_models_unsure(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same set, with a gate below its confidence floor ("unknown / not a radiograph")."""
+    return make_model_set(tmp_path_factory.mktemp("models") / "unsure", region=None)

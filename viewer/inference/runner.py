@@ -1,0 +1,86 @@
+"""Run one model on one display image: preprocess -> onnxruntime -> postprocess."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import onnxruntime as ort
+
+from viewer.core.preprocess import model_view, normalise, to_gray_u8
+from viewer.inference.manifest import ModelManifest
+from viewer.inference.postprocess import POSTPROCESSORS, energy_score
+
+__all__ = ["ModelOutputs", "RunTerminated", "run_model"]
+
+
+class RunTerminated(RuntimeError):
+    """The run was stopped through ``RunOptions.terminate``."""
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """Processed outputs of one run, keyed by output kind."""
+
+    by_kind: Mapping[str, np.ndarray]
+    view: np.ndarray  # uint8 (H, W): what the model saw, before normalisation
+    energy: float | None
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def probabilities(self) -> np.ndarray | None:
+        return self.by_kind.get("logits")
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        return self.by_kind.get("segmentation_logits")
+
+    @property
+    def activations(self) -> np.ndarray | None:
+        return self.by_kind.get("activations")
+
+
+def run_model(
+    session: ort.InferenceSession,
+    manifest: ModelManifest,
+    display_u8: np.ndarray,
+    run_options: ort.RunOptions | None = None,
+) -> ModelOutputs:
+    """Preprocess ``display_u8``, run ``session`` and postprocess every declared output.
+
+    Parameters
+    ----------
+    session
+        The model's shared session.
+    manifest
+        The model's manifest (input spec, outputs and their kinds).
+    display_u8
+        2-D uint8 display image (or RGB, converted to grey), bone bright, any size.
+    run_options
+        Options whose ``terminate`` flag cancels the run (raises :class:`RunTerminated`).
+    """
+    t0 = time.perf_counter()
+    grey = to_gray_u8(display_u8)
+    view = model_view(grey, manifest.input_spec)
+    x = normalise(view, manifest.input_spec)
+    t1 = time.perf_counter()
+    names = list(manifest.outputs)
+    try:
+        raw = session.run(names, {manifest.input_name: x}, run_options)
+    except Exception as exc:  # onnxruntime raises its own Fail type
+        if run_options is not None and run_options.terminate:
+            raise RunTerminated(str(exc)) from exc
+        raise
+    t2 = time.perf_counter()
+    by_kind: dict[str, np.ndarray] = {}
+    energy = None
+    for name, value in zip(names, raw):
+        kind = manifest.outputs[name]
+        if kind == "logits":
+            energy = energy_score(value)
+        by_kind.setdefault(kind, POSTPROCESSORS[kind](value, manifest, grey.shape))
+    t3 = time.perf_counter()
+    timings = {"preprocess": (t1 - t0) * 1e3, "run": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+    return ModelOutputs(by_kind, view, energy, timings)

@@ -1,0 +1,369 @@
+"""Analyse radiographs with the discovered models (Qt-free use case).
+
+For one image: the body-region gate runs first; classifiers and the lung model whose manifest
+says ``"applies_to": {"body_region": [...]}`` run only when the gate's answer is in that list
+(or when forced, and then the result says so); then Grad-CAM++ maps for the classifiers and the
+share of each map's mass inside the lung mask. Batches stream their results to a callback and
+keep at most a few images in flight, so memory stays bounded however long the batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Executor, Future
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Callable, Collection, Iterator, Sequence, TypeVar
+
+import numpy as np
+import onnxruntime as ort
+
+from viewer.core.overlay import heatmap_mass_inside
+from viewer.inference.gradcam import cam_to_image, gradcam_plusplus
+from viewer.inference.manifest import ModelManifest
+from viewer.inference.registry import ModelRegistry
+from viewer.inference.runner import ModelOutputs, RunTerminated, run_model
+from viewer.inference.sessions import SessionPool
+from viewer.services.analysis_types import (
+    ERROR, OK, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON, AnalysisInput, AnalysisResult, GateAnswer,
+    ModelResult, confidence_band,
+)
+from viewer.services.tasks import CancelToken, Cancelled, ProgressFn, no_progress
+
+__all__ = ["AnalysisService", "BatchSummary", "gate_answer"]
+
+T = TypeVar("T")
+
+
+def gate_answer(manifest: ModelManifest, out: ModelOutputs, inp: AnalysisInput) -> GateAnswer:
+    """Turn the gate's outputs into a region, applying its OOD rule (docs/MODELS.md).
+
+    The answer is "unknown" when the energy score ``-logsumexp(logits)`` is above
+    ``ood.threshold`` or the calibrated top-class confidence is below ``ood.confidence_floor``.
+    """
+    probs = out.probabilities
+    assert probs is not None
+    top = int(np.argmax(probs))
+    confidence = float(probs[top])
+    ood = manifest.ood or {}
+    reason = None
+    if "threshold" in ood and out.energy is not None and out.energy > float(ood["threshold"]):
+        reason = f"energy {out.energy:.2f} above {float(ood['threshold']):.2f}"
+    elif confidence < float(ood.get("confidence_floor", 0.0)):
+        reason = f"confidence {confidence:.2f} below {float(ood['confidence_floor']):.2f}"
+    return GateAnswer(
+        region="unknown" if reason else manifest.labels[top],
+        confidence=confidence,
+        energy=out.energy,
+        unknown_reason=reason,
+        body_part_examined=inp.body_part_examined,
+        view_position=inp.view_position,
+    )
+
+
+class _Terminator:
+    """Links a :class:`CancelToken` to ``RunOptions.terminate`` of the runs in flight."""
+
+    def __init__(self, cancel: CancelToken | None) -> None:
+        self._cancel = cancel
+        self._live: set[ort.RunOptions] = set()
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        if cancel is not None:
+            self._thread = threading.Thread(target=self._watch, name="ort-terminator", daemon=True)
+            self._thread.start()
+
+    def _watch(self) -> None:
+        assert self._cancel is not None
+        while not self._done.is_set():
+            if self._cancel.wait(0.05):
+                with self._lock:
+                    for ro in self._live:
+                        ro.terminate = True
+                return
+
+    @contextmanager
+    def options(self) -> Iterator[ort.RunOptions]:
+        ro = ort.RunOptions()
+        with self._lock:
+            if self._cancel is not None and self._cancel.cancelled:
+                raise Cancelled()
+            self._live.add(ro)
+        try:
+            yield ro
+        finally:
+            with self._lock:
+                self._live.discard(ro)
+
+    def close(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """Counts of a finished (or cancelled) batch."""
+
+    images: int
+    done: int
+    errors: int
+    cancelled: bool
+    seconds: float
+
+
+class AnalysisService:
+    """Runs the registry's models on images.
+
+    Parameters
+    ----------
+    registry
+        Where the models come from.
+    sessions
+        Shared sessions; one is created (2 intra-op threads) if not given.
+    """
+
+    def __init__(self, registry: ModelRegistry, sessions: SessionPool | None = None) -> None:
+        self.registry = registry
+        self.sessions = sessions or SessionPool()
+
+    # ---- one image -------------------------------------------------------------------------
+    def analyse(
+        self,
+        inp: AnalysisInput,
+        *,
+        models: Collection[str] | None = None,
+        force: bool | Collection[str] = False,
+        cancel: CancelToken | None = None,
+        heatmaps: bool = True,
+    ) -> AnalysisResult:
+        """Analyse one image with the gate and the selected models.
+
+        Parameters
+        ----------
+        inp
+            The display image and its identifiers.
+        models
+            Ids to run (default: every available model). The gate always runs when present.
+        force
+            ``True`` or a set of ids: run those models even when out of their intended input;
+            their results are marked ``forced``.
+        cancel
+            Cancels promptly, also mid-run (``RunOptions.terminate``); raises ``Cancelled``.
+        heatmaps
+            Compute Grad-CAM++ heatmaps for the classifiers.
+        """
+        terminator = _Terminator(cancel)
+        try:
+            return self._analyse(inp, models, force, terminator, heatmaps)
+        except RunTerminated as exc:
+            raise Cancelled() from exc
+        finally:
+            terminator.close()
+
+    def _analyse(self, inp: AnalysisInput, models: Collection[str] | None,
+                 force: bool | Collection[str], term: _Terminator, heatmaps: bool) -> AnalysisResult:
+        t0 = time.perf_counter()
+        shape = (int(inp.display.shape[0]), int(inp.display.shape[1]))
+        gate_m = self.registry.gate()
+        chosen = [m for m in self.registry.available() if not m.gate
+                  and (models is None or m.id in models)]
+        messages: list[str] = []
+        results: list[ModelResult] = []
+        gate = None
+        if gate_m is not None:
+            res, out = self._run_one(gate_m, inp, term, forced=False)
+            if out is not None:
+                gate = gate_answer(gate_m, out, inp)
+                res = _replace_label(res, gate)
+            results.append(res)
+        elif any(m.applies_to for m in chosen):
+            messages.append("no body-region model: inputs are not checked against intended use")
+        classifiers = [m for m in chosen if m.task == "classification"]
+        segmenters = [m for m in chosen if m.task == "segmentation"]
+        outs: dict[str, ModelOutputs] = {}
+        for m in classifiers + segmenters:
+            in_scope = _in_scope(m, gate, gate_m is not None)
+            forced = force is True or (not isinstance(force, bool) and m.id in force)
+            if not in_scope and not forced:
+                results.append(_out_of_scope(m, gate))
+                continue
+            res, out = self._run_one(m, inp, term, forced=not in_scope)
+            results.append(res)
+            if out is not None:
+                outs[m.id] = out
+        lung = next((r.mask for r in results if r.task == "segmentation" and r.mask is not None), None)
+        if heatmaps:
+            results = [self._with_heatmap(r, outs.get(r.model_id), shape, lung) for r in results]
+        for info in {self.sessions.get(m.onnx_path).message for m in [gate_m, *chosen] if m}:
+            if info:
+                messages.append(info)
+        total = {"total": (time.perf_counter() - t0) * 1e3}
+        return AnalysisResult(inp.image_id, inp.source, shape, gate, tuple(results), total,
+                              tuple(messages))
+
+    def _run_one(self, m: ModelManifest, inp: AnalysisInput, term: _Terminator,
+                 forced: bool) -> tuple[ModelResult, ModelOutputs | None]:
+        base = ModelResult(m.id, m.version, m.task, ERROR, forced=forced, threshold=m.threshold,
+                           positive_label=m.positive_label)
+        try:
+            info = self.sessions.get(m.onnx_path)
+            with term.options() as ro:
+                out = run_model(info.session, m, inp.display, ro)
+        except (RunTerminated, Cancelled):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one model failing must not stop the others
+            return _evolve(base, reason=f"{type(exc).__name__}: {exc}"), None
+        timings = dict(out.timings_ms)
+        if m.task == "segmentation":
+            res = _evolve(base, status=OK, label=m.labels[-1], mask=out.mask, model_view=out.view,
+                          timings_ms=timings, provider=info.provider)
+            return res, out
+        probs = out.probabilities
+        assert probs is not None
+        label_idx = _decide(m, probs)
+        confidence = float(probs[label_idx])
+        res = _evolve(
+            base, status=OK, label=m.labels[label_idx],
+            probabilities={lab: float(p) for lab, p in zip(m.labels, probs)},
+            confidence=confidence, band=confidence_band(confidence, m.bands),
+            model_view=out.view, timings_ms=timings, provider=info.provider,
+        )
+        return res, out
+
+    def _with_heatmap(self, res: ModelResult, out: ModelOutputs | None, shape: tuple[int, int],
+                      lung: np.ndarray | None) -> ModelResult:
+        m = self.registry.get(res.model_id)
+        if (out is None or m is None or m.gate or m.gradcam_weight is None
+                or out.activations is None or res.label is None):
+            return res
+        t0 = time.perf_counter()
+        cams = gradcam_plusplus(out.activations, np.asarray(m.gradcam_weight, np.float32))
+        target = m.positive_label or res.label
+        heat = cam_to_image(cams[m.labels.index(target)], shape)
+        share = heatmap_mass_inside(heat, lung) if lung is not None else None
+        timings = {**res.timings_ms, "gradcam": (time.perf_counter() - t0) * 1e3}
+        return _evolve(res, cams=cams, heatmap=heat, heatmap_label=target, heatmap_in_lung=share,
+                       timings_ms=timings)
+
+    def heatmap_for(self, res: ModelResult, label: str, shape: tuple[int, int]) -> np.ndarray:
+        """The Grad-CAM++ heatmap of another class of a classifier result, at ``shape``."""
+        m = self.registry.get(res.model_id)
+        if res.cams is None or m is None:
+            raise ValueError(f"{res.model_id}: no activations kept for this result")
+        return cam_to_image(res.cams[m.labels.index(label)], shape)
+
+    # ---- batches ---------------------------------------------------------------------------
+    def iter_batch(
+        self,
+        items: Sequence[T],
+        load: Callable[[T], AnalysisInput],
+        executor: Executor,
+        *,
+        cancel: CancelToken | None = None,
+        progress: ProgressFn = no_progress,
+        in_flight: int = 4,
+        keep_arrays: bool = True,
+        **options: object,
+    ) -> Iterator[tuple[T, AnalysisResult | BaseException]]:
+        """Analyse ``items`` on ``executor``, yielding ``(item, result or error)`` as they finish.
+
+        At most ``in_flight`` images are loaded or analysed at once, and nothing is kept after it
+        is yielded, so memory is bounded. ``keep_arrays=False`` drops masks and heatmaps from the
+        yielded results (counts and scores only). Errors while loading or analysing an item are
+        yielded as exceptions; a cancellation stops submitting and returns.
+        """
+        cancel = cancel or CancelToken()
+        total = len(items)
+        pending: deque[tuple[T, Future[AnalysisResult]]] = deque()
+        done = 0
+
+        def job(item: T) -> AnalysisResult:
+            cancel.raise_if_cancelled()
+            result = self.analyse(load(item), cancel=cancel, **options)  # type: ignore[arg-type]
+            return result if keep_arrays else result.without_arrays()
+
+        it = iter(items)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < in_flight and not cancel.cancelled:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pending.append((item, executor.submit(job, item)))
+            if not pending:
+                return
+            item, fut = pending.popleft()
+            try:
+                value: AnalysisResult | BaseException = fut.result()
+            except Cancelled:
+                continue
+            except Exception as exc:  # noqa: BLE001 - reported per item
+                value = exc
+            done += 1
+            progress(done, total)
+            yield item, value
+
+    def analyse_batch(
+        self,
+        items: Sequence[T],
+        load: Callable[[T], AnalysisInput],
+        executor: Executor,
+        on_result: Callable[[T, AnalysisResult | BaseException], None],
+        *,
+        cancel: CancelToken | None = None,
+        progress: ProgressFn = no_progress,
+        **options: object,
+    ) -> BatchSummary:
+        """Like :meth:`iter_batch`, delivering each outcome to ``on_result``; returns counts."""
+        cancel = cancel or CancelToken()
+        t0 = time.perf_counter()
+        done = errors = 0
+        for item, value in self.iter_batch(items, load, executor, cancel=cancel,
+                                           progress=progress, **options):
+            done += 1
+            errors += isinstance(value, BaseException)
+            on_result(item, value)
+        return BatchSummary(len(items), done, errors, cancel.cancelled, time.perf_counter() - t0)
+
+
+def _evolve(res: ModelResult, **changes: object) -> ModelResult:
+    return replace(res, **changes)  # type: ignore[arg-type]
+
+
+def _decide(m: ModelManifest, probs: np.ndarray) -> int:
+    """Label index: the positive label when its probability reaches the threshold, else the
+    most probable other label (argmax for models without a positive label)."""
+    pos = m.positive_index
+    if pos is None:
+        return int(np.argmax(probs))
+    if probs[pos] >= m.threshold:
+        return pos
+    others = np.array(probs, dtype=np.float64)
+    others[pos] = -1.0
+    return int(np.argmax(others))
+
+
+def _in_scope(m: ModelManifest, gate: GateAnswer | None, have_gate: bool) -> bool:
+    allowed = m.applies_to.get("body_region")
+    if not allowed:
+        return True
+    if not have_gate:
+        return True  # reported once in messages
+    return gate is not None and not gate.is_unknown and gate.region in allowed
+
+
+def _out_of_scope(m: ModelManifest, gate: GateAnswer | None) -> ModelResult:
+    where = "gate failed" if gate is None else (
+        f"body region {gate.region}" + (f" ({gate.unknown_reason})" if gate.unknown_reason else ""))
+    return ModelResult(m.id, m.version, m.task, OUT_OF_SCOPE, reason=f"{OUT_OF_SCOPE_REASON}: {where}",
+                       threshold=m.threshold, positive_label=m.positive_label)
+
+
+def _replace_label(res: ModelResult, gate: GateAnswer) -> ModelResult:
+    return _evolve(res, label=gate.region, reason=gate.unknown_reason)

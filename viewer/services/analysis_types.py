@@ -1,0 +1,153 @@
+"""Frozen request and result objects of the analysis service (Qt-free, no onnxruntime)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+import numpy as np
+
+from viewer import RESEARCH_NOTICE
+
+__all__ = [
+    "OK",
+    "OUT_OF_SCOPE",
+    "ERROR",
+    "OUT_OF_SCOPE_REASON",
+    "AnalysisInput",
+    "GateAnswer",
+    "ModelResult",
+    "AnalysisResult",
+    "confidence_band",
+]
+
+OK, OUT_OF_SCOPE, ERROR = "ok", "out_of_scope", "error"
+OUT_OF_SCOPE_REASON = "not analysed: outside the model's intended input"
+
+
+def confidence_band(confidence: float, bands: Mapping[str, float]) -> str:
+    """``green`` if ``confidence >= bands['green']``, ``orange`` if ``>= bands['orange']``, else ``red``."""
+    if confidence >= bands.get("green", 0.9):
+        return "green"
+    if confidence >= bands.get("orange", 0.7):
+        return "orange"
+    return "red"
+
+
+@dataclass(frozen=True)
+class AnalysisInput:
+    """One image to analyse.
+
+    Attributes
+    ----------
+    display
+        uint8 display image (grey (rows, cols) or RGB), bone bright: the DICOM display pipeline's
+        output or a PNG/JPEG.
+    image_id
+        Stable identifier: (0008,0018) SOP Instance UID, or a content hash for PNG/JPEG.
+    source
+        File path (shown in exports; never logged with patient data).
+    body_part_examined, view_position
+        (0018,0015) Body Part Examined and (0018,5101) View Position, reported beside the gate.
+    """
+
+    display: np.ndarray
+    image_id: str
+    source: str = ""
+    body_part_examined: str | None = None
+    view_position: str | None = None
+    sop_instance_uid: str | None = None
+
+
+@dataclass(frozen=True)
+class GateAnswer:
+    """The body-region model's answer next to what the DICOM header says."""
+
+    region: str  # a gate label, or "unknown"
+    confidence: float
+    energy: float | None
+    unknown_reason: str | None  # why the answer is "unknown / not a radiograph"
+    body_part_examined: str | None
+    view_position: str | None
+
+    @property
+    def is_unknown(self) -> bool:
+        return self.unknown_reason is not None
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One model's outcome on one image. Arrays are at image resolution unless noted."""
+
+    model_id: str
+    model_version: str
+    task: str
+    status: str  # ok | out_of_scope | error
+    reason: str | None = None
+    label: str | None = None
+    probabilities: Mapping[str, float] = field(default_factory=dict)
+    confidence: float | None = None
+    band: str | None = None
+    threshold: float | None = None
+    positive_label: str | None = None
+    forced: bool = False
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    heatmap_label: str | None = None
+    cams: np.ndarray | None = field(default=None, repr=False, compare=False)  # (n, h, w) raw
+    heatmap_in_lung: float | None = None
+    model_view: np.ndarray | None = field(default=None, repr=False, compare=False)
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    provider: str | None = None
+
+    @property
+    def positive_probability(self) -> float | None:
+        if self.positive_label is None:
+            return None
+        return self.probabilities.get(self.positive_label)
+
+    def without_arrays(self) -> "ModelResult":
+        """A copy without the image-sized arrays (for long batches and history)."""
+        return replace(self, mask=None, heatmap=None, cams=None, model_view=None)
+
+    def as_row(self) -> dict[str, object]:
+        """Flat, JSON-friendly summary (exports, CLI, history)."""
+        return {
+            "model_id": self.model_id,
+            "model_version": self.model_version,
+            "status": self.status,
+            "reason": self.reason or "",
+            "label": self.label or "",
+            "confidence": None if self.confidence is None else round(self.confidence, 6),
+            "band": self.band or "",
+            "threshold": self.threshold,
+            "positive_label": self.positive_label or "",
+            "positive_probability": (
+                None if self.positive_probability is None else round(self.positive_probability, 6)
+            ),
+            "probabilities": {k: round(float(v), 6) for k, v in self.probabilities.items()},
+            "forced": self.forced,
+            "heatmap_in_lung": (
+                None if self.heatmap_in_lung is None else round(self.heatmap_in_lung, 4)
+            ),
+            "notice": RESEARCH_NOTICE,
+        }
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Everything the service found for one image."""
+
+    image_id: str
+    source: str
+    image_shape: tuple[int, int]
+    gate: GateAnswer | None
+    results: tuple[ModelResult, ...]
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    messages: tuple[str, ...] = ()  # user-visible notes (provider fallback, no gate model)
+
+    def result(self, model_id: str) -> ModelResult | None:
+        return next((r for r in self.results if r.model_id == model_id), None)
+
+    def without_arrays(self) -> "AnalysisResult":
+        return replace(self, results=tuple(r.without_arrays() for r in self.results))

@@ -1,0 +1,329 @@
+"""Decode a DICOM file (or zip member) into a :class:`~viewer.core.radiograph.Radiograph`.
+
+Reads only the requested frame (pydicom 3 ``pixel_array(index=...)``), converts YBR to RGB and
+applies a (0028,1101-1203) PALETTE COLOR lookup, and collects the modality transform, every
+window and VOI LUT the file offers, and the pixel spacing with the attribute it came from.
+Every failure becomes a :class:`LoadError` whose message names the file's transfer syntax and,
+where one exists, the decoder that would read it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+import pydicom
+from pydicom import uid as _uid
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut, pixel_array
+
+from viewer.core.radiograph import VOI, ModalityLUT, Radiograph
+from viewer.dicom.codecs import codec_status, describe_transfer_syntax
+from viewer.dicom.scan import InstanceRecord
+
+__all__ = ["HeaderNode", "LoadError", "load_radiograph", "open_source", "read_dataset", "read_header",
+           "radiograph_from_dataset"]
+
+# Uncompressed zip members larger than this are refused (zip-bomb guard), bytes.
+MAX_MEMBER_BYTES = 2 * 1024**3
+MAX_ZIP_RATIO = 200.0
+
+
+class LoadError(Exception):
+    """A file that cannot be shown; ``message`` is for the user, ``advice`` says what would help."""
+
+    def __init__(self, message: str, advice: str = "", transfer_syntax: str = "") -> None:
+        super().__init__(message if not advice else f"{message}: {advice}")
+        self.message = message
+        self.advice = advice
+        self.transfer_syntax = transfer_syntax
+
+
+def read_member(zip_path: str, member: str) -> bytes:
+    """Read one zip member in place (never extracted), refusing bombs and traversal names."""
+    if member.startswith(("/", "\\")) or ".." in member.replace("\\", "/").split("/"):
+        raise LoadError(f"refusing unsafe zip member name {member!r}")
+    with zipfile.ZipFile(zip_path) as zf:
+        info = zf.getinfo(member)
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise LoadError(f"zip member {member!r} is too large ({info.file_size} bytes)")
+        if info.compress_size and info.file_size / info.compress_size > MAX_ZIP_RATIO:
+            raise LoadError(f"zip member {member!r} has a suspicious compression ratio")
+        with zf.open(info) as fp:
+            data = fp.read(MAX_MEMBER_BYTES + 1)
+    if len(data) > MAX_MEMBER_BYTES:
+        raise LoadError(f"zip member {member!r} is too large")
+    return data
+
+
+def open_source(path: str, member: str | None = None) -> IO[bytes]:
+    """A readable binary stream for a file or a zip member (in memory)."""
+    if member is None:
+        return open(path, "rb")
+    return io.BytesIO(read_member(path, member))
+
+
+def read_dataset(path: str, member: str | None = None, *, stop_before_pixels: bool = False) -> Dataset:
+    """``dcmread`` a file or zip member; non-DICOM or damaged input raises :class:`LoadError`."""
+    name = os.path.basename(member or path)
+    try:
+        with open_source(path, member) as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            head = fp.read(132)
+            fp.seek(0)
+            return pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels,
+                                   force=head[128:132] != b"DICM")
+    except LoadError:
+        raise
+    except InvalidDicomError as exc:
+        raise LoadError(f"{name} is not a DICOM file ({exc})") from exc
+    except OSError as exc:
+        raise LoadError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    except Exception as exc:
+        raise LoadError(f"{name} has a damaged DICOM header ({type(exc).__name__}: {exc})") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Attributes -> value objects
+# --------------------------------------------------------------------------------------------
+
+
+def _lut_from_item(item: Dataset, signed: bool) -> tuple[np.ndarray, int, int]:
+    """(table, first mapped, bits) from an item with (0028,3002) LUT Descriptor/(0028,3006) LUT Data."""
+    desc = [int(v) for v in item.LUTDescriptor]
+    n = desc[0] or 65536
+    first = desc[1]
+    if signed and first > 32767:
+        first -= 65536
+    bits = desc[2] if len(desc) > 2 and desc[2] else 16
+    raw: Any = item.LUTData
+    if isinstance(raw, (bytes, bytearray)):
+        dtype = "<u1" if bits <= 8 and len(raw) == n else "<u2"
+        table = np.frombuffer(raw, dtype=dtype)
+    else:
+        table = np.asarray(raw if isinstance(raw, (list, tuple, pydicom.multival.MultiValue))
+                           else [raw], dtype=np.int64)
+    table = np.asarray(table[:n], dtype=np.float32)
+    return table, int(first), int(bits)
+
+
+def _modality_lut(ds: Dataset, signed: bool) -> ModalityLUT:
+    seq = ds.get("ModalityLUTSequence")
+    if seq:
+        try:
+            table, first, _bits = _lut_from_item(seq[0], signed)
+            return ModalityLUT(lut=table, first_mapped=first, units=str(seq[0].get("ModalityLUTType", "")))
+        except Exception:  # fall back to rescale when the table is malformed
+            pass
+    try:
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    except (TypeError, ValueError):
+        slope, intercept = 1.0, 0.0
+    if not np.isfinite(slope) or slope == 0:
+        slope = 1.0
+    return ModalityLUT(slope=slope, intercept=intercept if np.isfinite(intercept) else 0.0,
+                       units=str(ds.get("RescaleType", "") or ""))
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return list(value)
+    return [value]
+
+
+def _vois(ds: Dataset, signed: bool) -> tuple[VOI, ...]:
+    """Every VOI in the file: (0028,3010) VOI LUT Sequence items first, then windows."""
+    out: list[VOI] = []
+    for i, item in enumerate(ds.get("VOILUTSequence") or []):
+        try:
+            table, first, bits = _lut_from_item(item, signed)
+        except Exception:
+            continue
+        label = str(item.get("LUTExplanation", "") or f"VOI LUT {i + 1}")
+        out.append(VOI(explanation=label, lut=table, first_mapped=first, bits=bits))
+    centers = _as_list(ds.get("WindowCenter"))
+    widths = _as_list(ds.get("WindowWidth"))
+    labels = _as_list(ds.get("WindowCenterWidthExplanation"))
+    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+    for i, (c, w) in enumerate(zip(centers, widths)):
+        try:
+            cf, wf = float(c), float(w)
+        except (TypeError, ValueError):
+            continue
+        label = str(labels[i]).strip() if i < len(labels) and str(labels[i]).strip() else f"Window {i + 1}"
+        out.append(VOI(explanation=f"{label} (C {cf:g} / W {wf:g})", center=cf, width=wf, function=function))
+    return tuple(out)
+
+
+def _spacing(ds: Dataset) -> tuple[tuple[float, float] | None, Any]:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
+        value = _as_list(ds.get(keyword))
+        if len(value) >= 2:
+            try:
+                row_sp, col_sp = float(value[0]), float(value[1])
+            except (TypeError, ValueError):
+                continue
+            if row_sp > 0 and col_sp > 0:
+                return (row_sp, col_sp), keyword
+    return None, None
+
+
+def _to_rgb_u8(arr: np.ndarray, bits: int) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    top = float(arr.max()) if arr.size else 1.0
+    scale = 255.0 / max(float(2 ** bits - 1) if bits else top, 1.0)
+    return np.clip(arr.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
+
+
+def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "") -> Radiograph:
+    """Decode frame ``frame`` of a dataset that already holds its pixel data."""
+    meta = getattr(ds, "file_meta", None)
+    ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
+    bits_alloc = int(ds.get("BitsAllocated", 16) or 16)
+    name = os.path.basename(source) or "file"
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise LoadError(f"{name} has no pixel data", transfer_syntax=ts)
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if not 0 <= frame < max(n_frames, 1):
+        raise LoadError(f"{name} has {n_frames} frame(s); frame {frame + 1} does not exist",
+                        transfer_syntax=ts)
+    if not ts:
+        # No (0002,0010): the data set was parsed anyway, so its own encoding is known.
+        implicit, little = getattr(ds, "original_encoding", (None, None))
+        if little is None:
+            raise LoadError(f"{name}: no (0002,0010) Transfer Syntax UID and unknown encoding",
+                            advice="re-export the file with complete file meta information")
+        ts = (_uid.ImplicitVRLittleEndian if implicit else
+              _uid.ExplicitVRLittleEndian if little else _uid.ExplicitVRBigEndian)
+        ds.file_meta = ds.get("file_meta") or pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ts
+    status = codec_status(ts, bits_alloc)
+    if not status.decodable:
+        raise LoadError(f"{name}: cannot decode {describe_transfer_syntax(ts)}",
+                        advice=status.advice, transfer_syntax=ts)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = pixel_array(ds, index=frame if n_frames > 1 else None, raw=False)
+            if n_frames > 1 and arr.ndim >= 3 and arr.shape[0] == n_frames and (
+                    arr.ndim == 4 or int(ds.get("SamplesPerPixel", 1)) == 1):
+                arr = arr[frame]
+            if photometric == "PALETTE COLOR":
+                arr = apply_color_lut(arr, ds)
+    except Exception as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        msg = " ".join(lines) if lines else type(exc).__name__
+        raise LoadError(f"{name}: decoding {describe_transfer_syntax(ts)} failed ({msg[:300]})",
+                        advice=status.advice or "the pixel data may be damaged or truncated",
+                        transfer_syntax=ts) from exc
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    bits_stored = int(ds.get("BitsStored", bits_alloc) or bits_alloc)
+    spacing, kind = _spacing(ds)
+    if arr.ndim == 3:
+        out_photometric = "RGB"
+        pixels = _to_rgb_u8(arr, 8 if photometric == "PALETTE COLOR" and arr.dtype == np.uint8 else
+                            (16 if photometric == "PALETTE COLOR" else bits_stored))
+        mlut, vois = ModalityLUT(), ()
+    elif arr.ndim == 2:
+        out_photometric = "MONOCHROME1" if photometric == "MONOCHROME1" else "MONOCHROME2"
+        pixels = np.ascontiguousarray(arr)
+        mlut, vois = _modality_lut(ds, signed), _vois(ds, signed)
+    else:
+        raise LoadError(f"{name}: unexpected pixel array shape {arr.shape}", transfer_syntax=ts)
+    return Radiograph(
+        pixels=pixels, photometric=out_photometric, bits_stored=bits_stored, signed=signed,
+        modality_lut=mlut, vois=vois, spacing_mm=spacing, spacing_kind=kind,
+        frame_index=frame, frame_count=n_frames, source=source,
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
+        modality=str(ds.get("Modality", "") or ""), body_part=str(ds.get("BodyPartExamined", "") or ""),
+        view_position=str(ds.get("ViewPosition", "") or ""),
+    )
+
+
+def load_radiograph(path_or_record: str | os.PathLike[str] | InstanceRecord, frame: int = 0) -> Radiograph:
+    """Decode one frame of a DICOM file or zip member into a :class:`Radiograph`.
+
+    Raises
+    ------
+    LoadError
+        With a user-facing message naming the transfer syntax and the decoder that would read
+        it, e.g. "needs pylibjpeg-libjpeg (GPL-3.0, ...)" for 12-bit JPEG Extended.
+    """
+    if isinstance(path_or_record, InstanceRecord):
+        path, member = path_or_record.path, path_or_record.member
+    else:
+        path, member = os.fspath(path_or_record), None
+    ds = read_dataset(path, member)
+    source = f"{path}!{member}" if member else path
+    return radiograph_from_dataset(ds, frame, source)
+
+
+# --------------------------------------------------------------------------------------------
+# Header tree for the tag browser
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeaderNode:
+    """One element of the tag tree: ``tag`` like "(0028,0010)", its keyword, VR, value text."""
+
+    tag: str
+    keyword: str
+    vr: str
+    value: str
+    children: tuple["HeaderNode", ...] = field(default=())
+
+
+def _value_text(elem: Any, limit: int = 200) -> str:
+    if elem.VR == "SQ":
+        return f"{len(elem.value)} item(s)"
+    value = elem.value
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    if elem.tag == 0x7FE00010:
+        return "<pixel data>"
+    text = elem.repval if False else str(value)
+    if elem.VR == "UI" and hasattr(value, "name") and value.name and value.name != str(value):
+        text = f"{value} ({value.name})"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _nodes(ds: Dataset) -> tuple[HeaderNode, ...]:
+    out: list[HeaderNode] = []
+    for elem in ds:
+        tag = f"({elem.tag.group:04X},{elem.tag.element:04X})"
+        children: tuple[HeaderNode, ...] = ()
+        if elem.VR == "SQ":
+            children = tuple(HeaderNode(f"Item {i + 1}", "", "", "", _nodes(item))
+                             for i, item in enumerate(elem.value))
+        try:
+            text = _value_text(elem)
+        except Exception as exc:
+            text = f"<unreadable: {exc}>"
+        out.append(HeaderNode(tag, elem.keyword or "(private)" if elem.tag.is_private else elem.keyword,
+                              str(elem.VR), text, children))
+    return tuple(out)
+
+
+def read_header(path_or_record: str | os.PathLike[str] | InstanceRecord) -> list[HeaderNode]:
+    """The file meta and data set as a tree of :class:`HeaderNode` (pixel data not read)."""
+    if isinstance(path_or_record, InstanceRecord):
+        path, member = path_or_record.path, path_or_record.member
+    else:
+        path, member = os.fspath(path_or_record), None
+    ds = read_dataset(path, member, stop_before_pixels=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = list(_nodes(ds.file_meta)) if getattr(ds, "file_meta", None) is not None else []
+        return meta + list(_nodes(ds))

@@ -1,0 +1,318 @@
+"""Header-only scanning: one file (or zip member) -> :class:`InstanceRecord` or :class:`LoadProblem`.
+
+Reads only the attributes the study browser needs, with ``stop_before_pixels`` and
+``specific_tags`` so pixel data is never read. Runs in worker processes, so this module imports
+nothing heavier than pydicom and keeps its results picklable (frozen dataclasses of str/int).
+PNG and JPEG files are recognised by their magic bytes and sized from their headers.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from dataclasses import dataclass
+from typing import IO, Literal
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
+
+from viewer.dicom.codecs import codec_status, describe_transfer_syntax
+
+__all__ = [
+    "HEADER_TAGS",
+    "InstanceRecord",
+    "LoadProblem",
+    "image_kind",
+    "scan_bytes",
+    "scan_file",
+    "scan_files",
+    "undecodable_problem",
+]
+
+RecordKind = Literal["dicom", "image"]
+
+# keyword -> field name (str fields); ints handled separately.
+_STR_FIELDS = {
+    "PatientName": "patient_name",
+    "PatientID": "patient_id",
+    "PatientBirthDate": "patient_birth_date",
+    "PatientSex": "patient_sex",
+    "StudyInstanceUID": "study_uid",
+    "StudyDate": "study_date",
+    "StudyTime": "study_time",
+    "StudyDescription": "study_description",
+    "AccessionNumber": "accession_number",
+    "SeriesInstanceUID": "series_uid",
+    "SeriesDescription": "series_description",
+    "Modality": "modality",
+    "BodyPartExamined": "body_part",
+    "ViewPosition": "view_position",
+    "SOPInstanceUID": "sop_instance_uid",
+    "SOPClassUID": "sop_class_uid",
+    "PhotometricInterpretation": "photometric",
+}
+_INT_FIELDS = {
+    "SeriesNumber": "series_number",
+    "InstanceNumber": "instance_number",
+    "Rows": "rows",
+    "Columns": "cols",
+    "NumberOfFrames": "frames",
+    "BitsStored": "bits_stored",
+}
+HEADER_TAGS = [Tag(k) for k in (*_STR_FIELDS, *_INT_FIELDS, "BitsAllocated", "SpecificCharacterSet",
+                                "DirectoryRecordSequence")]
+
+_NON_IMAGE_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set",
+    "1.2.840.10008.5.1.4.1.1.481.5": "RT Plan",
+    "1.2.840.10008.5.1.4.1.1.66": "Raw Data",
+    "1.2.840.10008.5.1.4.1.1.104.1": "Encapsulated PDF",
+    "1.2.840.10008.1.3.10": "Media Storage Directory (DICOMDIR)",
+    "1.2.840.10008.5.1.4.1.1.11.1": "Grayscale Softcopy Presentation State",
+    "1.2.840.10008.5.1.4.1.1.9.1.1": "12-lead ECG Waveform",
+}
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """What the study browser knows about one image before decoding it.
+
+    Strings are "" and integers 0 when the attribute is absent. ``member`` is the name inside a
+    zip archive at ``path`` (``None`` for plain files). ``kind`` is "dicom" or "image" (PNG/JPEG).
+    """
+
+    path: str
+    member: str | None = None
+    kind: RecordKind = "dicom"
+    patient_name: str = ""
+    patient_id: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    study_uid: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    study_description: str = ""
+    accession_number: str = ""
+    series_uid: str = ""
+    series_number: int = 0
+    series_description: str = ""
+    modality: str = ""
+    body_part: str = ""
+    view_position: str = ""
+    sop_instance_uid: str = ""
+    sop_class_uid: str = ""
+    instance_number: int = 0
+    rows: int = 0
+    cols: int = 0
+    frames: int = 1
+    bits_stored: int = 0
+    photometric: str = ""
+    transfer_syntax_uid: str = ""
+    size: int = 0
+    mtime: float = 0.0
+
+    @property
+    def is_image(self) -> bool:
+        """Has pixels to show ((0028,0010) Rows and (0028,0011) Columns, or a PNG/JPEG)."""
+        return self.rows > 0 and self.cols > 0
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        """Identity of the file: ``(path, member)``."""
+        return (self.path, self.member)
+
+    @property
+    def display_name(self) -> str:
+        """File (or member) name for lists and messages."""
+        return os.path.basename(self.member or self.path)
+
+
+@dataclass(frozen=True)
+class LoadProblem:
+    """A file that cannot be shown, with a precise, user-facing reason.
+
+    ``transfer_syntax`` is the (0002,0010) UID when known; ``advice`` says which decoder would
+    decode it or what else to do.
+    """
+
+    path: str
+    reason: str
+    transfer_syntax: str = ""
+    advice: str = ""
+    member: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        return os.path.basename(self.member or self.path)
+
+
+def image_kind(head: bytes) -> str | None:
+    """"png" / "jpeg" from magic bytes, else ``None``."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    return None
+
+
+def _png_size(data: bytes) -> tuple[int, int, int]:
+    """(rows, cols, bit depth) from the PNG IHDR chunk."""
+    if len(data) < 26 or data[12:16] != b"IHDR":
+        raise ValueError("PNG without IHDR")
+    width, height = struct.unpack(">II", data[16:24])
+    return int(height), int(width), int(data[24])
+
+
+def _jpeg_size(fp: IO[bytes]) -> tuple[int, int, int]:
+    """(rows, cols, precision) from the first JPEG SOFn marker."""
+    fp.seek(2)
+    while True:
+        byte = fp.read(1)
+        while byte and byte != b"\xff":
+            byte = fp.read(1)
+        while byte == b"\xff":
+            byte = fp.read(1)
+        if not byte:
+            raise ValueError("JPEG without a frame header")
+        marker = byte[0]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            continue
+        seg = fp.read(2)
+        if len(seg) < 2:
+            raise ValueError("truncated JPEG")
+        length = struct.unpack(">H", seg)[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            body = fp.read(5)
+            if len(body) < 5:
+                raise ValueError("truncated JPEG frame header")
+            precision, height, width = struct.unpack(">BHH", body)
+            return int(height), int(width), int(precision)
+        fp.seek(length - 2, io.SEEK_CUR)
+
+
+def _image_record(fp: IO[bytes], kind: str, path: str, member: str | None,
+                  size: int, mtime: float) -> InstanceRecord | LoadProblem:
+    try:
+        if kind == "png":
+            fp.seek(0)
+            rows, cols, depth = _png_size(fp.read(32))
+        else:
+            rows, cols, depth = _jpeg_size(fp)
+    except (ValueError, struct.error, OSError) as exc:
+        return LoadProblem(path, f"unreadable {kind.upper()} header: {exc}", member=member)
+    folder = os.path.dirname(member) if member else os.path.dirname(path)
+    container = f"{path}!{folder}" if member else folder
+    return InstanceRecord(
+        path=path, member=member, kind="image",
+        study_uid=f"dir:{container}", study_description=os.path.basename(folder) or folder,
+        series_uid=f"dir:{container}", series_description=kind.upper(),
+        sop_instance_uid=f"file:{path}!{member}" if member else f"file:{path}",
+        rows=rows, cols=cols, frames=1, bits_stored=depth, photometric="",
+        size=size, mtime=mtime,
+    )
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _int(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+
+
+def scan_bytes(fp: IO[bytes], path: str, member: str | None = None, *, size: int = 0,
+               mtime: float = 0.0) -> InstanceRecord | LoadProblem:
+    """Scan an open binary stream (a file, or a zip member read into memory)."""
+    with warnings.catch_warnings():
+        # Over-long values and similar vendor sloppiness are common; the header still reads.
+        warnings.simplefilter("ignore")
+        return _scan_stream(fp, path, member, size, mtime)
+
+
+def _scan_stream(fp: IO[bytes], path: str, member: str | None, size: int,
+                 mtime: float) -> InstanceRecord | LoadProblem:
+    head = fp.read(132)
+    kind = image_kind(head)
+    if kind is not None:
+        return _image_record(fp, kind, path, member, size, mtime)
+    fp.seek(0)
+    has_preamble = head[128:132] == b"DICM"
+    try:
+        ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=HEADER_TAGS,
+                             force=not has_preamble)
+    except InvalidDicomError as exc:
+        return LoadProblem(path, f"not a DICOM file ({exc})", member=member)
+    except Exception as exc:  # pydicom raises many kinds on damaged files
+        return LoadProblem(path, f"damaged DICOM header: {type(exc).__name__}: {exc}", member=member)
+    meta = getattr(ds, "file_meta", None)
+    ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
+    values: dict[str, object] = {}
+    try:
+        for keyword, field_name in _STR_FIELDS.items():
+            values[field_name] = _text(ds.get(keyword))
+        for keyword, field_name in _INT_FIELDS.items():
+            values[field_name] = _int(ds.get(keyword))
+    except Exception as exc:
+        return LoadProblem(path, f"damaged DICOM header: {type(exc).__name__}: {exc}",
+                           transfer_syntax=ts, member=member)
+    if not has_preamble and not values["sop_class_uid"] and not values["rows"] and len(ds) == 0:
+        return LoadProblem(path, "not a DICOM file (no preamble and no DICOM elements)", member=member)
+    if "DirectoryRecordSequence" in ds:
+        return LoadProblem(path, "DICOMDIR (index of other files, scanned separately)",
+                           transfer_syntax=ts, member=member)
+    sop_class = str(values["sop_class_uid"])
+    if not (values["rows"] and values["cols"]):
+        label = _NON_IMAGE_CLASSES.get(sop_class) or (pydicom.uid.UID(sop_class).name if sop_class else "")
+        what = f"{label} " if label and label != sop_class else ""
+        return LoadProblem(path, f"not an image: {what}object without (0028,0010) Rows / "
+                                 f"(0028,0011) Columns (SOP Class {sop_class or 'absent'})",
+                           transfer_syntax=ts, member=member)
+    if values["frames"] == 0:
+        values["frames"] = 1
+    return InstanceRecord(path=path, member=member, kind="dicom", transfer_syntax_uid=ts,
+                          size=size, mtime=mtime, **values)  # type: ignore[arg-type]
+
+
+def scan_file(path: str | os.PathLike[str]) -> InstanceRecord | LoadProblem:
+    """Scan one file's header (never its pixels); never raises for a bad file.
+
+    Returns
+    -------
+    InstanceRecord | LoadProblem
+        A record for a DICOM image or PNG/JPEG; a problem for anything else (not DICOM,
+        truncated/damaged header, DICOM without pixels such as SR or RT Structure Set).
+    """
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)
+        with open(p, "rb") as fp:
+            return scan_bytes(fp, p, size=st.st_size, mtime=st.st_mtime)
+    except OSError as exc:
+        return LoadProblem(p, f"cannot read file: {exc.strerror or exc}")
+
+
+def undecodable_problem(rec: InstanceRecord) -> LoadProblem | None:
+    """A :class:`LoadProblem` when no installed decoder handles ``rec``'s transfer syntax."""
+    if rec.kind != "dicom":
+        return None
+    status = codec_status(rec.transfer_syntax_uid, 16 if rec.bits_stored > 8 else 8)
+    if status.decodable or not rec.transfer_syntax_uid:
+        return None
+    return LoadProblem(rec.path, f"cannot decode {describe_transfer_syntax(rec.transfer_syntax_uid)}",
+                       transfer_syntax=rec.transfer_syntax_uid, advice=status.advice,
+                       member=rec.member)
+
+
+def scan_files(paths: list[str]) -> list[InstanceRecord | LoadProblem]:
+    """Scan a chunk of files (the unit of work sent to a worker process)."""
+    return [scan_file(p) for p in paths]

@@ -11,6 +11,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[$(EXTRAS)]'
+	# Test-only reference for Grad-CAM++ (tests/inference): --no-deps keeps torchvision out.
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps 'grad-cam==1.5.7' 'ttach==0.0.3'
 	touch $@
 
 ## Open the viewer on the demo studies (headless without a display: writes out/ screenshot + summary).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,10 @@ def export_onnx(model: nn.Module, path: Path, output_names: list[str], size: int
     """Export with the legacy (TorchScript) exporter: fast and dependency-free."""
     model.eval()
     x = torch.randn(1, 1, size, size)
-    torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=output_names,
-                      opset_version=17, dynamo=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter warns
+        torch.onnx.export(model, (x,), str(path), input_names=["input"],
+                          output_names=output_names, opset_version=17, dynamo=False)
 
 
 def write_manifest(folder: Path, model_id: str, body: dict) -> Path:

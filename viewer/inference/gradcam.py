@@ -13,7 +13,8 @@ mean_hw(A) + b_c``. The gradient of the raw logit (the ``grad-cam`` package's
 With ``eps = 0`` this reduces to the closed form of docs/MODELS.md, ``w_k = ReLU(W_ck) / (2 +
 p_k W_ck)`` up to a constant (``p_k = mean_hw A_k``). We keep the package's ``eps = 1e-6``
 by default because real gradients are 1e-4..5e-3, so the eps visibly changes the map, and users
-compare against that package. Normalisation is the package's ``(cam - min) / (1e-7 + max)``.
+compare against that package. Normalisation is the package's ``(cam - min) / (1e-7 + max)``,
+before and after the bilinear resize (:func:`cam_to_image`).
 """
 
 from __future__ import annotations
@@ -96,9 +97,12 @@ def normalise_cam(cam: np.ndarray) -> np.ndarray:
 
 
 def cam_to_image(cam: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
-    """Normalise an activation-resolution map and resize it bilinearly onto the image grid.
+    """Normalise an activation-resolution map, resize it bilinearly onto the image grid and
+    normalise again, as the ``grad-cam`` package does (its per-layer scaling, then its
+    aggregation). The second pass matters: bilinear upsampling does not reach the source's
+    extremes, so without it the map would not span [0, 1].
 
     Returns a float32 heatmap in [0, 1] at ``image_shape`` (rows, cols).
     """
-    out = resize_to_image(normalise_cam(cam), image_shape)
+    out = normalise_cam(resize_to_image(normalise_cam(cam), image_shape))
     return np.clip(out, 0.0, 1.0, out=out)

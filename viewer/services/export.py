@@ -1,0 +1,183 @@
+"""Exports of analysis results: CSV, JSON and a PNG "as seen" with the research notice.
+
+Every row carries the model version, the operating threshold, the calibrated probability, the
+forced flag and the research notice, because a score means nothing without them. Files are
+written under a temporary name in the destination folder and renamed into place (atomic on one
+file system), and never into a folder the caller marks as a study folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Collection, Iterable, Iterator, TextIO
+
+import cv2
+import numpy as np
+
+from viewer import RESEARCH_NOTICE
+from viewer.services.analysis_types import AnalysisResult
+
+__all__ = [
+    "ExportError",
+    "CSV_FIELDS",
+    "result_rows",
+    "check_destination",
+    "atomic_write_bytes",
+    "write_csv",
+    "write_json",
+    "CsvResultWriter",
+    "burn_notice",
+    "write_png",
+]
+
+CSV_FIELDS = (
+    "file", "image_id", "model_id", "model_version", "status", "reason", "label", "confidence",
+    "band", "threshold", "positive_label", "positive_probability", "probabilities", "forced",
+    "heatmap_in_lung", "notice",
+)
+
+
+class ExportError(RuntimeError):
+    """An export cannot be written where asked (e.g. inside a study folder)."""
+
+
+def result_rows(result: AnalysisResult) -> list[dict[str, object]]:
+    """One flat row per model of ``result`` (``probabilities`` stays a dict)."""
+    return [{"file": result.source, "image_id": result.image_id, **r.as_row()}
+            for r in result.results]
+
+
+def check_destination(dest: Path, study_folders: Collection[Path] = ()) -> Path:
+    """Resolve ``dest`` and refuse it if it lies inside one of ``study_folders``."""
+    target = Path(dest).expanduser().resolve()
+    for folder in study_folders:
+        root = Path(folder).expanduser().resolve()
+        if target == root or root in target.parents:
+            raise ExportError(f"refusing to write into the study folder {root}")
+    return target
+
+
+def atomic_write_bytes(
+    dest: Path, write: Callable[[io.BufferedWriter], None], study_folders: Collection[Path] = ()
+) -> Path:
+    """Call ``write(fh)`` on a temporary file beside ``dest``, then rename it to ``dest``."""
+    target = check_destination(dest, study_folders)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _csv_value(key: str, value: object) -> object:
+    if key == "probabilities":
+        return json.dumps(value, sort_keys=False)
+    if value is None:
+        return ""
+    return value
+
+
+class CsvResultWriter:
+    """Streams rows to a CSV (bounded memory for long batches); renamed into place on close.
+
+    Use as a context manager; on an exception the partial file is removed.
+    """
+
+    def __init__(self, dest: Path, study_folders: Collection[Path] = ()) -> None:
+        self.dest = check_destination(dest, study_folders)
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.dest.name}.", suffix=".part",
+                                         dir=self.dest.parent)
+        self._fh: TextIO = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        self._writer.writeheader()
+        self.rows = 0
+
+    def write_row(self, row: dict[str, object]) -> None:
+        self._writer.writerow({k: _csv_value(k, row.get(k)) for k in CSV_FIELDS})
+        self.rows += 1
+
+    def write_result(self, result: AnalysisResult) -> None:
+        for row in result_rows(result):
+            self.write_row(row)
+
+    def close(self, commit: bool = True) -> None:
+        if self._fh.closed:
+            return
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        if commit:
+            os.replace(self._tmp, self.dest)
+        else:
+            Path(self._tmp).unlink(missing_ok=True)
+
+    def __enter__(self) -> "CsvResultWriter":
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.close(commit=exc_type is None)
+
+
+def write_csv(rows: Iterable[dict[str, object]], dest: Path,
+              study_folders: Collection[Path] = ()) -> Path:
+    """Write result rows (see :func:`result_rows`) as CSV, atomically."""
+    with CsvResultWriter(dest, study_folders) as writer:
+        for row in rows:
+            writer.write_row(row)
+    return writer.dest
+
+
+def write_json(rows: Iterable[dict[str, object]], dest: Path,
+               study_folders: Collection[Path] = ()) -> Path:
+    """Write result rows as ``{"notice": ..., "results": [...]}`` JSON, atomically."""
+    doc = {"notice": RESEARCH_NOTICE, "results": list(rows)}
+    data = json.dumps(doc, indent=1).encode("utf-8")
+    return atomic_write_bytes(dest, lambda fh: fh.write(data), study_folders)  # type: ignore[arg-type, return-value]
+
+
+def iter_rows(results: Iterable[AnalysisResult]) -> Iterator[dict[str, object]]:
+    for result in results:
+        yield from result_rows(result)
+
+
+def burn_notice(rgb: np.ndarray, notice: str = RESEARCH_NOTICE) -> np.ndarray:
+    """Return a copy of an (H, W, 3) uint8 image with ``notice`` on a dark band at the bottom."""
+    img = np.asarray(rgb)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError("burn_notice expects an (H, W, 3) uint8 RGB image")
+    h, w = img.shape[:2]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    scale = 1.0
+    (tw, th), base = cv2.getTextSize(notice, font, scale, 1)
+    scale = max(0.3, min(1.0, 0.95 * w / max(tw, 1)))
+    thickness = 1 if scale < 0.8 else 2
+    (tw, th), base = cv2.getTextSize(notice, font, scale, thickness)
+    band = min(h, th + base + 10)
+    out = img.copy()
+    out[h - band:] = (out[h - band:].astype(np.uint16) // 4).astype(np.uint8)
+    cv2.putText(out, notice, (max(2, (w - tw) // 2), h - base - 5), font, scale,
+                (255, 255, 255), thickness, cv2.LINE_AA)
+    return out
+
+
+def write_png(rgb: np.ndarray, dest: Path, study_folders: Collection[Path] = (),
+              notice: str | None = RESEARCH_NOTICE) -> Path:
+    """Save the rendered view (RGB) as PNG, with the research notice burnt in unless ``None``."""
+    img = burn_notice(rgb, notice) if notice else np.asarray(rgb)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ExportError("PNG encoding failed")
+    return atomic_write_bytes(dest, lambda fh: fh.write(buf.tobytes()), study_folders)  # type: ignore[arg-type, return-value]

@@ -40,6 +40,8 @@ class LoadReport(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
+        for col, width in enumerate((260, 320, 200)):
+            self.table.setColumnWidth(col, width)
         self.summary = QLabel("No problems.")
         clear = QPushButton("Clear")
         clear.clicked.connect(self.clear)
@@ -49,7 +51,7 @@ class LoadReport(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.table)
-        self._seen: set[tuple[str, str]] = set()
+        self._seen: set[str] = set()
 
     def add_problems(self, problems: Iterable[Any]) -> int:
         """Append problems (objects with ``path``, ``reason``, ``transfer_syntax``, ``advice``
@@ -60,16 +62,17 @@ class LoadReport(QWidget):
         try:
             for problem in problems:
                 name = _display_name(problem)
-                key = (name, str(problem.reason))
-                if key in self._seen:
-                    continue
-                self._seen.add(key)
+                if name in self._seen:
+                    continue  # one row per file: the scan's reason is the most precise
+                self._seen.add(name)
                 row = self.table.rowCount()
                 self.table.insertRow(row)
                 cells = (name, problem.reason, problem.transfer_syntax, problem.advice)
+                tips = (name,) + cells[1:]
                 for col, text in enumerate(cells):
-                    item = QTableWidgetItem(str(text or ""))
-                    item.setToolTip(str(text or ""))
+                    shown = _short(name) if col == 0 else str(text or "")
+                    item = QTableWidgetItem(shown)
+                    item.setToolTip(str(tips[col] or ""))
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                     self.table.setItem(row, col, item)
                 added += 1
@@ -91,7 +94,7 @@ class LoadReport(QWidget):
         """Table contents as text (used by tests and the demo summary)."""
         out = []
         for row in range(self.table.rowCount()):
-            out.append(tuple(self.table.item(row, c).text() for c in range(len(COLUMNS))))
+            out.append(tuple(self.table.item(row, c).toolTip() for c in range(len(COLUMNS))))
         return out
 
     def _update_summary(self) -> None:
@@ -103,3 +106,9 @@ class LoadReport(QWidget):
 def _display_name(problem: Any) -> str:
     member = getattr(problem, "member", None)
     return f"{problem.path}!{member}" if member else str(problem.path)
+
+
+def _short(name: str) -> str:
+    """Last two path components: enough to find the file, short enough for the column."""
+    parts = name.replace("\\", "/").rsplit("/", 2)
+    return "/".join(parts[-2:]) if len(parts) > 1 else name

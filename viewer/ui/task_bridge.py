@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -24,6 +25,7 @@ from viewer.services.tasks import CancelToken, Cancelled
 log = logging.getLogger(__name__)
 
 JobFn = Callable[..., Any]
+PROGRESS_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,8 @@ class TaskBridge(QObject):
             future = self._futures.get(request_id)
         if token is not None:
             token.cancel()
-        if future is not None:
-            future.cancel()
+        if future is not None and future.cancel():
+            self._forget(request_id)  # never started: _run will not clean up
 
     def cancel_channel(self, channel: str) -> None:
         """Cancel the latest request on ``channel`` and forget it."""
@@ -135,9 +137,16 @@ class TaskBridge(QObject):
                 raise Cancelled()
             if request.with_progress:
 
+                last = [0.0]
+
                 def progress(done: int, total: int) -> None:
                     token.raise_if_cancelled()
-                    self.sig_task_progressed.emit(channel, rid, int(done), int(total))
+                    now = time.monotonic()
+                    # At most ~20 updates a second: a queued signal per file would flood the
+                    # GUI thread's event queue on a 10,000-file scan.
+                    if done >= total or now - last[0] >= PROGRESS_INTERVAL_S:
+                        last[0] = now
+                        self.sig_task_progressed.emit(channel, rid, int(done), int(total))
 
                 result = request.fn(*request.args, cancel=token, progress=progress)
             else:

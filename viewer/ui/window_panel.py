@@ -76,7 +76,9 @@ class WindowPanel(QWidget):
         self.plot.hideButtons()
         self.plot.getPlotItem().hideAxis("left")
         self.plot.setMenuEnabled(False)
-        self.curve = pg.PlotCurveItem(stepMode="center", fillLevel=0, brush=(150, 150, 150, 120))
+        self.curve = pg.PlotCurveItem(
+            [0.0, 1.0], [0.0], stepMode="center", fillLevel=0, brush=(150, 150, 150, 120)
+        )
         self.plot.addItem(self.curve)
         self.region = pg.LinearRegionItem(brush=(255, 200, 0, 50))
         self.region.setZValue(10)
@@ -140,6 +142,10 @@ class WindowPanel(QWidget):
             self.sig_voi_chosen.emit(voi)
 
     def _on_auto_clicked(self) -> None:
+        self.choose_auto()
+
+    def choose_auto(self) -> None:
+        """Switch to the histogram-based auto window."""
         for voi in self._file_vois:
             if voi.origin == "auto":
                 self.sig_voi_chosen.emit(voi)

@@ -1,0 +1,137 @@
+"""Composition root: arguments, logging, executors, services and the main window.
+
+``radview [PATH...]`` opens the viewer (optionally on paths). ``radview --demo [DIR]`` opens
+the demo folder (default ``../shared/data/dicom``); with no display it runs headless
+(``QT_QPA_PLATFORM=offscreen``), writes ``demo-screenshot.png`` and ``demo-summary.json`` to
+``--out`` (default ``./out``) and exits. ``--screenshot PATH`` grabs the window after the
+first image is shown and exits (README screenshots under Xvfb).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from viewer import RESEARCH_NOTICE, __version__
+
+log = logging.getLogger("radview")
+
+DEFAULT_DEMO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dicom"
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="radview", description=f"Radiograph viewer. {RESEARCH_NOTICE}"
+    )
+    parser.add_argument("paths", nargs="*", help="folders, files, DICOMDIR, zip, PNG/JPEG")
+    parser.add_argument("--demo", nargs="?", const=str(DEFAULT_DEMO), default=None,
+                        metavar="DIR", help="open the demo folder (headless without a display)")
+    parser.add_argument("--out", default="out", help="output folder of the headless demo")
+    parser.add_argument("--screenshot", default=None, metavar="PATH",
+                        help="save a grab of the window after the first image, then exit")
+    parser.add_argument("--cache-dir", default=None, help="thumbnail cache folder")
+    parser.add_argument("--settings", default=None, help="settings INI file (default: per user)")
+    parser.add_argument("--hide-overlay", action="store_true", help="hide the patient overlay")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(list(argv))
+
+
+def has_display() -> bool:
+    """Whether Qt can open windows: a display server, or a platform chosen explicitly."""
+    return any(os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")) \
+        or sys.platform in ("win32", "darwin")
+
+
+def build_window(settings: Any = None, cache_dir: Path | None = None, io_workers: int = 3,
+                 thumb_workers: int = 2) -> Any:
+    """Create the main window with its executors and services (requires a QApplication)."""
+    import pyqtgraph as pg
+    from PySide6.QtCore import QStandardPaths
+
+    from viewer.dicom.load import read_header
+    from viewer.services.library import ImageCache, load_image, scan_paths
+    from viewer.services.thumbnails import ThumbnailStore
+    from viewer.ui.main_window import MainWindow
+    from viewer.ui.settings import AppSettings
+    from viewer.ui.task_bridge import TaskBridge
+
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+    if cache_dir is None:
+        base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)
+        cache_dir = Path(base or Path.home() / ".cache" / "radview") / "thumbnails"
+    store = ThumbnailStore(cache_dir, size=128)
+    return MainWindow(
+        io_bridge=TaskBridge(max_workers=io_workers),
+        thumb_bridge=TaskBridge(max_workers=thumb_workers),
+        scan_fn=scan_paths,
+        load_fn=load_image,
+        thumb_fn=store.make,
+        header_fn=read_header,
+        image_cache=ImageCache(max_bytes=512 * 1024**2),
+        settings=settings if settings is not None else AppSettings(),
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    """GUI entry point; returns the process exit code."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # pydicom logs a traceback per failed decoder plugin; the load report says it better.
+        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    headless = (args.demo is not None or args.screenshot) and not has_display()
+    if headless:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from viewer.ui.settings import AppSettings
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "radview"])
+    app.setApplicationName("radview")
+    app.setApplicationVersion(__version__)
+    settings = AppSettings(QSettings(args.settings, QSettings.Format.IniFormat)) \
+        if args.settings else AppSettings()
+    window = build_window(settings, Path(args.cache_dir) if args.cache_dir else None)
+    if args.hide_overlay:
+        window.actions["overlay"].setChecked(False)
+    window.resize(1600, 1000)
+    window.show()
+    try:
+        if args.demo is not None and headless:
+            return _run_headless_demo(window, args)
+        if args.screenshot:
+            from viewer.ui.demo import take_screenshot
+
+            paths = args.paths or ([args.demo] if args.demo else [])
+            ok = take_screenshot(window, paths, Path(args.screenshot))
+            print(f"screenshot: {args.screenshot}")
+            return 0 if ok else 1
+        paths = list(args.paths) + ([args.demo] if args.demo else [])
+        if paths:
+            window.open_paths(paths)
+        return int(app.exec())
+    finally:
+        window.shutdown()
+        window.close()
+
+
+def _run_headless_demo(window: Any, args: argparse.Namespace) -> int:
+    from viewer.ui.demo import run_demo
+
+    folder = Path(args.demo).resolve()
+    if not folder.exists():
+        print(f"demo folder not found: {folder}", file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    summary = run_demo(window, str(folder), out, hide_overlay=args.hide_overlay)
+    print(f"radview demo (headless): {summary['files_scanned']} files, {summary['images']} images, "
+          f"{len(summary['problems'])} problems")
+    print(f"screenshot: {summary['screenshot']}")
+    print(f"summary:    {out / 'demo-summary.json'}")
+    return 0

@@ -1,0 +1,60 @@
+"""The window's actions with their keyboard shortcuts, declared in one table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QWidget
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    text: str
+    shortcuts: tuple[str, ...] = ()
+    checkable: bool = False
+    tip: str = ""
+
+
+SPECS: tuple[ActionSpec, ...] = (
+    ActionSpec("open_files", "Open &Files...", ("Ctrl+O",), tip="DICOM, DICOMDIR, zip, PNG, JPEG"),
+    ActionSpec("open_folder", "Open F&older...", ("Ctrl+Shift+O",)),
+    ActionSpec("cancel_scan", "&Cancel Scan", ("Ctrl+.",)),
+    ActionSpec("quit", "&Quit", ("Ctrl+Q",)),
+    ActionSpec("fit", "&Fit", ("F",)),
+    ActionSpec("zoom_in", "Zoom &In", ("+", "=")),
+    ActionSpec("zoom_out", "Zoom &Out", ("-",)),
+    ActionSpec("rotate_cw", "Rotate 90\u00b0 &Clockwise", ("R",)),
+    ActionSpec("rotate_ccw", "Rotate 90\u00b0 &Anticlockwise", ("Shift+R", "L")),
+    ActionSpec("flip_h", "Flip &Horizontal", ("H",)),
+    ActionSpec("flip_v", "Flip &Vertical", ("V",)),
+    ActionSpec("invert", "&Invert", ("I",), checkable=True),
+    ActionSpec("reset", "&Reset View", ("Home", "Ctrl+0")),
+    ActionSpec("auto_window", "&Auto Window", ("A",)),
+    ActionSpec("ruler", "&Ruler", ("M",), checkable=True, tip="Measure a distance (mm)"),
+    ActionSpec("overlay", "Patient &Overlay", ("O",), checkable=True),
+    ActionSpec("next_image", "&Next Image", ("PgDown", "Right")),
+    ActionSpec("previous_image", "&Previous Image", ("PgUp", "Left")),
+)
+
+
+def build_actions(parent: QWidget, handlers: dict[str, Callable[..., object]]) -> dict[str, QAction]:
+    """Create the actions of :data:`SPECS`, connected to ``handlers[name]`` and added to
+    ``parent`` so their shortcuts work wherever the focus is in the window."""
+    actions: dict[str, QAction] = {}
+    for spec in SPECS:
+        action = QAction(spec.text, parent)
+        action.setObjectName(f"action_{spec.name}")
+        action.setShortcuts([QKeySequence(s) for s in spec.shortcuts])
+        action.setCheckable(spec.checkable)
+        if spec.tip or spec.shortcuts:
+            keys = ", ".join(spec.shortcuts)
+            action.setToolTip(f"{spec.tip} ({keys})" if spec.tip else f"{spec.text.replace('&', '')} ({keys})")
+        handler = handlers.get(spec.name)
+        if handler is not None:
+            (action.toggled if spec.checkable else action.triggered).connect(handler)
+        parent.addAction(action)
+        actions[spec.name] = action
+    return actions

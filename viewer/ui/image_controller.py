@@ -1,0 +1,112 @@
+"""Showing an image: decode + prepare off the GUI thread, then hand it to the canvas.
+
+Decoding goes through an injected ``load_fn`` (``services.library.load_image``) behind the
+bounded :class:`~viewer.services.image_cache.ImageCache`; :func:`prepare_image` computes the
+default VOI, range and histogram on the worker too, so the GUI thread only sets the image.
+Requests are exclusive: selecting another image drops the previous request's result.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Signal
+
+from viewer.core.radiograph import Radiograph
+from viewer.state.display_plan import PreparedImage, prepare_image
+from viewer.ui.task_bridge import TaskBridge, TaskRequest
+
+IMAGE_CHANNEL = "image"
+HEADER_CHANNEL = "header"
+
+
+def overlay_text(record: Any, rg: Radiograph | None = None) -> str:
+    """Patient-info overlay text (shown on the canvas, never logged)."""
+    lines = []
+    name = getattr(record, "patient_name", "")
+    pid = getattr(record, "patient_id", "")
+    if name or pid:
+        lines.append(f"{name}  {('ID ' + pid) if pid else ''}".strip())
+    study = " ".join(
+        v for v in (getattr(record, "study_date", ""), getattr(record, "study_description", "")) if v
+    )
+    if study:
+        lines.append(study)
+    what = " ".join(
+        v for v in (getattr(record, "modality", ""), getattr(record, "body_part", ""),
+                    getattr(record, "view_position", "")) if v
+    )
+    if what:
+        lines.append(what)
+    if rg is not None:
+        frame = f"  frame {rg.frame_index + 1}/{rg.frame_count}" if rg.frame_count > 1 else ""
+        lines.append(f"{rg.cols} x {rg.rows}  {rg.photometric}{frame}")
+    return "\n".join(lines)
+
+
+class ImageController(QObject):
+    """Loads the selected record; ``sig_image_ready(record, PreparedImage, ms)`` on success."""
+
+    sig_image_ready = Signal(object, object, float)
+    sig_image_failed = Signal(object, str)
+    sig_header_ready = Signal(object, object, str)
+
+    def __init__(
+        self,
+        bridge: TaskBridge,
+        load_fn: Callable[[Any], Radiograph],
+        header_fn: Callable[[Any], Any] | None = None,
+        cache: Any = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.load_fn = load_fn
+        self.header_fn = header_fn
+        self.cache = cache
+        self.current: Any = None
+        self._image_request = 0
+        self._header_request = 0
+        self._started = 0.0
+        self.header_wanted = False
+        bridge.sig_task_finished.connect(self._on_bridge_task_finished)
+        bridge.sig_task_failed.connect(self._on_bridge_task_failed)
+
+    def show(self, record: Any) -> int:
+        """Start loading ``record``; returns the request id."""
+        self.current = record
+        self._started = time.perf_counter()
+        self._image_request = self.bridge.submit(
+            TaskRequest(IMAGE_CHANNEL, self._load_prepared, (record,), with_progress=False)
+        )
+        if self.header_wanted:
+            self.load_header(record)
+        return self._image_request
+
+    def load_header(self, record: Any) -> None:
+        if self.header_fn is not None and record is not None:
+            self._header_request = self.bridge.submit(
+                TaskRequest(HEADER_CHANNEL, self.header_fn, (record,), with_progress=False)
+            )
+
+    def _load_prepared(self, record: Any) -> PreparedImage:
+        """Worker side: decode (through the cache) and prepare."""
+        if self.cache is not None:
+            rg = self.cache.get_or_load(record.key, lambda: self.load_fn(record))
+        else:
+            rg = self.load_fn(record)
+        return prepare_image(rg)
+
+    def _on_bridge_task_finished(self, channel: str, rid: int, result: object) -> None:
+        if channel == IMAGE_CHANNEL and rid == self._image_request:
+            ms = (time.perf_counter() - self._started) * 1000.0
+            self.sig_image_ready.emit(self.current, result, ms)
+        elif channel == HEADER_CHANNEL and rid == self._header_request:
+            self.sig_header_ready.emit(self.current, result, "")
+
+    def _on_bridge_task_failed(self, channel: str, rid: int, message: str) -> None:
+        if channel == IMAGE_CHANNEL and rid == self._image_request:
+            self.sig_image_failed.emit(self.current, message)
+        elif channel == HEADER_CHANNEL and rid == self._header_request:
+            self.sig_header_ready.emit(self.current, None, message)

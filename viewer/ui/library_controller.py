@@ -1,0 +1,123 @@
+"""Opening files: runs background scans and keeps the list of image records.
+
+Holds no widgets: the main window connects its signals to the browser, the load report and the
+status bar. Each scan is a :class:`~viewer.ui.task_bridge.TaskRequest` on the "scan" channel; a
+new scan of the same paths cancels the running one, and results of stale scans are dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable, Sequence
+
+from PySide6.QtCore import QObject, Signal
+
+from viewer.ui.task_bridge import TaskBridge, TaskRequest
+
+SCAN_CHANNEL = "scan"
+ScanFn = Callable[..., Any]
+
+
+def index_records(index: Any) -> list[Any]:
+    """All instance records of a StudyIndex, in index order."""
+    for name in ("records", "instances"):
+        attr = getattr(index, name, None)
+        if callable(attr):
+            return list(attr())
+        if attr is not None:
+            return list(attr)
+    return list(index)
+
+
+class LibraryController(QObject):
+    """Scans paths in the background and accumulates what was found.
+
+    Signals
+    -------
+    sig_scan_started(list)            paths being scanned
+    sig_scan_progressed(int, int)     files done, total
+    sig_scan_finished(object)         the ScanResult of the scan
+    sig_index_changed(object)         the StudyIndex of everything opened so far
+    sig_problems_found(list)          LoadProblems of the scan
+    sig_scan_failed(str)              a failure message
+    """
+
+    sig_scan_started = Signal(list)
+    sig_scan_progressed = Signal(int, int)
+    sig_scan_finished = Signal(object)
+    sig_index_changed = Signal(object)
+    sig_problems_found = Signal(list)
+    sig_scan_failed = Signal(str)
+
+    def __init__(self, bridge: TaskBridge, scan_fn: ScanFn, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.scan_fn = scan_fn
+        self.records: list[Any] = []
+        self.index: Any = None
+        self.files_seen = 0
+        self.problem_count = 0
+        self.last_result: Any = None
+        self._request_id = 0
+        bridge.sig_task_finished.connect(self._on_bridge_task_finished)
+        bridge.sig_task_failed.connect(self._on_bridge_task_failed)
+        bridge.sig_task_progressed.connect(self._on_bridge_task_progressed)
+        bridge.sig_task_cancelled.connect(self._on_bridge_task_cancelled)
+
+    @property
+    def busy(self) -> bool:
+        return self._request_id != 0
+
+    def open_paths(self, paths: Iterable[str], replace: bool = True) -> int:
+        """Scan ``paths`` (folders recursively, DICOMDIR, files, zips, PNG/JPEG) in the
+        background; ``replace`` drops what was open before. Returns the request id."""
+        clean = [os.path.abspath(os.path.expanduser(p)) for p in paths if p]
+        if not clean:
+            return 0
+        if replace:
+            self.records = []
+            self.index = None
+            self.files_seen = 0
+            self.problem_count = 0
+        self._request_id = self.bridge.submit(
+            TaskRequest(SCAN_CHANNEL, self.scan_fn, (tuple(clean),), exclusive=True)
+        )
+        self.sig_scan_started.emit(clean)
+        return self._request_id
+
+    def cancel(self) -> None:
+        if self._request_id:
+            self.bridge.cancel(self._request_id)
+
+    # -- slots -----------------------------------------------------------------------------
+    def _on_bridge_task_progressed(self, channel: str, rid: int, done: int, total: int) -> None:
+        if channel == SCAN_CHANNEL and rid == self._request_id:
+            self.sig_scan_progressed.emit(done, total)
+
+    def _on_bridge_task_finished(self, channel: str, rid: int, result: object) -> None:
+        if channel != SCAN_CHANNEL or rid != self._request_id:
+            return
+        self._request_id = 0
+        self.last_result = result
+        if self.index is None:
+            self.index = result.index  # type: ignore[attr-defined]
+        else:
+            self.index.merge(result.index)  # type: ignore[attr-defined]
+        self.records = [r for r in index_records(self.index) if r.is_image]
+        self.files_seen += int(getattr(result, "files_seen", 0))
+        problems: Sequence[Any] = list(getattr(result, "problems", ()))
+        self.problem_count += len(problems)
+        if problems:
+            self.sig_problems_found.emit(list(problems))
+        self.sig_index_changed.emit(self.index)
+        self.sig_scan_finished.emit(result)
+
+    def _on_bridge_task_failed(self, channel: str, rid: int, message: str) -> None:
+        if channel == SCAN_CHANNEL and rid == self._request_id:
+            self._request_id = 0
+            self.sig_scan_failed.emit(message)
+
+    def _on_bridge_task_cancelled(self, channel: str, rid: int) -> None:
+        if channel == SCAN_CHANNEL and rid == self._request_id:
+            self._request_id = 0
+            self.sig_scan_failed.emit("Scan cancelled")

@@ -1,0 +1,308 @@
+"""The main window: assembles the docks, menus and controllers and delegates to them.
+
+Layout: canvas in the centre; browser and thumbnails on the left; window/level and DICOM header
+on the right (the right dock area is also where the AI results panel goes:
+:meth:`MainWindow.add_side_panel`); the load report at the bottom.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QWidget
+
+from viewer import RESEARCH_NOTICE, __version__
+from viewer.state.display_plan import PreparedImage, voi_to_window
+from viewer.state.view_state import ViewState
+from viewer.ui.actions import build_actions
+from viewer.ui.browser import BrowserTree
+from viewer.ui.canvas import ImageCanvas
+from viewer.ui.header_dock import HeaderView
+from viewer.ui.image_controller import ImageController, overlay_text
+from viewer.ui.library_controller import LibraryController
+from viewer.ui.load_report import LoadReport
+from viewer.ui.settings import AppSettings
+from viewer.ui.status_bar import StatusPanel
+from viewer.ui.task_bridge import TaskBridge
+from viewer.ui.thumbnails import ThumbnailGrid
+from viewer.ui.window_panel import WindowPanel
+
+OPEN_FILTER = "Images and archives (*.dcm *.dicom DICOMDIR *.zip *.png *.jpg *.jpeg *.ima);;All files (*)"
+
+
+class ProblemRow:
+    """A load-report row for an image that failed to decode on display."""
+
+    def __init__(self, record: Any, message: str) -> None:
+        self.path, self.member = record.path, record.member
+        self.reason, self.advice = message, ""
+        self.transfer_syntax = getattr(record, "transfer_syntax_uid", "")
+
+
+class MainWindow(QMainWindow):
+    """The viewer window. Built by :func:`viewer.app.build_window` with its services."""
+
+    sig_image_displayed = Signal(object, object)  # record, PreparedImage
+
+    def __init__(
+        self,
+        io_bridge: TaskBridge,
+        thumb_bridge: TaskBridge,
+        scan_fn: Callable[..., Any],
+        load_fn: Callable[[Any], Any],
+        thumb_fn: Callable[[Any], Any],
+        header_fn: Callable[[Any], Any] | None,
+        image_cache: Any,
+        settings: AppSettings,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("radviewMain")
+        self.setWindowTitle(f"radview {__version__} - {RESEARCH_NOTICE}")
+        self.setAcceptDrops(True)
+        self.bridges = (io_bridge, thumb_bridge)
+        self.settings = settings
+        self.view_state = ViewState()
+        self.last_display_ms = 0.0
+
+        self.canvas = ImageCanvas(self.view_state)
+        self.setCentralWidget(self.canvas)
+        self.browser = BrowserTree()
+        self.grid = ThumbnailGrid(thumb_bridge, thumb_fn)
+        self.window_panel = WindowPanel(self.view_state)
+        self.header_view = HeaderView()
+        self.load_report = LoadReport()
+        self.status = StatusPanel()
+        self.setStatusBar(self.status)
+        notice = QLabel(RESEARCH_NOTICE)
+        notice.setObjectName("statusNotice")
+        self.status.addPermanentWidget(notice)
+
+        self.docks: dict[str, QDockWidget] = {}
+        left, right, bottom = (Qt.DockWidgetArea.LeftDockWidgetArea,
+                               Qt.DockWidgetArea.RightDockWidgetArea,
+                               Qt.DockWidgetArea.BottomDockWidgetArea)
+        self._dock("browser", "Browser", self.browser, left)
+        self._dock("thumbnails", "Thumbnails", self.grid, left)
+        self._dock("window", "Window / Level", self.window_panel, right)
+        self._dock("header", "DICOM Header", self.header_view, right)
+        self._dock("report", "Load Report", self.load_report, bottom)
+        self.docks["report"].hide()
+
+        self.library = LibraryController(io_bridge, scan_fn, self)
+        self.images = ImageController(io_bridge, load_fn, header_fn, image_cache, self)
+        self.actions = build_actions(self, self._handlers())
+        self._build_menus()
+        self._connect()
+        self.window_panel.set_user_presets(settings.user_presets())
+        self.actions["overlay"].setChecked(settings.overlay_visible())
+        self.view_state.set_overlay_visible(settings.overlay_visible())
+        self.canvas.overlay_label.setVisible(settings.overlay_visible())
+        self.resize(1400, 900)
+        geometry, state = settings.layout()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    # -- assembly --------------------------------------------------------------------------
+    def _dock(self, name: str, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{name}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        self.docks[name] = dock
+        return dock
+
+    def add_side_panel(self, name: str, title: str, widget: QWidget) -> QDockWidget:
+        """Extension point: add a panel (e.g. AI results) to the right dock area."""
+        dock = self._dock(name, title, widget, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.view_menu.addAction(dock.toggleViewAction())
+        return dock
+
+    def _handlers(self) -> dict[str, Callable[..., object]]:
+        c, s = self.canvas, self.view_state
+        return {
+            "open_files": self._on_open_files_triggered,
+            "open_folder": self._on_open_folder_triggered,
+            "cancel_scan": self.library.cancel,
+            "quit": self.close,
+            "fit": c.fit,
+            "zoom_in": lambda: c.zoom(1.25),
+            "zoom_out": lambda: c.zoom(0.8),
+            "rotate_cw": lambda: s.set_orientation(s.orientation.rotated(1)),
+            "rotate_ccw": lambda: s.set_orientation(s.orientation.rotated(-1)),
+            "flip_h": lambda: s.set_orientation(s.orientation.flipped_h()),
+            "flip_v": lambda: s.set_orientation(s.orientation.flipped_v()),
+            "invert": s.set_invert,
+            "reset": self.reset_view,
+            "auto_window": self.window_panel.choose_auto,
+            "ruler": c.set_ruler_active,
+            "overlay": self._on_overlay_toggled,
+            "next_image": lambda: self.step_image(1),
+            "previous_image": lambda: self.step_image(-1),
+        }
+
+    def _build_menus(self) -> None:
+        a = self.actions
+        file_menu = self.menuBar().addMenu("&File")
+        for name in ("open_files", "open_folder"):
+            file_menu.addAction(a[name])
+        self.recent_menu = QMenu("Open &Recent", self)
+        file_menu.addMenu(self.recent_menu)
+        file_menu.addSeparator()
+        file_menu.addAction(a["cancel_scan"])
+        file_menu.addAction(a["quit"])
+        image_menu = self.menuBar().addMenu("&Image")
+        for name in ("fit", "zoom_in", "zoom_out", "rotate_cw", "rotate_ccw", "flip_h", "flip_v",
+                     "invert", "reset", "auto_window", "ruler", "next_image", "previous_image"):
+            image_menu.addAction(a[name])
+        self.view_menu = self.menuBar().addMenu("&View")
+        self.view_menu.addAction(a["overlay"])
+        for dock in self.docks.values():
+            self.view_menu.addAction(dock.toggleViewAction())
+        self._fill_recent_menu()
+
+    def _connect(self) -> None:
+        lib, img = self.library, self.images
+        self.status.sig_cancel_requested.connect(lib.cancel)
+        lib.sig_scan_started.connect(self._on_library_scan_started)
+        lib.sig_scan_progressed.connect(self.status.set_progress)
+        lib.sig_scan_finished.connect(self._on_library_scan_finished)
+        lib.sig_scan_failed.connect(self._on_library_scan_failed)
+        lib.sig_index_changed.connect(self.browser.set_index)
+        lib.sig_problems_found.connect(self.load_report.add_problems)
+        self.browser.sig_records_selected.connect(self._on_browser_records_selected)
+        self.grid.sig_record_activated.connect(img.show)
+        self.grid.sig_thumbnail_failed.connect(self._on_grid_thumbnail_failed)
+        img.sig_image_ready.connect(self._on_images_image_ready)
+        img.sig_image_failed.connect(self._on_images_image_failed)
+        img.sig_header_ready.connect(self._on_images_header_ready)
+        self.window_panel.sig_voi_chosen.connect(self.canvas.use_voi)
+        self.window_panel.sig_presets_changed.connect(self.settings.set_user_presets)
+        self.canvas.sig_pixel_hovered.connect(self.status._on_canvas_pixel_hovered)
+        self.canvas.sig_ruler_measured.connect(self.status._on_canvas_ruler_measured)
+        self.load_report.sig_count_changed.connect(self._on_report_count_changed)
+        header_dock = self.docks["header"]
+        header_dock.visibilityChanged.connect(self._on_header_visibility_changed)
+
+    # -- opening ---------------------------------------------------------------------------
+    def open_paths(self, paths: list[str]) -> None:
+        """Open files/folders (menus, command line, drops, recent list)."""
+        if not paths:
+            return
+        self.load_report.clear()
+        self.library.open_paths(paths)
+        for path in paths:
+            self.settings.add_recent(path)
+        self._fill_recent_menu()
+
+    def _on_open_files_triggered(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Open files", "", OPEN_FILTER)
+        self.open_paths(files)
+
+    def _on_open_folder_triggered(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open folder")
+        if folder:
+            self.open_paths([folder])
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent_paths():
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_paths([p]))
+        self.recent_menu.setEnabled(bool(self.settings.recent_paths()))
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    # -- slots -----------------------------------------------------------------------------
+    def _on_library_scan_started(self, paths: list[str]) -> None:
+        self.status.set_busy(True, f"Scanning {len(paths)} location(s)...")
+
+    def _on_library_scan_finished(self, result: Any) -> None:
+        self.status.set_busy(False)
+        lib = self.library
+        self.status.showMessage(
+            f"{lib.files_seen} files, {len(lib.records)} images, {lib.problem_count} problems", 8000
+        )
+        if self.canvas.radiograph is None:
+            self.browser.select_first_study()
+
+    def _on_library_scan_failed(self, message: str) -> None:
+        self.status.set_busy(False)
+        self.status.showMessage(message, 8000)
+
+    def _on_browser_records_selected(self, records: list[Any]) -> None:
+        self.grid.set_records(records)
+        if records and (self.canvas.radiograph is None or len(records) == 1):
+            self.grid.select_row(0)
+
+    def _on_grid_thumbnail_failed(self, record: Any, message: str) -> None:
+        self.load_report.add_problems([ProblemRow(record, message)])
+
+    def _on_images_image_ready(self, record: Any, prepared: PreparedImage, ms: float) -> None:
+        self.view_state.reset_view()
+        self.actions["invert"].setChecked(False)
+        self.canvas.set_image(
+            prepared, voi_to_window(prepared.voi), prepared.voi,
+            overlay_text(record, prepared.radiograph),
+        )
+        self.window_panel.set_image(prepared)
+        self.last_display_ms = ms
+        self.sig_image_displayed.emit(record, prepared)
+
+    def _on_images_image_failed(self, record: Any, message: str) -> None:
+        self.canvas.set_image(None)
+        self.load_report.add_problems([ProblemRow(record, message)])
+        self.status.showMessage(f"Cannot display this image: {message}", 10000)
+
+    def _on_images_header_ready(self, record: Any, nodes: Any, message: str) -> None:
+        self.header_view.set_header(nodes, message)
+
+    def _on_header_visibility_changed(self, visible: bool) -> None:
+        self.images.header_wanted = visible
+        if visible:
+            self.images.load_header(self.images.current)
+
+    def _on_report_count_changed(self, count: int) -> None:
+        dock = self.docks["report"]
+        dock.setWindowTitle(f"Load Report ({count})" if count else "Load Report")
+        if count:
+            dock.show()
+
+    def _on_overlay_toggled(self, visible: bool) -> None:
+        self.view_state.set_overlay_visible(visible)
+        self.settings.set_overlay_visible(visible)
+
+    # -- commands --------------------------------------------------------------------------
+    def step_image(self, step: int) -> None:
+        """Next (+1) or previous (-1) image in the thumbnail grid."""
+        row = self.grid.currentIndex().row()
+        self.grid.select_row(max(0, row + step) if row >= 0 else 0)
+
+    def reset_view(self) -> None:
+        self.view_state.reset_view()
+        self.actions["invert"].setChecked(False)
+        self.canvas.fit()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        self.settings.save_layout(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Cancel and join all background work (idempotent)."""
+        self.library.cancel()
+        for bridge in self.bridges:
+            bridge.shutdown()

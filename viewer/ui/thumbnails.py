@@ -1,0 +1,247 @@
+"""Thumbnail grid: a list model of instance records in icon mode, filled lazily.
+
+Thumbnails are made off the GUI thread through a :class:`~viewer.ui.task_bridge.TaskBridge`
+by ``ThumbnailStore`` (disk cache, keyed by path, size and mtime). Only a few requests are in
+flight at a time; the queue is rebuilt whenever the visible rows change (scroll, resize, new
+selection), so visible rows go first and rows scrolled away are cancelled before they start.
+Rows not yet visible are prefetched afterwards so paging through the grid is instant.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
+from PySide6.QtWidgets import QListView, QWidget
+
+from viewer.ui.task_bridge import TaskBridge, TaskRequest
+
+THUMB_CHANNEL = "thumb"
+MAX_IN_FLIGHT = 4
+BADGE_ROLE = Qt.ItemDataRole.UserRole + 2
+RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+def array_to_qimage(array: np.ndarray) -> QImage:
+    """uint8 ``(h, w)`` or ``(h, w, 3)`` array -> a QImage that owns its data."""
+    arr = np.ascontiguousarray(array, dtype=np.uint8)
+    h, w = arr.shape[:2]
+    if arr.ndim == 2:
+        return QImage(arr.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
+    return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+def _placeholder(size: int, broken: bool = False) -> QIcon:
+    pixmap = QPixmap(size, size)
+    pixmap.fill(QColor(40, 40, 40))
+    if broken:
+        painter = QPainter(pixmap)
+        painter.setPen(QColor(220, 80, 80))
+        painter.drawLine(8, 8, size - 8, size - 8)
+        painter.drawLine(size - 8, 8, 8, size - 8)
+        painter.end()
+    return QIcon(pixmap)
+
+
+class ThumbnailModel(QAbstractListModel):
+    """Records with their (lazily made) icons and optional badges (an AI extension point)."""
+
+    def __init__(self, size: int = 128, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.size = size
+        self.records: list[Any] = []
+        self.icons: dict[Any, QIcon] = {}
+        self.badges: dict[Any, str] = {}
+        self._empty = _placeholder(size)
+        self._broken = _placeholder(size, broken=True)
+        self.failed: set[Any] = set()
+
+    def set_records(self, records: Sequence[Any]) -> None:
+        self.beginResetModel()
+        self.records = list(records)
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
+        return 0 if parent.isValid() else len(self.records)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self.records):
+            return None
+        rec = self.records[index.row()]
+        key = rec.key
+        if role == Qt.ItemDataRole.DisplayRole:
+            badge = self.badges.get(key)
+            return f"{rec.display_name}\n{badge}" if badge else rec.display_name
+        if role == Qt.ItemDataRole.DecorationRole:
+            if key in self.failed:
+                return self._broken
+            return self.icons.get(key, self._empty)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{rec.display_name}\n{rec.modality} {rec.body_part} {rec.cols}x{rec.rows}"
+        if role == RECORD_ROLE:
+            return rec
+        if role == BADGE_ROLE:
+            return self.badges.get(key, "")
+        return None
+
+    def row_of(self, key: Any) -> int:
+        for row, rec in enumerate(self.records):
+            if rec.key == key:
+                return row
+        return -1
+
+    def set_icon(self, key: Any, image: QImage | None) -> None:
+        if image is None:
+            self.failed.add(key)
+        else:
+            self.icons[key] = QIcon(QPixmap.fromImage(image))
+        row = self.row_of(key)
+        if row >= 0:
+            idx = self.index(row)
+            self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+
+    def set_badge(self, key: Any, text: str) -> None:
+        """Show a short text under a thumbnail (for later AI results); empty removes it."""
+        if text:
+            self.badges[key] = text
+        else:
+            self.badges.pop(key, None)
+        row = self.row_of(key)
+        if row >= 0:
+            idx = self.index(row)
+            self.dataChanged.emit(idx, idx)
+
+
+class ThumbnailGrid(QListView):
+    """Icon-mode list of thumbnails; ``sig_record_activated`` when the user picks one."""
+
+    sig_record_activated = Signal(object)
+    sig_thumbnail_failed = Signal(object, str)
+    sig_thumbnails_idle = Signal()
+
+    def __init__(
+        self,
+        bridge: TaskBridge,
+        make_thumbnail: Callable[[Any], np.ndarray],
+        size: int = 128,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("thumbnailGrid")
+        self.bridge = bridge
+        self.make_thumbnail = make_thumbnail
+        self.thumb_model = ThumbnailModel(size, self)
+        self.setModel(self.thumb_model)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setIconSize(QSize(size, size))
+        self.setGridSize(QSize(size + 24, size + 40))
+        self.setWordWrap(True)
+        self._in_flight: dict[int, Any] = {}
+        self._queue: list[Any] = []
+        self.selectionModel().currentChanged.connect(self._on_selection_current_changed)
+        self.verticalScrollBar().valueChanged.connect(self._on_scroll_value_changed)
+        bridge.sig_task_finished.connect(self._on_bridge_task_finished)
+        bridge.sig_task_failed.connect(self._on_bridge_task_failed)
+        bridge.sig_task_cancelled.connect(self._on_bridge_task_cancelled)
+
+    # -- content ---------------------------------------------------------------------------
+    def set_records(self, records: Sequence[Any]) -> None:
+        """Show ``records``; known icons are kept, the rest requested lazily."""
+        for rid in list(self._in_flight):
+            self.bridge.cancel(rid)
+        self._in_flight.clear()
+        self.thumb_model.set_records(records)
+        self.reprioritise()
+
+    def select_row(self, row: int) -> None:
+        if 0 <= row < self.thumb_model.rowCount():
+            self.setCurrentIndex(self.thumb_model.index(row))
+
+    # -- scheduling ------------------------------------------------------------------------
+    def visible_rows(self) -> list[int]:
+        """Rows whose cells intersect the viewport, in display order."""
+        rect = self.viewport().rect()
+        rows = []
+        for row in range(self.thumb_model.rowCount()):
+            if self.visualRect(self.thumb_model.index(row)).intersects(rect):
+                rows.append(row)
+            elif rows:
+                break  # icon mode lays rows out in order: nothing visible after a gap
+        return rows
+
+    def reprioritise(self) -> None:
+        """Rebuild the request queue: visible rows first, then the rest; drop stale requests."""
+        model = self.thumb_model
+        visible = self.visible_rows()
+        wanted = [model.records[r].key for r in visible]
+        first = set(wanted)
+        wanted += [rec.key for rec in model.records if rec.key not in first]
+        done = set(model.icons) | model.failed
+        visible_keys = set(wanted[: len(visible)])
+        for rid, key in list(self._in_flight.items()):
+            if key not in visible_keys and visible:
+                self.bridge.cancel(rid)
+                del self._in_flight[rid]
+        flying = set(self._in_flight.values())
+        self._queue = [k for k in wanted if k not in done and k not in flying]
+        self._pump()
+
+    def _pump(self) -> None:
+        by_key = {rec.key: rec for rec in self.thumb_model.records}
+        while self._queue and len(self._in_flight) < MAX_IN_FLIGHT:
+            key = self._queue.pop(0)
+            rec = by_key.get(key)
+            if rec is None:
+                continue
+            request = TaskRequest(
+                THUMB_CHANNEL, self.make_thumbnail, (rec,), exclusive=False, with_progress=False
+            )
+            rid = self.bridge.submit(request)
+            if rid:
+                self._in_flight[rid] = key
+        if not self._queue and not self._in_flight:
+            self.sig_thumbnails_idle.emit()
+
+    def pending(self) -> int:
+        return len(self._queue) + len(self._in_flight)
+
+    # -- slots -----------------------------------------------------------------------------
+    def _on_bridge_task_finished(self, channel: str, rid: int, result: object) -> None:
+        key = self._in_flight.pop(rid, None)
+        if channel != THUMB_CHANNEL or key is None:
+            return
+        self.thumb_model.set_icon(key, array_to_qimage(result))  # type: ignore[arg-type]
+        self._pump()
+
+    def _on_bridge_task_failed(self, channel: str, rid: int, message: str) -> None:
+        key = self._in_flight.pop(rid, None)
+        if channel != THUMB_CHANNEL or key is None:
+            return
+        self.thumb_model.set_icon(key, None)
+        row = self.thumb_model.row_of(key)
+        if row >= 0:
+            self.sig_thumbnail_failed.emit(self.thumb_model.records[row], message)
+        self._pump()
+
+    def _on_bridge_task_cancelled(self, channel: str, rid: int) -> None:
+        if channel == THUMB_CHANNEL and self._in_flight.pop(rid, None) is not None:
+            self._pump()
+
+    def _on_scroll_value_changed(self, _value: int) -> None:
+        self.reprioritise()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self.reprioritise()
+
+    def _on_selection_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        rec = current.data(RECORD_ROLE) if current.isValid() else None
+        if rec is not None:
+            self.sig_record_activated.emit(rec)

@@ -133,7 +133,10 @@ def apply_window(
     if fn == "SIGMOID":
         if w <= 0:
             raise ValueError(f"SIGMOID window width must be > 0, got {w}")
-        out = np.exp(x * np.float32(-4.0 / w) + np.float32(4.0 * c / w))
+        arg = x * np.float32(-4.0 / w)
+        arg += np.float32(4.0 * c / w)
+        np.clip(arg, -80.0, 80.0, out=arg)  # float32 exp overflows past ~88
+        out = np.exp(arg)
         out += np.float32(1.0)
         np.reciprocal(out, out=out)
         return out

@@ -1,0 +1,70 @@
+"""Shared fixtures: the real data folder (read in place, never copied) and DICOM generators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from tests import dicom_factory
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """``<repo>/../shared/data`` resolved (may not exist)."""
+    return (REPO_ROOT / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-radiograph folder; skips the test when it is absent."""
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data folder not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dicom(shared_data: Path) -> Path:
+    """``shared/data/dicom`` (skips when absent)."""
+    path = shared_data / "dicom"
+    if not path.is_dir():
+        pytest.skip(f"shared DICOM folder not found at {path}")
+    return path
+
+
+@pytest.fixture
+def make_dicom(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``make_dicom(name, pixels, **attributes) -> Path`` in ``tmp_path``."""
+
+    def _make(name: str, pixels: np.ndarray, **kwargs: object) -> Path:
+        return dicom_factory.write_dicom(tmp_path / name, pixels, **kwargs)  # type: ignore[arg-type]
+
+    return _make
+
+
+@pytest.fixture
+def small_study(tmp_path: Path) -> Path:
+    """A folder with 2 patients, 3 series, 5 images, an SR and a text file."""
+    root = tmp_path / "study"
+    rng = np.random.default_rng(0)
+    study_a, series_a1, series_a2 = "1.2.3.1", "1.2.3.1.1", "1.2.3.1.2"
+    for i in range(2):
+        dicom_factory.write_dicom(root / "a" / f"a1_{i}.dcm", rng.integers(0, 4096, (32, 24), dtype=np.uint16),
+                                  bits_stored=12, PatientName="Alpha^A", PatientID="A1",
+                                  StudyInstanceUID=study_a, SeriesInstanceUID=series_a1,
+                                  InstanceNumber=2 - i)
+    dicom_factory.write_dicom(root / "a" / "a2_0", rng.integers(0, 255, (16, 16), dtype=np.uint8),
+                              PatientName="Alpha^A", PatientID="A1", StudyInstanceUID=study_a,
+                              SeriesInstanceUID=series_a2, SeriesNumber=2)
+    for i in range(2):
+        dicom_factory.write_dicom(root / "b" / "deep" / f"b_{i}.dcm",
+                                  rng.integers(-500, 500, (20, 20), dtype=np.int16),
+                                  PatientName="Beta^B", PatientID="B2", StudyInstanceUID="1.2.3.2",
+                                  SeriesInstanceUID="1.2.3.2.1", InstanceNumber=i + 1)
+    dicom_factory.write_sr(root / "b" / "report.dcm")
+    (root / "notes.txt").write_text("not an image")
+    return root

@@ -1,0 +1,147 @@
+"""Canvas: fast window/level (levels only), drags with the mouse, orientation, pixel probe,
+ruler in mm, overlay layers and the patient overlay toggle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication
+
+from tests.ui.helpers import gradient_radiograph
+from viewer.core.radiograph import VOI
+from viewer.state.display_plan import prepare_image, voi_to_window
+from viewer.state.view_state import Orientation, ViewState
+from viewer.ui.canvas import ImageCanvas, orientation_transform
+
+
+@pytest.fixture
+def canvas(qtbot: Any) -> ImageCanvas:
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(imageAxisOrder="row-major")
+    widget = ImageCanvas(ViewState())
+    qtbot.addWidget(widget)
+    widget.resize(500, 400)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+def show(canvas: ImageCanvas, **kwargs: Any) -> Any:
+    voi = VOI("File window", center=2000.0, width=2000.0)
+    rg = gradient_radiograph(vois=(voi,), **kwargs)
+    prepared = prepare_image(rg)
+    canvas.set_image(prepared, voi_to_window(prepared.voi), prepared.voi, "Overlay text")
+    return prepared
+
+
+def test_window_changes_only_levels(canvas: ImageCanvas) -> None:
+    prepared = show(canvas)
+    item = canvas.image_item
+    assert np.shares_memory(item.image, prepared.level_array)  # stored pixels, no copy
+    assert tuple(item.levels) == pytest.approx((1000.0, 2999.0))  # PS3.3 C.11.2.1.2 LINEAR
+    canvas.window_drag(50, -20, start=True)
+    canvas.window_drag(0, 0, finish=True)
+    win = canvas.state.window
+    assert win is not None and win.origin == "drag"
+    assert win.width > 2000.0 and win.center < 2000.0
+    assert np.shares_memory(item.image, prepared.level_array)  # still no recompute
+    assert tuple(item.levels) == pytest.approx((win.low, win.high - 1.0))
+
+
+def test_monochrome1_levels_swapped_and_invert_toggle(canvas: ImageCanvas) -> None:
+    show(canvas, photometric="MONOCHROME1")
+    lo, hi = canvas.image_item.levels
+    assert lo > hi  # swapped levels render the inverted ramp
+    canvas.state.set_invert(True)
+    lo2, hi2 = canvas.image_item.levels
+    assert lo2 < hi2
+
+
+def _send_mouse(widget: Any, kind: QEvent.Type, pos: QPoint, button: Qt.MouseButton,
+                buttons: Qt.MouseButton) -> None:
+    local = QPointF(pos)
+    global_pos = QPointF(widget.mapToGlobal(pos))
+    event = QMouseEvent(kind, local, global_pos, button, buttons, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, event)
+
+
+def test_right_drag_with_real_mouse_events(qtbot: Any, canvas: ImageCanvas) -> None:
+    show(canvas)
+    before = canvas.state.window
+    viewport = canvas.view.viewport()
+    start = viewport.rect().center()
+    right = Qt.MouseButton.RightButton
+    _send_mouse(viewport, QEvent.Type.MouseButtonPress, start, right, right)
+    for step in range(1, 6):
+        _send_mouse(viewport, QEvent.Type.MouseMove, start + QPoint(12 * step, 0),
+                    Qt.MouseButton.NoButton, right)
+    _send_mouse(viewport, QEvent.Type.MouseButtonRelease, start + QPoint(60, 0), right,
+                Qt.MouseButton.NoButton)
+    qtbot.waitUntil(lambda: canvas.state.window != before, timeout=2000)
+    after = canvas.state.window
+    assert after is not None and before is not None
+    assert after.width > before.width  # dragging right widens the window
+    assert after.center == pytest.approx(before.center)
+
+
+def test_orientation_transform_maps_corners() -> None:
+    t = orientation_transform(Orientation().rotated(1), width=80, height=64)
+    assert t.map(QPointF(0, 0)) == QPointF(64, 0)  # top-left goes to top-right
+    assert t.map(QPointF(80, 64)) == QPointF(0, 80)
+    flip = orientation_transform(Orientation().flipped_h(), width=80, height=64)
+    assert flip.map(QPointF(0, 0)) == QPointF(80, 0)
+    both = orientation_transform(Orientation(2, True, True), width=80, height=64)
+    assert both.map(QPointF(10, 5)) == QPointF(10, 5)  # 180 degrees + both flips = identity
+
+
+def test_probe_follows_rotation(canvas: ImageCanvas) -> None:
+    prepared = show(canvas, slope=2.0, intercept=-100.0)
+    probe = canvas.probe_at(QPointF(79.5, 0.5))
+    assert probe is not None and (probe.row, probe.col) == (0, 79)
+    stored = float(prepared.radiograph.pixels[0, 79])
+    assert probe.stored == (stored,) and probe.modality == stored * 2.0 - 100.0
+    assert probe.spacing_kind == "ImagerPixelSpacing"
+    canvas.state.set_orientation(Orientation().rotated(1))
+    scene = canvas.image_item.mapToScene(QPointF(79.5, 0.5))
+    back = canvas.image_item.mapFromScene(scene)
+    assert canvas.probe_at(back) == probe
+    assert canvas.probe_at(QPointF(-1, 3)) is None
+
+
+def test_ruler_measures_mm_and_px(canvas: ImageCanvas, qtbot: Any) -> None:
+    show(canvas)  # spacing (0.2 row, 0.25 col) mm, ImagerPixelSpacing
+    canvas.set_ruler_active(True)
+    with qtbot.waitSignal(canvas.sig_ruler_measured) as blocker:
+        canvas._on_viewbox_ruler_drag(0.0, 0.0, "start")
+        canvas._on_viewbox_ruler_drag(40.0, 30.0, "move")
+        canvas._on_viewbox_ruler_drag(40.0, 30.0, "finish")
+    expected = float(np.hypot(40 * 0.25, 30 * 0.2))
+    assert blocker.args[0] == f"{expected:.1f} mm (ImagerPixelSpacing at detector)"
+    show(canvas, spacing=None, spacing_kind=None)
+    canvas.set_ruler_active(True)
+    canvas._on_viewbox_ruler_drag(0.0, 0.0, "start")
+    canvas._on_viewbox_ruler_drag(3.0, 4.0, "move")
+    assert canvas.ruler.text == "5.0 px (no pixel spacing)"
+
+
+def test_overlay_layers_and_patient_overlay(canvas: ImageCanvas) -> None:
+    show(canvas)
+    mask = np.zeros((64, 80), dtype=np.uint8)
+    mask[10:20, 10:20] = 1
+    canvas.set_mask(mask, opacity=0.3)
+    heat = np.linspace(0, 1, 64 * 80, dtype=np.float32).reshape(64, 80)
+    canvas.set_heatmap(heat, opacity=0.6)
+    assert canvas.mask_layer.item.isVisible() and canvas.mask_layer.item.opacity() == pytest.approx(0.3)
+    assert canvas.heatmap_layer.item.image.shape == (64, 80, 4)
+    assert canvas.mask_layer.item.image[15, 15, 3] == 255 and canvas.mask_layer.item.image[0, 0, 3] == 0
+    assert canvas.overlay_label.text() == "Overlay text"
+    canvas.state.set_overlay_visible(False)
+    assert not canvas.overlay_label.isVisible()
+    show(canvas)  # a new image clears the AI layers
+    assert not canvas.mask_layer.item.isVisible() and not canvas.heatmap_layer.item.isVisible()
+    assert canvas.notice_label.text().startswith("Research use only")

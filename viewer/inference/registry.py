@@ -1,8 +1,9 @@
 """Model discovery: every ``*.json`` manifest in the bundled and the user's models folders.
 
 The bundled folder is ``models/`` at the repository root, or ``sys._MEIPASS/models`` inside a
-PyInstaller build. The first folder to define an id wins; a later manifest with the same id is
-listed as unavailable ("shadowed") so the user can see why it is ignored.
+PyInstaller build. The user's folders come first, so a user can replace a shipped model by
+dropping in a newer file pair; the first folder to define an id wins, and a later manifest with
+the same id is listed as unavailable ("shadowed") so the user can see why it is ignored.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ class ModelRegistry:
 
     @classmethod
     def default(cls, user_dirs: Sequence[Path] = ()) -> "ModelRegistry":
-        """Bundled models first, then the user's folders."""
-        return cls([bundled_models_dir(), *user_dirs])
+        """The user's folders first, then the bundled models."""
+        return cls([*user_dirs, bundled_models_dir()])
 
     @property
     def folders(self) -> tuple[Path, ...]:

@@ -267,13 +267,16 @@ class AnalysisService:
         progress: ProgressFn = no_progress,
         in_flight: int = 4,
         keep_arrays: bool = True,
+        on_analysed: Callable[[AnalysisInput, AnalysisResult], None] | None = None,
         **options: object,
     ) -> Iterator[tuple[T, AnalysisResult | BaseException]]:
         """Analyse ``items`` on ``executor``, yielding ``(item, result or error)`` as they finish.
 
         At most ``in_flight`` images are loaded or analysed at once, and nothing is kept after it
         is yielded, so memory is bounded. ``keep_arrays=False`` drops masks and heatmaps from the
-        yielded results (counts and scores only). Errors while loading or analysing an item are
+        yielded results (counts and scores only). ``on_analysed(input, result)`` runs on the
+        worker right after each analysis, while the display image is still at hand (e.g. to
+        write overlay files). Errors while loading or analysing an item are
         yielded as exceptions; a cancellation stops submitting and returns.
         """
         cancel = cancel or CancelToken()
@@ -283,7 +286,10 @@ class AnalysisService:
 
         def job(item: T) -> AnalysisResult:
             cancel.raise_if_cancelled()
-            result = self.analyse(load(item), cancel=cancel, **options)  # type: ignore[arg-type]
+            inp = load(item)
+            result = self.analyse(inp, cancel=cancel, **options)  # type: ignore[arg-type]
+            if on_analysed is not None:
+                on_analysed(inp, result)
             return result if keep_arrays else result.without_arrays()
 
         it = iter(items)

@@ -1,0 +1,210 @@
+"""Headless batch analysis: ``radview analyze PATH... [options]`` (never imports Qt).
+
+Writes one row per image x model (CSV or JSON; CSV on stdout without ``--out``), lung masks and
+heatmap views as PNG, and progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from viewer import RESEARCH_NOTICE, __version__
+
+__all__ = ["analyze_main", "build_parser"]
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+_EPILOG = f"""\
+output columns: file, image_id, model_id, model_version, status (ok | out_of_scope | error),
+reason, label, confidence, band (green/orange/red), threshold, positive_label,
+positive_probability, probabilities (JSON object of every class), forced, heatmap_in_lung, notice.
+
+exit status: 0 every image was analysed (out_of_scope counts as analysed); 1 at least one file
+could not be read or a model failed on it (rows with status "error" say why); 2 usage error
+(bad option, no input found, unknown model id, output folder inside an input folder).
+
+{RESEARCH_NOTICE}
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="radview analyze", description="Analyse radiographs with the on-device models.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="DICOM/PNG/JPEG files, folders, zips")
+    p.add_argument("--models", help="comma-separated model ids to run (default: all)")
+    p.add_argument("--out", type=Path, help="write results to FILE.csv or FILE.json (default: CSV on stdout)")
+    p.add_argument("--masks", type=Path, metavar="DIR", help="write lung masks as <stem>.png (0/255, input size)")
+    p.add_argument("--heatmaps", type=Path, metavar="DIR", help="write Grad-CAM++ views as <stem>_<model>.png")
+    p.add_argument("--force", action="store_true", help="run models even outside their intended input (marked forced)")
+    p.add_argument("--models-dir", type=Path, action="append", default=[], metavar="DIR",
+                   help="extra models folder, searched before the bundled models (repeatable)")
+    p.add_argument("--workers", type=int, default=2, help="images analysed in parallel (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per run (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--version", action="version", version=f"radview {__version__}")
+    return p
+
+
+class _OverlayWriter:
+    """Writes masks and heatmap views on the worker threads; unique names per stem."""
+
+    def __init__(self, masks: Path | None, heatmaps: Path | None) -> None:
+        self.masks, self.heatmaps = masks, heatmaps
+        self._lock = threading.Lock()
+        self._used: set[str] = set()
+
+    def _name(self, folder: Path, stem: str) -> Path:
+        with self._lock:
+            name, n = stem, 1
+            while name in self._used:
+                n += 1
+                name = f"{stem}-{n}"
+            self._used.add(name)
+        return folder / f"{name}.png"
+
+    def __call__(self, inp, result) -> None:  # type: ignore[no-untyped-def]
+        from viewer.core.overlay import apply_colormap, blend
+        from viewer.services.export import atomic_write_bytes, burn_notice
+
+        stem = Path(inp.source.split("!")[-1]).stem or inp.image_id
+        slot = None
+        for r in result.results:
+            if self.masks is not None and r.mask is not None:
+                slot = slot or self._name(self.masks, stem)
+                _write_png(self.masks / slot.name, (r.mask > 0).astype(np.uint8) * 255, atomic_write_bytes)
+            if self.heatmaps is not None and r.heatmap is not None:
+                slot = slot or self._name(self.heatmaps, stem)
+                grey = inp.display if inp.display.ndim == 2 else cv2.cvtColor(inp.display, cv2.COLOR_RGB2GRAY)
+                view = blend(grey, apply_colormap(r.heatmap), 0.45 * r.heatmap)
+                path = self.heatmaps / f"{slot.stem}_{r.model_id}.png"
+                _write_png(path, cv2.cvtColor(burn_notice(view), cv2.COLOR_RGB2BGR), atomic_write_bytes)
+
+
+def _write_png(path: Path, img: np.ndarray, atomic) -> None:  # type: ignore[no-untyped-def]
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise RuntimeError(f"cannot encode {path.name}")
+    atomic(path, lambda fh: fh.write(buf.tobytes()))
+
+
+def analyze_main(argv: Sequence[str]) -> int:
+    """Entry point of ``radview analyze``; returns the exit status (see ``--help``)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    from viewer.inference.registry import ModelRegistry
+    from viewer.inference.sessions import SessionPool
+    from viewer.services.analysis import AnalysisService
+    from viewer.services.analysis_inputs import input_from_record
+    from viewer.services.export import CsvResultWriter, ExportError, check_destination, result_rows
+    from viewer.services.library import scan_paths
+
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    registry = ModelRegistry.default(args.models_dir)
+    for entry in registry.unavailable():
+        say(f"model {entry.id} unavailable: {entry.reason}")
+    wanted = None
+    if args.models:
+        wanted = {m.strip() for m in args.models.split(",") if m.strip()}
+        unknown = sorted(wanted - {m.id for m in registry.available()})
+        if unknown:
+            print(f"radview analyze: unknown or unavailable model(s): {', '.join(unknown)}", file=sys.stderr)
+            return EXIT_USAGE
+    if not registry.available():
+        print("radview analyze: no usable model found", file=sys.stderr)
+        return EXIT_USAGE
+    inputs = [Path(p) for p in args.paths]
+    try:
+        for dest in (args.out, args.masks, args.heatmaps):
+            if dest is not None:
+                check_destination(dest, [p for p in inputs if p.is_dir()])
+    except ExportError as exc:
+        print(f"radview analyze: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    scan = scan_paths([str(p) for p in inputs], workers=1)
+    records = [r for r in scan.index.records() if r.is_image]
+    rows_total = 0
+    errors = 0
+    for problem in scan.problems:
+        say(f"skipped {problem.path}: {problem.reason}")
+    if not records:
+        print("radview analyze: no images found", file=sys.stderr)
+        return EXIT_USAGE
+    for folder in (args.masks, args.heatmaps):
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+    say(f"{len(records)} image(s), models: {', '.join(m.id for m in registry.available())}")
+    service = AnalysisService(registry, SessionPool(args.threads))
+    writer = _OverlayWriter(args.masks, args.heatmaps)
+    as_json = args.out is not None and args.out.suffix.lower() == ".json"
+    json_rows: list[dict[str, object]] = []
+    csv_out = None if as_json else (CsvResultWriter(args.out) if args.out else None)
+    stdout_csv = None
+    if args.out is None:
+        import csv
+
+        from viewer.services.export import CSV_FIELDS
+        stdout_csv = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        stdout_csv.writeheader()
+    progress_step = max(1, len(records) // 20)
+
+    def progress(done: int, total: int) -> None:
+        if done % progress_step == 0 or done == total:
+            say(f"[{done}/{total}]")
+
+    seen_messages: set[str] = set()
+    overlays = args.masks is not None or args.heatmaps is not None
+    try:
+        with ThreadPoolExecutor(max(1, args.workers), thread_name_prefix="analyze") as pool:
+            for record, value in service.iter_batch(
+                    records, input_from_record, pool, progress=progress,
+                    in_flight=2 * max(1, args.workers), keep_arrays=False,
+                    on_analysed=writer if overlays else None, models=wanted, force=args.force,
+                    heatmaps=args.heatmaps is not None):
+                source = f"{record.path}!{record.member}" if record.member else record.path
+                if isinstance(value, BaseException):
+                    errors += 1
+                    rows = [{"file": source, "image_id": record.sop_instance_uid, "model_id": "",
+                             "model_version": "", "status": "error",
+                             "reason": f"{type(value).__name__}: {value}", "probabilities": {},
+                             "notice": RESEARCH_NOTICE}]
+                else:
+                    rows = result_rows(value)
+                    errors += any(r["status"] == "error" for r in rows)
+                    for msg in set(value.messages) - seen_messages:
+                        seen_messages.add(msg)
+                        say(msg)
+                for row in rows:
+                    rows_total += 1
+                    if as_json:
+                        json_rows.append(row)
+                    elif csv_out is not None:
+                        csv_out.write_row(row)
+                    elif stdout_csv is not None:
+                        stdout_csv.writerow({**row, "probabilities": json.dumps(row["probabilities"])})
+    except BaseException:
+        if csv_out is not None:
+            csv_out.close(commit=False)
+        raise
+    if csv_out is not None:
+        csv_out.close()
+    if as_json:
+        from viewer.services.export import write_json
+        write_json(json_rows, args.out)
+    say(f"{rows_total} row(s), {errors} image(s) with errors" + (f" -> {args.out}" if args.out else ""))
+    return EXIT_ERRORS if errors else EXIT_OK

@@ -1,0 +1,44 @@
+"""Turn library records (DICOM, PNG/JPEG) into :class:`AnalysisInput` for the analysis service.
+
+The display image is the one a reader sees (modality LUT -> default VOI window -> MONOCHROME1
+inversion, via :func:`viewer.core.windowing.display_image`), so models see what the user sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from viewer.core.radiograph import Radiograph
+from viewer.core.windowing import display_image
+from viewer.dicom.scan import InstanceRecord
+from viewer.services.analysis_types import AnalysisInput
+from viewer.services.library import load_image
+
+__all__ = ["content_id", "input_from_radiograph", "input_from_record"]
+
+
+def content_id(rg: Radiograph) -> str:
+    """A stable id for an image without (0008,0018) SOP Instance UID: hash of its pixels."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(str(rg.pixels.shape).encode())
+    digest.update(rg.pixels.tobytes())
+    return "sha:" + digest.hexdigest()
+
+
+def input_from_radiograph(rg: Radiograph, source: str = "") -> AnalysisInput:
+    """Display image and identifiers of a decoded radiograph."""
+    uid = rg.sop_instance_uid or None
+    return AnalysisInput(
+        display=display_image(rg),
+        image_id=uid or content_id(rg),
+        source=source or rg.source,
+        body_part_examined=rg.body_part or None,
+        view_position=rg.view_position or None,
+        sop_instance_uid=uid,
+    )
+
+
+def input_from_record(record: InstanceRecord) -> AnalysisInput:
+    """Decode a library record (raises the library's ``LoadError`` with a user message)."""
+    source = f"{record.path}!{record.member}" if record.member else record.path
+    return input_from_radiograph(load_image(record), source)

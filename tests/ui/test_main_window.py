@@ -1,0 +1,202 @@
+"""Main window: open, browse, thumbnails, drag-and-drop, load report, shortcuts, settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from tests import dicom_factory
+from tests.ui.helpers import open_and_wait
+
+
+def test_open_folder_browse_and_display(qtbot: Any, make_window: Any, small_study: Path) -> None:
+    window = make_window()
+    open_and_wait(qtbot, window, [str(small_study)])
+    assert window.browser.counts() == (2, 2, 3)  # patients, studies, series
+    top = window.browser.topLevelItem(0)
+    assert top.text(5) in {"3", "2"} and top.child(0).childCount() >= 1
+    assert len(window.library.records) == 5
+    rg = window.canvas.radiograph
+    assert rg is not None and window.canvas.image_item.image is not None
+    shown = window.images.current
+    assert (rg.rows, rg.cols) == (shown.rows, shown.cols)
+    # the panel shows the window the canvas uses
+    win = window.view_state.window
+    assert win is not None and window.window_panel.center.value() == round(win.center, 1)
+    # non-image files are reported, not shown, and nothing crashed
+    report = "\n".join(" ".join(r) for r in window.load_report.rows())
+    assert "report.dcm" in report
+
+
+def test_thumbnails_lazy_then_cached(qtbot: Any, make_window: Any, small_study: Path,
+                                     tmp_path: Path) -> None:
+    window = make_window()
+    open_and_wait(qtbot, window, [str(small_study)])
+    grid = window.grid
+    n = grid.thumb_model.rowCount()
+    assert n >= 2
+    qtbot.waitUntil(lambda: len(grid.thumb_model.icons) == n, timeout=10000)
+    cached = list((tmp_path / "thumbs").rglob("*.png"))
+    assert len(cached) >= n
+    icon = grid.thumb_model.data(grid.thumb_model.index(0), Qt.ItemDataRole.DecorationRole)
+    assert not icon.pixmap(32, 32).toImage().isNull()
+    # selecting a thumbnail displays that image
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=10000) as blocker:
+        grid.select_row(1)
+    assert blocker.args[0] == grid.thumb_model.records[1]
+
+
+def test_visible_rows_requested_first(qtbot: Any, make_window: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    rng = np.random.default_rng(1)
+    for i in range(40):
+        dicom_factory.write_dicom(folder / f"im{i:02d}.dcm", rng.integers(0, 255, (8, 8), dtype=np.uint8),
+                                  StudyInstanceUID="1.2.9", SeriesInstanceUID="1.2.9.1",
+                                  InstanceNumber=i + 1)
+    window = make_window()
+    window.docks["thumbnails"].setMinimumHeight(10)
+    open_and_wait(qtbot, window, [str(folder)])
+    grid = window.grid
+    visible = grid.visible_rows()
+    assert 0 < len(visible) < 40
+    # the first requests went to visible rows
+    qtbot.waitUntil(lambda: all(grid.thumb_model.records[r].key in grid.thumb_model.icons
+                                for r in visible), timeout=10000)
+    grid.scrollToBottom()
+    QApplication.processEvents()
+    bottom = grid.visible_rows()
+    assert bottom and bottom[-1] == 39
+    qtbot.waitUntil(lambda: grid.thumb_model.records[39].key in grid.thumb_model.icons,
+                    timeout=10000)
+    qtbot.waitUntil(lambda: grid.pending() == 0, timeout=20000)
+
+
+def test_drag_and_drop_opens_paths(qtbot: Any, make_window: Any, small_study: Path) -> None:
+    window = make_window()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(small_study / "a")), QUrl.fromLocalFile(str(small_study / "b"))])
+    event = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.library.sig_scan_finished, timeout=10000):
+        window.dropEvent(event)
+    assert event.isAccepted()
+    assert len(window.library.records) == 5
+    assert window.settings.recent_paths()[:2] == [str(small_study / "b"), str(small_study / "a")]
+
+
+def test_broken_files_reported_never_crash(qtbot: Any, make_window: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    good = dicom_factory.write_dicom(folder / "good.dcm", np.arange(64, dtype=np.uint16).reshape(8, 8))
+    dicom_factory.write_truncated(good, folder / "truncated.dcm", keep=400)
+    dicom_factory.write_rtstruct(folder / "rt.dcm")
+    (folder / "garbage.dcm").write_bytes(b"DICM" * 50)
+    window = make_window()
+    with qtbot.waitSignal(window.library.sig_scan_finished, timeout=10000):
+        window.open_paths([str(folder)])
+    rows = window.load_report.rows()
+    names = {Path(r[0]).name for r in rows}
+    assert {"rt.dcm", "garbage.dcm"} <= names
+    assert all(r[1] for r in rows)  # every problem has a reason
+    assert window.docks["report"].isVisible()
+    assert window.docks["report"].windowTitle().startswith("Load Report (")
+
+
+def test_keyboard_shortcuts_drive_view(qtbot: Any, make_window: Any, small_study: Path) -> None:
+    window = make_window()
+    open_and_wait(qtbot, window, [str(small_study)])
+    window.activateWindow()
+    window.canvas.setFocus()
+    state = window.view_state
+    qtbot.keyClick(window.canvas, Qt.Key.Key_R)
+    assert state.orientation.quarter_turns == 1
+    qtbot.keyClick(window.canvas, Qt.Key.Key_H)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_V)
+    assert state.orientation.flip_h and state.orientation.flip_v
+    qtbot.keyClick(window.canvas, Qt.Key.Key_I)
+    assert state.invert
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Home)
+    assert state.orientation.quarter_turns == 0 and not state.invert
+    qtbot.keyClick(window.canvas, Qt.Key.Key_O)
+    assert not window.canvas.overlay_label.isVisible()
+    first = window.images.current
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=10000) as blocker:
+        qtbot.keyClick(window.canvas, Qt.Key.Key_PageDown)
+    assert blocker.args[0] != first
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=10000) as blocker:
+        qtbot.keyClick(window.canvas, Qt.Key.Key_PageUp)
+    assert blocker.args[0] == first
+
+
+def test_window_panel_fields_presets_and_histogram(qtbot: Any, make_window: Any,
+                                                   tmp_path: Path) -> None:
+    path = dicom_factory.write_dicom(
+        tmp_path / "w" / "win.dcm", np.tile(np.arange(0, 4000, 50, dtype=np.uint16), (40, 1)),
+        bits_stored=12, WindowCenter=[1000, 2000], WindowWidth=[500, 3000],
+        WindowCenterWidthExplanation=["NARROW", "WIDE"],
+    )
+    window = make_window()
+    open_and_wait(qtbot, window, [str(path)])
+    panel = window.window_panel
+    labels = [panel.presets.itemText(i) for i in range(panel.presets.count())]
+    assert labels[0].startswith("NARROW") and labels[1].startswith("WIDE")
+    assert any("Auto" in label for label in labels)
+    assert window.view_state.window.center == 1000.0
+    panel.presets.setCurrentIndex(1)
+    panel.presets.activated.emit(1)
+    assert (window.view_state.window.center, window.view_state.window.width) == (2000.0, 3000.0)
+    assert panel.region.getRegion() == (500.0, 3500.0)
+    panel.center.setValue(1234.0)
+    panel.center.editingFinished.emit()
+    assert window.view_state.window.center == 1234.0
+    levels = window.canvas.image_item.levels
+    assert levels[0] < 1234.0 < levels[1]
+
+
+def test_settings_persist_between_windows(qtbot: Any, make_window: Any, small_study: Path) -> None:
+    from viewer.state.view_state import WindowPreset
+
+    window = make_window()
+    open_and_wait(qtbot, window, [str(small_study)])
+    window.window_panel.add_user_preset(WindowPreset("Bone", 1500.0, 2500.0))
+    window.docks["header"].hide()
+    window.close()
+    again = make_window()
+    assert again.settings.recent_paths()[0] == str(small_study)
+    assert [a.text() for a in again.recent_menu.actions()][0] == str(small_study)
+    assert [p.name for p in again.window_panel.user_presets] == ["Bone"]
+    assert not again.docks["header"].isVisible()  # dock layout restored
+
+
+def test_header_dock_search(qtbot: Any, make_window: Any, small_study: Path) -> None:
+    window = make_window()
+    window.docks["header"].show()
+    with qtbot.waitSignal(window.images.sig_header_ready, timeout=10000):
+        open_and_wait(qtbot, window, [str(small_study)])
+    view = window.header_view
+    total = view.visible_rows()
+    assert total > 10
+    view.search.setText("PatientID")
+    assert 1 <= view.visible_rows() < total
+    view.search.setText("(0028,0010)")
+    assert view.visible_rows() == 1
+
+
+def test_pixel_readout_in_status_bar(qtbot: Any, make_window: Any, tmp_path: Path) -> None:
+    path = dicom_factory.write_dicom(
+        tmp_path / "p" / "px.dcm", np.full((30, 40), 100, dtype=np.uint16), bits_stored=12,
+        RescaleSlope=2, RescaleIntercept=-50, PixelSpacing=[0.5, 0.5],
+    )
+    window = make_window()
+    open_and_wait(qtbot, window, [str(path)])
+    canvas = window.canvas
+    scene = canvas.image_item.mapToScene(QPointF(10.5, 20.5))
+    view_pos = canvas.view.mapFromScene(scene)
+    canvas.view.scene().sigMouseMoved.emit(canvas.view.mapToScene(QPoint(view_pos.x(), view_pos.y())))
+    text = window.status.pixel_label.text()
+    assert "stored 100" in text and "modality 150" in text
+    assert "(PixelSpacing)" in text and "mm" in text

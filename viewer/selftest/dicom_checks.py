@@ -207,6 +207,7 @@ def make_fixtures(folder: Path | None = None) -> Path:
     from pydicom.dataset import Dataset, FileMetaDataset
 
     out = folder or Path(tempfile.mkdtemp(prefix="radview-selftest-dicom-"))
+    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     ramp = np.add.outer(np.arange(256), np.arange(256)) * 8
     pixels = (ramp + rng.integers(0, 64, size=ramp.shape)).astype(np.uint16)

@@ -8,6 +8,7 @@ folder the user chose and renamed into place; the caller makes sure it is not a 
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from pathlib import Path
@@ -40,6 +41,22 @@ def atomic_save(ds: Dataset, dest: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return dest
+
+
+# Type 2 attributes highdicom copies from the source: present but empty when the source lacks them.
+_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+          "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _completed(source: Dataset) -> Dataset:
+    """A shallow copy of ``source`` with missing Type 2 patient/study attributes set empty."""
+    missing = [k for k in _TYPE2 if k not in source]
+    if not missing:
+        return source
+    ds = copy.copy(source)
+    for keyword in missing:
+        setattr(ds, keyword, "")
+    return ds
 
 
 def _pixel_measures(source: Dataset) -> hd.PixelMeasuresSequence:
@@ -79,6 +96,7 @@ def write_lung_segmentation(
     m = (np.asarray(mask) > 0).astype(np.uint8)
     if m.shape != (int(source.Rows), int(source.Columns)):
         raise ValueError(f"mask {m.shape} does not match the image {source.Rows}x{source.Columns}")
+    source = _completed(source)
     algorithm = hd.AlgorithmIdentificationSequence(
         name=algorithm_name, version=algorithm_version,
         family=codes.cid7162.ArtificialIntelligence,
@@ -141,6 +159,7 @@ def write_heatmap_capture(
     img = np.ascontiguousarray(rgb, dtype=np.uint8)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError("the secondary capture needs an (H, W, 3) RGB image")
+    source = _completed(source)
     orientation = _orientation(source)
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source,

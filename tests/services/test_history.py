@@ -1,0 +1,113 @@
+"""History store: SQLite WAL, entries per image x model x run, overlays, corrupt DB handling."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from viewer.services.analysis_types import AnalysisResult, ModelResult
+from viewer.services.history import HistoryStore, decode_heatmap, encode_heatmap
+
+
+def _result(image_id: str = "1.2.3", p: float = 0.8, source: str = "/x/a.dcm") -> AnalysisResult:
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:30, 5:20] = 1
+    heat = np.linspace(0, 1, 2000, dtype=np.float32).reshape(40, 50)
+    clf = ModelResult("pneumonia", "1.0.0", "classification", "ok", label="pneumonia",
+                      probabilities={"normal": 1 - p, "pneumonia": p}, confidence=p, band="orange",
+                      threshold=0.5, positive_label="pneumonia", heatmap=heat, heatmap_in_lung=0.6)
+    lungs = ModelResult("lungs", "2.0.0", "segmentation", "ok", label="lung", mask=mask)
+    oos = ModelResult("covid", "1.0.0", "classification", "out_of_scope",
+                      reason="not analysed: outside the model's intended input")
+    return AnalysisResult(image_id, source, (40, 50), None, (clf, lungs, oos))
+
+
+def test_record_and_list(tmp_path: Path) -> None:
+    with HistoryStore(tmp_path / "data" / "history.sqlite") as store:
+        run = store.new_run("test")
+        ids = store.record(run, _result())
+        assert len(ids) == 3 and store.count() == 3
+        entries = store.entries(image_id="1.2.3")
+        assert {e.model_id for e in entries} == {"pneumonia", "lungs", "covid"}
+        clf = next(e for e in entries if e.model_id == "pneumonia")
+        assert clf.probabilities == {"normal": pytest.approx(0.2), "pneumonia": 0.8}
+        assert (clf.label, clf.band, clf.status, clf.forced) == ("pneumonia", "orange", "ok", False)
+        assert clf.model_version == "1.0.0" and clf.threshold == 0.5 and clf.has_heatmap
+        assert store.entries(status="out_of_scope")[0].model_id == "covid"
+        assert store.entries(text="a.dcm", model_id="lungs")[0].has_mask
+        assert store.entries(text="nothing-like-this") == []
+        mode = sqlite3.connect(tmp_path / "data" / "history.sqlite").execute(
+            "PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+
+
+def test_each_run_is_a_new_entry_and_newest_first(tmp_path: Path) -> None:
+    with HistoryStore(tmp_path / "h.sqlite") as store:
+        first = store.new_run()
+        store.record(first, _result(p=0.6))
+        second = store.new_run()
+        store.record(second, _result(p=0.9))
+        rows = store.entries(model_id="pneumonia")
+        assert [r.run_id for r in rows] == [second, first]
+        assert rows[0].confidence == 0.9
+        assert len(store.entries(run_id=first)) == 3
+        assert len(store.entries(limit=2)) == 2
+
+
+def test_overlays_reopen_losslessly(tmp_path: Path) -> None:
+    res = _result()
+    with HistoryStore(tmp_path / "h.sqlite") as store:
+        run = store.new_run()
+        ids = store.record(run, res)
+        mask, heat = store.overlays(ids[1])
+        np.testing.assert_array_equal(mask, res.results[1].mask)
+        assert heat is None
+        mask, heat = store.overlays(ids[0])
+        assert mask is None
+        np.testing.assert_allclose(heat, res.results[0].heatmap, atol=1 / 65535)
+        with pytest.raises(KeyError):
+            store.overlays(99999)
+
+
+def test_entries_persist_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    with HistoryStore(path) as store:
+        store.record(store.new_run(), _result())
+    with HistoryStore(path) as store:
+        assert store.count() == 3 and store.messages == []
+
+
+def test_corrupt_database_is_moved_aside_with_a_message(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    path.write_bytes(b"this is not an sqlite database" * 100)
+    with HistoryStore(path) as store:
+        assert store.count() == 0
+        assert len(store.messages) == 1 and "could not be read" in store.messages[0]
+        kept = list(tmp_path.glob("h.sqlite.corrupt-*"))
+        assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not")
+        assert kept[0].name in store.messages[0]
+
+
+def test_concurrent_writers(tmp_path: Path) -> None:
+    with HistoryStore(tmp_path / "h.sqlite") as store:
+        run = store.new_run()
+
+        def work(k: int) -> None:
+            for i in range(5):
+                store.record(run, _result(image_id=f"{k}-{i}"))
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert store.count() == 45
+
+
+def test_heatmap_codec_range() -> None:
+    heat = np.array([[0.0, 0.5, 1.0, 1.5]], np.float32)
+    np.testing.assert_allclose(decode_heatmap(encode_heatmap(heat)), [[0, 0.5, 1, 1]], atol=1e-5)

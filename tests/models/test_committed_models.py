@@ -1,0 +1,139 @@
+"""Checks on the committed models: manifest contract, checksum, shapes, Grad-CAM head, and
+known predictions on real images from each model's own *test* split.
+
+The images are read from ``../shared/data`` (never copied into the repo); the tests skip when
+that folder or a model is absent. Inputs go through the viewer's preprocessing
+(:func:`viewer.core.preprocess.prepare_input`), outputs through onnxruntime.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from viewer.core.preprocess import InputSpec, prepare_input, resize_to_image, to_gray_u8
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = REPO / "models"
+SPLITS = REPO / "training" / "splits"
+DATA = (REPO / ".." / "shared" / "data").resolve()
+IDS = ("body_region", "pneumonia", "covid", "lungs")
+DATASET = {"body_region": "bodypart", "pneumonia": "pneumonia", "covid": "covid", "lungs": "lungs"}
+
+# (model, image path relative to shared/data, expected label), all from the model's test split.
+KNOWN = [
+    ("pneumonia", "pneumonia/originals/NORMAL/IM-0000-0001.jpeg", "normal"),
+]
+LUNG_CASES = ["lungs/images/ieee8023/x.jpg"]
+
+
+def _manifest(model_id: str) -> dict:
+    path = MODELS / f"{model_id}.json"
+    if not path.exists():
+        pytest.skip(f"model {model_id} not committed")
+    return json.loads(path.read_text())
+
+
+def _session(m: dict):  # noqa: ANN202
+    return ort.InferenceSession(str(MODELS / m["file"]), providers=["CPUExecutionProvider"])
+
+
+def _display(rel: str) -> np.ndarray:
+    path = DATA / rel
+    if not path.exists():
+        pytest.skip("shared data folder ../shared/data is not available")
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    return to_gray_u8(arr)
+
+
+def _split_of(model_id: str, rel: str) -> str:
+    with open(SPLITS / f"{DATASET[model_id]}.csv", newline="") as fh:
+        return {r["path"]: r["split"] for r in csv.DictReader(fh)}.get(rel, "")
+
+
+@pytest.mark.parametrize("model_id", IDS)
+def test_manifest_contract_and_checksum(model_id: str) -> None:
+    m = _manifest(model_id)
+    onnx_path = MODELS / m["file"]
+    assert m["schema"] == 1 and m["id"] == model_id
+    assert hashlib.sha256(onnx_path.read_bytes()).hexdigest() == m["sha256"]
+    assert onnx_path.stat().st_size <= 25 * 1024 * 1024
+    model = onnx.load(str(onnx_path))
+    assert m["opset"] >= 17
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == m["opset"]
+    assert "Research use, not for diagnosis" in m["intended_use"]
+    assert m["training_data"] and all(d["licence"] for d in m["training_data"])
+    assert (MODELS / f"{model_id}.md").exists()
+    spec = InputSpec.from_manifest(m["input"])
+    assert spec.to_manifest()["size"] == m["input"]["size"]
+    names = [o.name for o in _session(m).get_outputs()]
+    assert names == [o["name"] for o in m["outputs"]]
+    if m["task"] == "classification":
+        assert m["calibration"]["method"] == "temperature" and m["calibration"]["temperature"] > 0
+        assert 0.0 < m["threshold"] < 1.0
+        assert len(m["gradcam"]["weight"]) == len(m["labels"])
+    else:
+        assert m["labels"] == ["background", "lung"] and m["threshold"] == 0.5
+    if model_id == "body_region":
+        assert m["gate"] is True and m["ood"]["score"] == "energy"
+        assert m["labels"] == ["chest", "knee", "hand", "spine", "other"]
+
+
+@pytest.mark.parametrize("model_id", ("body_region", "pneumonia", "covid"))
+def test_logits_are_gap_linear_of_activations(model_id: str) -> None:
+    """The Grad-CAM contract: logits = W @ mean_hw(activations) + b, with W from the manifest."""
+    m = _manifest(model_id)
+    h, w = m["input"]["size"]
+    x = np.random.default_rng(0).normal(size=(2, 1, h, w)).astype(np.float32)
+    logits, act = _session(m).run(None, {"input": x})
+    assert logits.shape == (2, len(m["labels"])) and act.ndim == 4 and act.shape[0] == 2
+    weight = np.asarray(m["gradcam"]["weight"], np.float64)
+    bias = np.asarray(m["gradcam"]["bias"], np.float64)
+    assert (act >= 0).all()  # post-activation (ReLU) tensor
+    np.testing.assert_allclose(act.mean(axis=(2, 3)) @ weight.T + bias, logits, atol=2e-4)
+
+
+def _classify(m: dict, display: np.ndarray) -> str:
+    logits = _session(m).run(["logits"], {"input": prepare_input(display, InputSpec.from_manifest(m["input"]))})[0][0]
+    z = logits / m["calibration"]["temperature"]
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if "positive_label" in m:
+        pos = m["labels"].index(m["positive_label"])
+        return m["positive_label"] if p[pos] >= m["threshold"] else m["labels"][1 - pos]
+    return m["labels"][int(p.argmax())]
+
+
+@pytest.mark.parametrize(("model_id", "rel", "expected"), KNOWN)
+def test_known_predictions_on_test_images(model_id: str, rel: str, expected: str) -> None:
+    m = _manifest(model_id)
+    assert _split_of(model_id, rel) == "test"
+    assert _classify(m, _display(rel)) == expected
+
+
+@pytest.mark.parametrize("rel", LUNG_CASES)
+def test_lung_dice_on_test_images(rel: str) -> None:
+    m = _manifest("lungs")
+    assert _split_of("lungs", rel) == "test"
+    with open(DATA / "lungs" / "pairs.csv", newline="") as fh:
+        mask_rel = {os.path.normpath(f"lungs/{r['image']}"): r["mask"] for r in csv.DictReader(fh)}[rel]
+    img = _display(rel)
+    mask = cv2.imread(str(DATA / "lungs" / mask_rel), cv2.IMREAD_GRAYSCALE)
+    logit = _session(m).run(None, {"input": prepare_input(img, InputSpec.from_manifest(m["input"]))})[0][0, 0]
+    pred = resize_to_image(logit, img.shape) > 0.0
+    valid = mask != 127
+    gt = (mask == 255) & valid
+    pred &= valid
+    assert 2 * (pred & gt).sum() / (pred.sum() + gt.sum()) > 0.9

@@ -1,0 +1,78 @@
+"""Smoke test: every recipe trains a few steps on a handful of real images, then exports.
+
+The export is run through onnxruntime and compared with torch inside ``export`` (1e-4); here
+we also check the manifest against docs/MODELS.md and the output shapes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from training import MODEL_IDS, data as tdata, splits as tsplits  # noqa: E402
+from training.export import export  # noqa: E402
+from training.loop import train  # noqa: E402
+from training.recipes import get  # noqa: E402
+
+
+def _subset(dataset: str, per_split_label: int) -> set[str]:
+    """A few paths per (split, label) from the committed split CSV."""
+    with open(tsplits.split_file(dataset), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    picked: dict[tuple[str, str], int] = {}
+    out = set()
+    for r in rows:
+        key = (r["split"], r["label"])
+        if picked.get(key, 0) < per_split_label:
+            picked[key] = picked.get(key, 0) + 1
+            out.add(r["path"])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", MODEL_IDS)
+def test_recipe_trains_and_exports(model_id: str, data_root: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = get(model_id)
+    monkeypatch.setattr(tdata, "CACHE", tmp_path / "cache")
+    tdata.build_cache(recipe.dataset, recipe.cache_size, data=data_root,
+                      paths=_subset(recipe.dataset, 5))
+    run = train(recipe, max_steps=2, run_dir=tmp_path / "run")
+    assert (run / "last.pt").exists() and (run / "best.pt").exists()
+    assert "epoch 0 done" in (run / "train.log").read_text()
+    out = tmp_path / "models"
+    onnx_path = export(recipe, run_dir=run, out_dir=out, limit=6, reports=False)
+    manifest = json.loads((out / f"{model_id}.json").read_text())
+    assert manifest["id"] == model_id and manifest["opset"] >= 17
+    assert manifest["sha256"] == tdata.file_digest(onnx_path)
+    assert (out / f"{model_id}.md").read_text().startswith("# ")
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    h, w = manifest["input"]["size"]
+    x = np.zeros((2, 1, h, w), np.float32)
+    outs = sess.run(None, {"input": x})
+    if recipe.task == "segmentation":
+        assert [o.name for o in sess.get_outputs()] == ["mask_logits"]
+        assert outs[0].shape == (2, 1, h, w)
+    else:
+        assert [o.name for o in sess.get_outputs()] == ["logits", "activations"]
+        assert outs[0].shape == (2, len(recipe.labels))
+        weight = np.asarray(manifest["gradcam"]["weight"])
+        assert weight.shape == (len(recipe.labels), outs[1].shape[1])
+
+
+def test_resume_continues_from_last_checkpoint(data_root: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = get("covid")
+    monkeypatch.setattr(tdata, "CACHE", tmp_path / "cache")
+    tdata.build_cache(recipe.dataset, recipe.cache_size, data=data_root, paths=_subset(recipe.dataset, 3))
+    run = train(recipe, epochs=1, run_dir=tmp_path / "run")
+    train(recipe, epochs=2, resume=True, run_dir=run)
+    log = (run / "train.log").read_text()
+    assert "resumed from epoch 0" in log and "epoch 1 done" in log

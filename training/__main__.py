@@ -1,0 +1,43 @@
+"""Command line: ``python -m training {cache,split,train,evaluate,export,all} <model>``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import MODEL_IDS
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    ap.add_argument("command", choices=["cache", "split", "train", "evaluate", "export", "all"])
+    ap.add_argument("model", choices=MODEL_IDS)
+    ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    ap.add_argument("--resume", action="store_true", help="continue from runs/<model>/last.pt")
+    args = ap.parse_args(argv)
+
+    from .recipes import get
+
+    recipe = get(args.model)
+    if args.command == "cache":
+        from .data import build_cache
+        print(build_cache(recipe.dataset, recipe.cache_size))
+    elif args.command == "split":
+        from .splits import make_split, summary
+        make_split(recipe.dataset)
+        print(summary(recipe.dataset))
+    if args.command in ("train", "all"):
+        from .loop import train
+        train(recipe, epochs=args.epochs, resume=args.resume)
+    if args.command in ("evaluate", "all"):
+        from .evaluate import evaluate
+        print(json.dumps(evaluate(recipe), indent=1)[:4000])
+    if args.command in ("export", "all"):
+        from .export import export
+        print(export(recipe))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

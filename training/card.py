@@ -1,0 +1,121 @@
+"""Model card ``models/<id>.md`` with figures in ``models/cards/<id>/``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from . import figures
+from .recipes import Recipe
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out_dir: Path) -> Path:
+    mid = recipe.model_id
+    fig_dir = out_dir / "cards" / mid
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {manifest['name']} (`{mid}` {manifest['version']})", "",
+             f"**Intended use:** {manifest['intended_use']}", "",
+             f"**Population:** {manifest['population']}.", "",
+             f"**File:** `{manifest['file']}`, ONNX opset {manifest['opset']}, sha256 `{manifest['sha256']}`.", "",
+             f"**Input:** {json.dumps(manifest['input'])}", "",
+             "Training recipe: `python -m training train " + mid + "` (seed 0), then "
+             "`python -m training evaluate " + mid + "` and `python -m training export " + mid + "`. "
+             "The split (file names only) is `training/splits/" + recipe.dataset + ".csv`: 70/15/15 "
+             "train/validation/test, grouped by patient and by near-duplicate picture (32x32 "
+             "correlation >= 0.95), so no patient or near-duplicate straddles two splits.", "",
+             "## Training data", ""]
+    for d in manifest["training_data"]:
+        extra = f", {d['images']} training images" if d.get("images") else ""
+        lines.append(f"- {d['name']}; licence: {d['licence']}{extra}")
+    lines += ["", "## Metrics", ""]
+    if recipe.task == "segmentation":
+        t = ev["test"]
+        lines += [f"Test split ({t['n']} images, never used for training or checkpoint choice), Dice "
+                  "at each image's own resolution (logits resized back with `resize_to_image`, "
+                  "threshold 0.5 on the sigmoid, pixels marked 127 = ignore excluded):", "",
+                  "| source | n | mean Dice | median | min |", "|---|---:|---:|---:|---:|"]
+        for s, v in t["per_source"].items():
+            lines.append(f"| {s} | {v['n']} | {v['dice_mean']:.4f} | {v['dice_median']:.4f} | {v['dice_min']:.4f} |")
+        lines.append(f"| all | {t['n']} | {t['dice_mean']:.4f} | | |")
+        lines += ["", f"Validation mean Dice: {ev['val']['dice_mean']:.4f}.", "",
+                  "Caveat: V7 lung masks include the retro-cardiac region and the lung behind the "
+                  "diaphragm dome; other datasets (JSRT, Montgomery) outline only the visible lung.", ""]
+        figures.dice_figure(t["per_source"], fig_dir / "dice.png", f"{mid}: test Dice per source")
+        lines.append(f"![Dice per source](cards/{mid}/dice.png)")
+    else:
+        t, c = ev["test"], ev["calibration"]
+        lines.append(f"Test split: {ev['n_test']} images, never used for training, checkpoint choice, "
+                     f"calibration or threshold. Validation: {ev['n_val']} images.")
+        lines.append("")
+        if recipe.positive:
+            lines += ["| metric | test | validation |", "|---|---:|---:|",
+                      f"| accuracy (threshold {ev['threshold']} on calibrated P({recipe.positive})) | "
+                      f"{_pct(t['accuracy'])} | {_pct(ev['val']['accuracy'])} |",
+                      f"| ROC AUC | {t['roc_auc']:.4f} | {ev['val']['roc_auc']:.4f} |",
+                      f"| sensitivity | {_pct(t['sensitivity'])} | |",
+                      f"| specificity | {_pct(t['specificity'])} | |",
+                      f"| balanced accuracy | {_pct(t['balanced_accuracy'])} | |", ""]
+            if t.get("per_source"):
+                lines += ["Accuracy per source (test):", ""]
+                lines += [f"- {s}: {_pct(v['accuracy'])} (n={v['n']})" for s, v in t["per_source"].items()]
+                lines.append("")
+            figures.roc_figure(ev["roc_test"]["fpr"], ev["roc_test"]["tpr"], t["roc_auc"],
+                               fig_dir / "roc.png", f"{mid} (test)")
+        else:
+            ood = ev["ood"]
+            lines += [f"Top-class accuracy {_pct(t['accuracy'])}, balanced accuracy "
+                      f"{_pct(t['balanced_accuracy'])}; with the OOD rule (answers \"unknown\" count "
+                      f"as wrong) {_pct(t['gate_accuracy'])}; {_pct(t['rejected_as_unknown'])} of test "
+                      "radiographs were rejected as unknown.", "",
+                      f"OOD rule: unknown if energy = -logsumexp(logits) > {ood['threshold']} "
+                      f"({ood['fitted_on']}) or calibrated top-class probability < {ood['confidence_floor']}.", "",
+                      "| class | n | accuracy | rejected as unknown |", "|---|---:|---:|---:|"]
+            for cl, v in t["per_class"].items():
+                lines.append(f"| {cl} | {v['n']} | {_pct(v['accuracy'])} | {_pct(v['rejected_as_unknown'])} |")
+            lines += ["", "| class/source | n | accuracy | with OOD rule |", "|---|---:|---:|---:|"]
+            for s, v in t["per_source"].items():
+                lines.append(f"| {s} | {v['n']} | {_pct(v['accuracy'])} | {_pct(v['gate_accuracy'])} |")
+            o = ev["ood_test"]
+            lines += ["", f"Test-only outliers (scikit-image photographs, noise, blank frames): "
+                      f"{o['rejected']}/{o['n']} rejected.", "",
+                      "| image | verdict | top class | calibrated conf. | energy |", "|---|---|---|---:|---:|"]
+            for name, v in o["items"].items():
+                lines.append(f"| {name} | {v['verdict']} | {v['top']} | {v['confidence']} | {v['energy']} |")
+            lines += ["", "Real DICOM files in `shared/data/dicom/` (outside `broken/`):", "",
+                      "| file | verdict | top class | calibrated conf. | energy |", "|---|---|---|---:|---:|"]
+            for name, v in ev["dicom"].items():
+                lines.append(f"| {name} | {v['verdict']} | {v.get('top', '')} | {v.get('confidence', '')} | {v.get('energy', '')} |")
+            lines.append("")
+        lines += [f"Calibration: temperature {c['temperature']} fitted on validation; ECE (15 bins) "
+                  f"validation {c['ece_before']:.4f} -> {c['ece_after']:.4f}, test "
+                  f"{c['test_ece_before']:.4f} -> {c['test_ece_after']:.4f}.", ""]
+        figures.confusion_figure(t["confusion"], list(recipe.labels), fig_dir / "confusion.png",
+                                 f"{mid}: test confusion (argmax / threshold)")
+        figures.reliability_figure(ev["reliability_test_before"], ev["reliability_test_after"],
+                                   c["test_ece_before"], c["test_ece_after"], fig_dir / "reliability.png",
+                                   f"{mid} (test)")
+        lines += [f"![Confusion matrix](cards/{mid}/confusion.png)",
+                  f"![Reliability diagram](cards/{mid}/reliability.png)"]
+        if recipe.positive:
+            lines.append(f"![ROC curve](cards/{mid}/roc.png)")
+    lines += ["", "## Limitations", ""]
+    lines += {
+        "pneumonia": ["- Trained and tested only on Kermany paediatric images from one centre; the "
+                      "official Kermany test split is known to be harder than a split of the train set.",
+                      "- Not for adults. Patient IDs cannot be verified across Kermany copies."],
+        "covid": ["- Source confounds the label: COVID images come from many hospitals and papers, "
+                  "normals from one source (RSNA/NIH). The model may partly learn the source.",
+                  "- No patient IDs; near-duplicates were grouped by picture similarity only."],
+        "body_region": ["- 'other' has very few training images (abdomen and infant pelvis only).",
+                        "- Each non-chest class has one or two sources; the model may partly learn the source."],
+        "lungs": ["- Masks follow V7's convention (retro-cardiac region included)."],
+    }[mid]
+    lines += ["- Research use, not for diagnosis.", ""]
+    path = out_dir / f"{mid}.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,77 @@
+"""One recipe per model: data set, labels, input spec, network and schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from viewer.core.preprocess import InputSpec
+
+from .augment import AugConfig
+from .nets import SmallResNet, UNet
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model_id: str
+    dataset: str
+    task: str  # "classification" | "segmentation"
+    labels: tuple[str, ...]
+    spec: InputSpec
+    cache_size: int
+    epochs: int
+    batch: int
+    lr: float
+    aug: AugConfig
+    name: str
+    version: str = "1.0.0"
+    positive: str | None = None
+    outlier_exposure: bool = False
+    weight_decay: float = 5e-4
+    widths: tuple[int, ...] = field(default=(32, 64, 128, 192))
+
+    def build(self) -> nn.Module:
+        if self.task == "segmentation":
+            return UNet(self.spec.channels, self.widths)
+        return SmallResNet(len(self.labels), self.spec.channels, self.widths)
+
+
+_CLS_SPEC = InputSpec(height=128, width=128, channels=1, mean=0.5, std=0.25)
+
+RECIPES: dict[str, Recipe] = {
+    "body_region": Recipe(
+        model_id="body_region", dataset="bodypart", task="classification",
+        labels=("chest", "knee", "hand", "spine", "other"), spec=_CLS_SPEC, cache_size=144,
+        epochs=14, batch=32, lr=2e-3, name="Body region gate (chest/knee/hand/spine/other)",
+        # Strong source-style augmentation: resolution, CLAHE on/off, crops, contrast.
+        aug=AugConfig(scale=(0.75, 1.3), aspect=(0.75, 1.33), rotate_deg=15, shift=0.1,
+                      clahe_p=0.5, resample_p=0.5, resample=(0.3, 0.9), blur_p=0.2, noise_p=0.2),
+        outlier_exposure=True,
+    ),
+    "pneumonia": Recipe(
+        model_id="pneumonia", dataset="pneumonia", task="classification",
+        labels=("normal", "pneumonia"), positive="pneumonia", spec=_CLS_SPEC, cache_size=144,
+        epochs=8, batch=32, lr=2e-3, name="Paediatric pneumonia classifier", aug=AugConfig(),
+    ),
+    "covid": Recipe(
+        model_id="covid", dataset="covid", task="classification",
+        labels=("normal", "covid"), positive="covid", spec=_CLS_SPEC, cache_size=144,
+        epochs=8, batch=32, lr=2e-3, name="Adult COVID-19 vs normal classifier", aug=AugConfig(),
+    ),
+    "lungs": Recipe(
+        model_id="lungs", dataset="lungs", task="segmentation", labels=("background", "lung"),
+        spec=InputSpec(height=256, width=256, channels=1, mean=0.5, std=0.25), cache_size=272,
+        epochs=12, batch=8, lr=3e-3, name="Lung field segmentation (U-Net)",
+        aug=AugConfig(scale=(0.85, 1.1), aspect=(0.85, 1.18), rotate_deg=8, shift=0.05,
+                      hflip=0.0, clahe_p=0.15, resample_p=0.25, resample=(0.5, 0.9)),
+        widths=(12, 24, 48, 96, 128),
+    ),
+}
+
+
+def get(model_id: str) -> Recipe:
+    try:
+        return RECIPES[model_id]
+    except KeyError:
+        raise SystemExit(f"unknown model {model_id!r}; choose from {sorted(RECIPES)}") from None

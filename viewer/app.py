@@ -103,6 +103,8 @@ def main(argv: Sequence[str]) -> int:
     window.resize(1600, 1000)
     window.show()
     try:
+        if os.environ.get("RADVIEW_STARTUP_PROBE"):
+            return _startup_probe(app, window)
         if args.demo is not None and headless:
             return _run_headless_demo(window, args)
         if args.screenshot:
@@ -119,6 +121,31 @@ def main(argv: Sequence[str]) -> int:
     finally:
         window.shutdown()
         window.close()
+
+
+def _startup_probe(app: Any, window: Any) -> int:
+    """``RADVIEW_STARTUP_PROBE=1``: print the wall-clock time of the main window's first paint,
+    then quit (bench/package.py measures cold start from the process launch to that line)."""
+    import time
+
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    class _FirstPaint(QObject):
+        seen = False
+
+        def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt API
+            if event.type() == QEvent.Type.Paint and not self.seen:
+                self.seen = True
+                stamp = time.time()
+                QTimer.singleShot(0, lambda: (print(f"startup-probe: painted {stamp:.3f}", flush=True),
+                                              app.quit()))
+            return False
+
+    probe = _FirstPaint(window)
+    window.installEventFilter(probe)
+    QTimer.singleShot(20000, app.quit)  # never hang a benchmark
+    app.exec()
+    return 0 if probe.seen else 1
 
 
 def _run_headless_demo(window: Any, args: argparse.Namespace) -> int:

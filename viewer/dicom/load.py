@@ -25,6 +25,7 @@ from pydicom.pixels import apply_color_lut, pixel_array
 
 from viewer.core.radiograph import VOI, ModalityLUT, Radiograph
 from viewer.dicom.codecs import codec_status, describe_transfer_syntax
+from viewer.dicom.reduced import decode_reduced
 from viewer.dicom.scan import InstanceRecord
 
 __all__ = ["HeaderNode", "LoadError", "load_radiograph", "open_source", "read_dataset", "read_header",
@@ -185,8 +186,27 @@ def _to_rgb_u8(arr: np.ndarray, bits: int) -> np.ndarray:
     return np.clip(arr.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
 
 
-def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "") -> Radiograph:
-    """Decode frame ``frame`` of a dataset that already holds its pixel data."""
+def _decode_full(ds: Dataset, frame: int, n_frames: int, photometric: str) -> np.ndarray:
+    """One frame at full resolution; YBR -> RGB (pydicom), PALETTE COLOR -> RGB."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr = pixel_array(ds, index=frame if n_frames > 1 else None, raw=False)
+        if n_frames > 1 and arr.ndim >= 3 and arr.shape[0] == n_frames and (
+                arr.ndim == 4 or int(ds.get("SamplesPerPixel", 1)) == 1):
+            arr = arr[frame]
+        if photometric == "PALETTE COLOR":
+            arr = apply_color_lut(arr, ds)
+    return arr
+
+
+def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
+                            reduce_to: int | None = None) -> Radiograph:
+    """Decode frame ``frame`` of a dataset that already holds its pixel data.
+
+    With ``reduce_to``, JPEG 2000 and JPEG Baseline frames may be decoded at a reduced
+    resolution whose long side stays >= ``2 * reduce_to`` (:mod:`viewer.dicom.reduced`); the
+    spacing is scaled to match. Other encodings decode at full size.
+    """
     meta = getattr(ds, "file_meta", None)
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
     bits_alloc = int(ds.get("BitsAllocated", 16) or 16)
@@ -212,15 +232,15 @@ def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "") -> Ra
         raise LoadError(f"{name}: cannot decode {describe_transfer_syntax(ts)}",
                         advice=status.advice, transfer_syntax=ts)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+    reduced = decode_reduced(ds, frame, reduce_to) if reduce_to else None
+    factor = 1
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr = pixel_array(ds, index=frame if n_frames > 1 else None, raw=False)
-            if n_frames > 1 and arr.ndim >= 3 and arr.shape[0] == n_frames and (
-                    arr.ndim == 4 or int(ds.get("SamplesPerPixel", 1)) == 1):
-                arr = arr[frame]
-            if photometric == "PALETTE COLOR":
-                arr = apply_color_lut(arr, ds)
+        if reduced is not None:
+            arr, factor = reduced
+            if arr.ndim == 3:
+                photometric = "RGB"
+        else:
+            arr = _decode_full(ds, frame, n_frames, photometric)
     except Exception as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         msg = " ".join(lines) if lines else type(exc).__name__
@@ -230,6 +250,8 @@ def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "") -> Ra
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     bits_stored = int(ds.get("BitsStored", bits_alloc) or bits_alloc)
     spacing, kind = _spacing(ds)
+    if spacing is not None and factor != 1:
+        spacing = (spacing[0] * factor, spacing[1] * factor)
     if arr.ndim == 3:
         out_photometric = "RGB"
         pixels = _to_rgb_u8(arr, 8 if photometric == "PALETTE COLOR" and arr.dtype == np.uint8 else
@@ -251,8 +273,12 @@ def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "") -> Ra
     )
 
 
-def load_radiograph(path_or_record: str | os.PathLike[str] | InstanceRecord, frame: int = 0) -> Radiograph:
+def load_radiograph(path_or_record: str | os.PathLike[str] | InstanceRecord, frame: int = 0, *,
+                    reduce_to: int | None = None) -> Radiograph:
     """Decode one frame of a DICOM file or zip member into a :class:`Radiograph`.
+
+    ``reduce_to`` (thumbnails): allow a reduced-resolution decode whose long side stays
+    >= ``2 * reduce_to`` where the encoding supports it (see :func:`radiograph_from_dataset`).
 
     Raises
     ------
@@ -266,7 +292,7 @@ def load_radiograph(path_or_record: str | os.PathLike[str] | InstanceRecord, fra
         path, member = os.fspath(path_or_record), None
     ds = read_dataset(path, member)
     source = f"{path}!{member}" if member else path
-    return radiograph_from_dataset(ds, frame, source)
+    return radiograph_from_dataset(ds, frame, source, reduce_to)
 
 
 # --------------------------------------------------------------------------------------------

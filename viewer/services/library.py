@@ -27,7 +27,9 @@ from viewer.services.tasks import CancelToken, ProgressFn, no_progress
 
 __all__ = [
     "ImageCache",
+    "InstanceRecord",
     "LoadError",
+    "LoadProblem",
     "PatientNode",
     "ScanResult",
     "SeriesNode",
@@ -350,8 +352,11 @@ def load_plain_image(data: bytes, source: str) -> Radiograph:
                       source=source)
 
 
-def load_image(record: InstanceRecord, frame: int = 0) -> Radiograph:
+def load_image(record: InstanceRecord, frame: int = 0, *, reduce_to: int | None = None) -> Radiograph:
     """Decode one frame of a record (DICOM file, zip member, PNG or JPEG).
+
+    ``reduce_to`` lets JPEG 2000 / JPEG Baseline DICOM decode at reduced resolution (long side
+    >= ``2 * reduce_to``), for thumbnails.
 
     Raises
     ------
@@ -359,7 +364,7 @@ def load_image(record: InstanceRecord, frame: int = 0) -> Radiograph:
         With a user-facing message (and, for DICOM, the transfer syntax and decoder advice).
     """
     if record.kind == "dicom":
-        return load_radiograph(record, frame)
+        return load_radiograph(record, frame, reduce_to=reduce_to)
     source = f"{record.path}!{record.member}" if record.member else record.path
     try:
         data = _read_bytes(record)

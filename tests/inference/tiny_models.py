@@ -108,7 +108,7 @@ def make_gate(folder: Path, region: str | None = "chest") -> None:
         "task": "classification", "gate": True, "labels": GATE_LABELS,
         "outputs": [{"name": "logits", "kind": "logits"},
                     {"name": "activations", "kind": "activations"}],
-        "calibration": {"method": "temperature", "temperature": 1.0}, "threshold": 0.5,
+        "calibration": {"method": "temperature", "temperature": 1.0}, "threshold": None,
         "ood": {"score": "energy", "threshold": -3.1, "confidence_floor": 0.6},
     })
 

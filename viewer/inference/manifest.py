@@ -45,7 +45,7 @@ class ModelManifest:
     input_spec: InputSpec
     input_name: str
     outputs: Mapping[str, str]  # output name -> kind
-    threshold: float
+    threshold: float | None  # None: no operating point (e.g. the gate)
     bands: Mapping[str, float]
     temperature: float = 1.0
     positive_label: str | None = None
@@ -90,6 +90,18 @@ def _require(block: Mapping[str, Any], key: str) -> Any:
     if key not in block:
         raise ManifestError(f"missing field {key!r}")
     return block[key]
+
+
+def _threshold(raw: Mapping[str, Any], task: str) -> float | None:
+    value = raw.get("threshold", 0.5 if task == "segmentation" or raw.get("positive_label") else None)
+    if value is None:
+        if task == "segmentation":
+            raise ManifestError("a segmentation model needs a threshold")
+        return None
+    t = float(value)
+    if not 0.0 <= t <= 1.0:
+        raise ManifestError(f"threshold {t} is outside [0, 1]")
+    return t
 
 
 def _parse(raw: Mapping[str, Any], manifest_path: Path, verify_checksum: bool) -> ModelManifest:
@@ -143,7 +155,7 @@ def _parse(raw: Mapping[str, Any], manifest_path: Path, verify_checksum: bool) -
         input_spec=InputSpec.from_manifest(input_block),
         input_name=str(input_block.get("name", "input")),
         outputs=MappingProxyType(outputs),
-        threshold=float(raw.get("threshold", 0.5)),
+        threshold=_threshold(raw, task),
         bands=MappingProxyType(bands),
         temperature=temperature,
         positive_label=None if positive is None else str(positive),

@@ -57,7 +57,7 @@ def segmentation_mask(
     z = np.asarray(mask_logits, dtype=np.float32)
     z = z.reshape(z.shape[-2], z.shape[-1])
     # sigmoid(z) > t  <=>  z > logit(t): no exp over the whole map.
-    t = min(max(manifest.threshold, 1e-6), 1 - 1e-6)
+    t = min(max(0.5 if manifest.threshold is None else manifest.threshold, 1e-6), 1 - 1e-6)
     small = (z > np.float32(np.log(t / (1.0 - t)))).astype(np.uint8)
     return resize_to_image(small, image_shape, nearest=True)
 

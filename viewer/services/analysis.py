@@ -346,7 +346,7 @@ def _decide(m: ModelManifest, probs: np.ndarray) -> int:
     """Label index: the positive label when its probability reaches the threshold, else the
     most probable other label (argmax for models without a positive label)."""
     pos = m.positive_index
-    if pos is None:
+    if pos is None or m.threshold is None:
         return int(np.argmax(probs))
     if probs[pos] >= m.threshold:
         return pos

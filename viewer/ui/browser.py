@@ -14,6 +14,8 @@ from PySide6.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem, Q
 
 COLUMNS = ("Name", "Date", "Modality", "Body part", "View", "Count")
 RECORDS_ROLE = Qt.ItemDataRole.UserRole + 1
+AUTOSIZE_LIMIT = 500
+MAX_INSTANCE_ROWS = 1000
 
 
 def format_date(value: str) -> str:
@@ -36,6 +38,7 @@ class BrowserTree(QTreeWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setUniformRowHeights(True)
         self.itemSelectionChanged.connect(self._on_tree_selection_changed)
+        self.itemExpanded.connect(self._on_tree_item_expanded)
         self.records: list[Any] = []
 
     def set_index(self, index: Any) -> None:
@@ -60,16 +63,28 @@ class BrowserTree(QTreeWidget):
                         s_item, series.label, "", series.modality, series.body_part,
                         _joined(r.view_position for r in se_records), se_records, "series",
                     )
-                    for rec in se_records:
-                        size = f"{rec.cols}x{rec.rows}" + (f" x{rec.frames}" if rec.frames > 1 else "")
-                        i_item = self._item(
-                            se_item, rec.display_name, size, rec.modality, rec.body_part,
-                            rec.view_position, [rec], "instance",
-                        )
-                        i_item.setText(5, "")
+                    # Instances are added when the series is expanded (big series stay cheap).
+                    se_item.setChildIndicatorPolicy(
+                        QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator
+                    )
         self.expandToDepth(1)
-        for col in range(len(COLUMNS)):
-            self.resizeColumnToContents(col)
+        if len(self.records) <= AUTOSIZE_LIMIT:  # sizing scans every row: skip for big trees
+            for col in range(len(COLUMNS)):
+                self.resizeColumnToContents(col)
+
+    def _on_tree_item_expanded(self, item: QTreeWidgetItem) -> None:
+        if item.data(1, RECORDS_ROLE) != "series" or item.childCount():
+            return
+        records = item.data(0, RECORDS_ROLE) or []
+        for rec in records[:MAX_INSTANCE_ROWS]:
+            size = f"{rec.cols}x{rec.rows}" + (f" x{rec.frames}" if rec.frames > 1 else "")
+            child = self._item(item, rec.display_name, size, rec.modality, rec.body_part,
+                               rec.view_position, [rec], "instance")
+            child.setText(5, "")
+        if len(records) > MAX_INSTANCE_ROWS:
+            more = QTreeWidgetItem([f"... {len(records) - MAX_INSTANCE_ROWS} more (see thumbnails)"])
+            more.setData(0, RECORDS_ROLE, records[MAX_INSTANCE_ROWS:])
+            item.addChild(more)
 
     def counts(self) -> tuple[int, int, int]:
         """(patients, studies, series) shown."""

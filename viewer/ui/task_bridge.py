@@ -3,22 +3,30 @@
 The one pattern for work off the GUI thread (see docs/ARCHITECTURE.md): the GUI builds a frozen
 :class:`TaskRequest` with a fresh request id, :class:`TaskBridge` runs ``request.fn`` on its
 executor with a :class:`~viewer.services.tasks.CancelToken` and a progress callback, and the
-outcome comes back as a Qt signal (queued, so slots run on the GUI thread). Results whose id is no
-longer the latest for their ``channel`` are dropped, so a slow stale scan or image load never
-overwrites a newer one.
+outcome comes back as a Qt signal emitted on the GUI thread. Results whose id is no longer the
+latest for their ``channel`` are dropped, so a slow stale scan or image load never overwrites a
+newer one.
+
+Worker threads never touch Qt: they put outcomes on a thread-safe queue that a short GUI-thread
+timer drains while work is pending (at most :data:`DRAIN_INTERVAL_MS` of added latency). Emitting
+PySide signals from Python worker threads is the textbook way, but with PySide6 6.8+ cross-thread
+emission of Python objects crashed the interpreter here under load (``bool_dealloc`` refcount
+abort while thumbnails decoded; see PYSIDE-3124), so the bridge keeps every shiboken call on the
+GUI thread.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import threading
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from viewer.services.tasks import CancelToken, Cancelled
 
@@ -26,6 +34,8 @@ log = logging.getLogger(__name__)
 
 JobFn = Callable[..., Any]
 PROGRESS_INTERVAL_S = 0.05
+DRAIN_INTERVAL_MS = 5
+DRAIN_BUDGET_S = 0.008  # leave the event loop after this long; the rest waits one tick
 
 
 @dataclass(frozen=True)
@@ -58,8 +68,8 @@ class TaskRequest:
 class TaskBridge(QObject):
     """Executor-to-signal bridge with request ids, cancellation and orderly shutdown.
 
-    Signals carry ``(channel, request_id, payload)``; they are emitted from worker threads and
-    therefore delivered queued on the thread that owns the bridge (the GUI thread).
+    Signals carry ``(channel, request_id, payload)`` and are emitted on the thread that owns the
+    bridge (the GUI thread), from :meth:`drain`.
     """
 
     sig_task_finished = Signal(str, int, object)
@@ -81,6 +91,10 @@ class TaskBridge(QObject):
         self._tokens: dict[int, CancelToken] = {}
         self._futures: dict[int, Future[Any]] = {}
         self._closed = False
+        self._outbox: queue.SimpleQueue[tuple[str, str, int, Any]] = queue.SimpleQueue()
+        self._drain_timer = QTimer(self)
+        self._drain_timer.setInterval(DRAIN_INTERVAL_MS)
+        self._drain_timer.timeout.connect(self.drain)
 
     # -- submission ------------------------------------------------------------------------
     def submit(self, request: TaskRequest) -> int:
@@ -100,6 +114,8 @@ class TaskBridge(QObject):
         with self._lock:
             if rid in self._tokens:  # not already finished
                 self._futures[rid] = future
+        if not self._drain_timer.isActive():
+            self._drain_timer.start()
         return rid
 
     def cancel(self, request_id: int) -> None:
@@ -146,7 +162,7 @@ class TaskBridge(QObject):
                     # GUI thread's event queue on a 10,000-file scan.
                     if done >= total or now - last[0] >= PROGRESS_INTERVAL_S:
                         last[0] = now
-                        self.sig_task_progressed.emit(channel, rid, int(done), int(total))
+                        self._outbox.put(("progress", channel, rid, (int(done), int(total))))
 
                 result = request.fn(*request.args, cancel=token, progress=progress)
             else:
@@ -154,22 +170,45 @@ class TaskBridge(QObject):
             if token.cancelled:
                 raise Cancelled()
         except Cancelled:
+            self._outbox.put(("cancelled", channel, rid, None))
             self._forget(rid)
-            if not self._closed:
-                self.sig_task_cancelled.emit(channel, rid)
             return
         except Exception as exc:  # noqa: BLE001 - every failure becomes a visible notification
             log.warning("task %s #%d failed: %s", channel, rid, exc.__class__.__name__)
+            self._outbox.put(("failed", channel, rid, _describe(exc)))
             self._forget(rid)
-            if not self._closed:
-                self.sig_task_failed.emit(channel, rid, _describe(exc))
             return
+        self._outbox.put(("finished" if request.exclusive else "finished_any", channel, rid, result))
         self._forget(rid)
-        if self._closed:
-            return
-        if request.exclusive and not self.is_current(channel, rid):
-            return  # stale: a newer request superseded this one
-        self.sig_task_finished.emit(channel, rid, result)
+
+    # -- GUI side --------------------------------------------------------------------------
+    def drain(self) -> int:
+        """Deliver queued outcomes as signals (GUI thread); returns how many were delivered.
+
+        Runs from a timer while requests are pending; tests may call it directly.
+        """
+        delivered = 0
+        deadline = time.perf_counter() + DRAIN_BUDGET_S
+        while time.perf_counter() < deadline:
+            try:
+                kind, channel, rid, payload = self._outbox.get_nowait()
+            except queue.Empty:
+                break
+            if self._closed:
+                continue
+            delivered += 1
+            if kind == "progress":
+                self.sig_task_progressed.emit(channel, rid, payload[0], payload[1])
+            elif kind == "cancelled":
+                self.sig_task_cancelled.emit(channel, rid)
+            elif kind == "failed":
+                self.sig_task_failed.emit(channel, rid, payload)
+            elif kind == "finished_any" or self.is_current(channel, rid):
+                self.sig_task_finished.emit(channel, rid, payload)
+            # else: stale, a newer request superseded this one
+        if self.pending() == 0 and self._outbox.empty():
+            self._drain_timer.stop()
+        return delivered
 
     def _forget(self, rid: int) -> None:
         with self._lock:
@@ -182,6 +221,7 @@ class TaskBridge(QObject):
         if self._closed:
             return
         self._closed = True
+        self._drain_timer.stop()
         with self._lock:
             tokens = list(self._tokens.values())
             futures = list(self._futures.values())

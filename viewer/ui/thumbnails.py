@@ -12,7 +12,15 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QListView, QWidget
 
@@ -54,6 +62,7 @@ class ThumbnailModel(QAbstractListModel):
         super().__init__(parent)
         self.size = size
         self.records: list[Any] = []
+        self._rows: dict[Any, int] = {}
         self.icons: dict[Any, QIcon] = {}
         self.badges: dict[Any, str] = {}
         self._empty = _placeholder(size)
@@ -63,6 +72,7 @@ class ThumbnailModel(QAbstractListModel):
     def set_records(self, records: Sequence[Any]) -> None:
         self.beginResetModel()
         self.records = list(records)
+        self._rows = {rec.key: row for row, rec in enumerate(self.records)}
         self.endResetModel()
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
@@ -89,10 +99,7 @@ class ThumbnailModel(QAbstractListModel):
         return None
 
     def row_of(self, key: Any) -> int:
-        for row, rec in enumerate(self.records):
-            if rec.key == key:
-                return row
-        return -1
+        return self._rows.get(key, -1)
 
     def set_icon(self, key: Any, image: QImage | None) -> None:
         if image is None:
@@ -140,6 +147,9 @@ class ThumbnailGrid(QListView):
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setMovement(QListView.Movement.Static)
         self.setUniformItemSizes(True)
+        # Lay out big folders in batches across event-loop turns instead of in one block.
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(200)
         self.setIconSize(QSize(size, size))
         self.setGridSize(QSize(size + 24, size + 40))
         self.setWordWrap(True)
@@ -166,14 +176,28 @@ class ThumbnailGrid(QListView):
 
     # -- scheduling ------------------------------------------------------------------------
     def visible_rows(self) -> list[int]:
-        """Rows whose cells intersect the viewport, in display order."""
+        """Rows whose cells intersect the viewport, in display order (cost ~ visible rows)."""
+        model = self.thumb_model
         rect = self.viewport().rect()
+        grid = self.gridSize()
+        start = 0
+        # Probe down the left column: the corner itself may fall in the spacing between cells.
+        for y in range(0, max(rect.height(), 1), max(grid.height() // 3, 1)):
+            hit = self.indexAt(rect.topLeft() + QPoint(grid.width() // 2, y))
+            if hit.isValid():
+                start = hit.row()
+                break
+        # A partly hidden cell at the top may not be hit at the very corner: step back a row.
+        per_row = max(1, rect.width() // max(grid.width(), 1))
+        start = max(0, start - per_row)
         rows = []
-        for row in range(self.thumb_model.rowCount()):
-            if self.visualRect(self.thumb_model.index(row)).intersects(rect):
+        limit = min(model.rowCount(), start + 4 * per_row * (rect.height() // max(grid.height(), 1) + 2))
+        for row in range(start, limit):
+            cell = self.visualRect(model.index(row))
+            if cell.intersects(rect):
                 rows.append(row)
-            elif rows:
-                break  # icon mode lays rows out in order: nothing visible after a gap
+            elif rows and cell.top() > rect.bottom():
+                break
         return rows
 
     def reprioritise(self) -> None:
@@ -190,16 +214,18 @@ class ThumbnailGrid(QListView):
                 self.bridge.cancel(rid)
                 del self._in_flight[rid]
         flying = set(self._in_flight.values())
-        self._queue = [k for k in wanted if k not in done and k not in flying]
+        # Reversed so that _pump pops the most urgent key from the end in O(1).
+        self._queue = [k for k in wanted if k not in done and k not in flying][::-1]
         self._pump()
 
     def _pump(self) -> None:
-        by_key = {rec.key: rec for rec in self.thumb_model.records}
+        model = self.thumb_model
         while self._queue and len(self._in_flight) < MAX_IN_FLIGHT:
-            key = self._queue.pop(0)
-            rec = by_key.get(key)
-            if rec is None:
+            key = self._queue.pop()
+            row = model.row_of(key)
+            if row < 0:
                 continue
+            rec = model.records[row]
             request = TaskRequest(
                 THUMB_CHANNEL, self.make_thumbnail, (rec,), exclusive=False, with_progress=False
             )

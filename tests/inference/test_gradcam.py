@@ -12,6 +12,7 @@ from torch import nn
 
 from tests.inference.gradcam_reference import load_grad_cam
 from tests.inference.tiny_models import TinyClassifier, export_onnx
+from viewer.core.preprocess import resize_to_image
 from viewer.inference.gradcam import cam_to_image, gradcam, gradcam_plusplus, normalise_cam
 
 SIZE = 64
@@ -103,6 +104,11 @@ def test_all_classes_at_once_and_image_resize(setup) -> None:
     heat = cam_to_image(every[0], (100, 130))
     assert heat.shape == (100, 130) and heat.dtype == np.float32
     assert 0.0 <= heat.min() and heat.max() <= 1.0 and heat.max() > 0.9
+    # Built at the input size then back-projected: the package's map, resized.
+    via_input = cam_to_image(every[0], (100, 130), (SIZE, SIZE))
+    np.testing.assert_allclose(via_input, resize_to_image(cam_to_image(every[0], (SIZE, SIZE)),
+                                                          (100, 130)), atol=1e-6)
+    assert np.abs(via_input - heat).max() < 0.05  # both are faithful pictures of one map
 
 
 def test_shape_mismatch_raises(setup) -> None:

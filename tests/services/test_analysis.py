@@ -63,7 +63,9 @@ def test_heatmap_is_grad_cam_plus_plus_of_the_positive_class(service: AnalysisSe
     clf = res.result("pneumonia")
     m = service.registry.get("pneumonia")
     # Same map from the stored raw cams, and another class on request.
-    np.testing.assert_allclose(clf.heatmap, cam_to_image(clf.cams[1], (120, 160)))
+    np.testing.assert_allclose(clf.heatmap, cam_to_image(clf.cams[1], (120, 160), (64, 64)))
+    # The map at the model input grid is the package's, back-projected bilinearly.
+    assert clf.heatmap.min() >= 0.0 and clf.heatmap.max() <= 1.0 and clf.heatmap.max() > 0.9
     other = service.heatmap_for(clf, "normal", (60, 80))
     assert other.shape == (60, 80)
     assert clf.cams.shape[0] == len(m.labels)

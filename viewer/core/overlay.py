@@ -136,11 +136,18 @@ def heatmap_mass_inside(heatmap: np.ndarray, mask: np.ndarray) -> float | None:
     Both arrays are at the same resolution. Returns ``None`` when the heatmap has no mass
     (all zero), where the share is undefined.
     """
-    h = np.clip(np.asarray(heatmap, dtype=np.float64), 0.0, None)
-    m = np.asarray(mask) > 0
-    if h.shape != m.shape:
+    h = np.ascontiguousarray(heatmap, dtype=np.float32)
+    m = np.asarray(mask)
+    if h.shape != m.shape or h.ndim != 2:
         raise ValueError(f"shape mismatch: heatmap {h.shape} vs mask {m.shape}")
-    total = float(h.sum())
-    if total <= 0.0:
+    if cv2.minMaxLoc(h)[0] < 0.0:
+        h = np.maximum(h, 0.0)
+    # OpenCV sums in double precision in one pass, without the copies boolean indexing makes.
+    total = cv2.sumElems(h)[0]
+    if not total > 0.0:
         return None
-    return float(h[m].sum() / total)
+    m8 = np.ascontiguousarray(m != 0, dtype=np.uint8) if m.dtype != np.uint8 else np.ascontiguousarray(m)
+    m8 = np.minimum(m8, 1) if cv2.minMaxLoc(m8)[1] > 1 else m8
+    # (cv2.mean with a mask is ~10x slower than multiplying by the 0/1 mask and summing.)
+    inside = cv2.sumElems(cv2.multiply(h, m8, dtype=cv2.CV_32F))[0]
+    return float(min(1.0, inside / total))

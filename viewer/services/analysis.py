@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from viewer.core.overlay import heatmap_mass_inside
+from viewer.core.preprocess import InputSpec
 from viewer.inference.gradcam import cam_to_image, gradcam_plusplus
 from viewer.inference.manifest import ModelManifest
 from viewer.inference.registry import ModelRegistry
@@ -168,6 +169,7 @@ class AnalysisService:
                  force: bool | Collection[str], term: _Terminator, heatmaps: bool) -> AnalysisResult:
         t0 = time.perf_counter()
         shape = (int(inp.display.shape[0]), int(inp.display.shape[1]))
+        views: dict[InputSpec, np.ndarray] = {}
         gate_m = self.registry.gate()
         chosen = [m for m in self.registry.available() if not m.gate
                   and (models is None or m.id in models)]
@@ -175,7 +177,7 @@ class AnalysisService:
         results: list[ModelResult] = []
         gate = None
         if gate_m is not None:
-            res, out = self._run_one(gate_m, inp, term, forced=False)
+            res, out = self._run_one(gate_m, inp, term, False, views)
             if out is not None:
                 gate = gate_answer(gate_m, out, inp)
                 res = _replace_label(res, gate)
@@ -191,7 +193,7 @@ class AnalysisService:
             if not in_scope and not forced:
                 results.append(_out_of_scope(m, gate))
                 continue
-            res, out = self._run_one(m, inp, term, forced=not in_scope)
+            res, out = self._run_one(m, inp, term, not in_scope, views)
             results.append(res)
             if out is not None:
                 outs[m.id] = out
@@ -205,14 +207,15 @@ class AnalysisService:
         return AnalysisResult(inp.image_id, inp.source, shape, gate, tuple(results), total,
                               tuple(messages))
 
-    def _run_one(self, m: ModelManifest, inp: AnalysisInput, term: _Terminator,
-                 forced: bool) -> tuple[ModelResult, ModelOutputs | None]:
+    def _run_one(self, m: ModelManifest, inp: AnalysisInput, term: _Terminator, forced: bool,
+                 views: dict[InputSpec, np.ndarray]) -> tuple[ModelResult, ModelOutputs | None]:
         base = ModelResult(m.id, m.version, m.task, ERROR, forced=forced, threshold=m.threshold,
                            positive_label=m.positive_label)
         try:
             info = self.sessions.get(m.onnx_path)
             with term.options() as ro:
-                out = run_model(info.session, m, inp.display, ro)
+                out = run_model(info.session, m, inp.display, ro, views.get(m.input_spec))
+            views.setdefault(m.input_spec, out.view)
         except (RunTerminated, Cancelled):
             raise
         except Exception as exc:  # noqa: BLE001 - one model failing must not stop the others
@@ -243,7 +246,8 @@ class AnalysisService:
         t0 = time.perf_counter()
         cams = gradcam_plusplus(out.activations, np.asarray(m.gradcam_weight, np.float32))
         target = m.positive_label or res.label
-        heat = cam_to_image(cams[m.labels.index(target)], shape)
+        spec = m.input_spec
+        heat = cam_to_image(cams[m.labels.index(target)], shape, (spec.height, spec.width))
         share = heatmap_mass_inside(heat, lung) if lung is not None else None
         timings = {**res.timings_ms, "gradcam": (time.perf_counter() - t0) * 1e3}
         return _evolve(res, cams=cams, heatmap=heat, heatmap_label=target, heatmap_in_lung=share,
@@ -254,7 +258,8 @@ class AnalysisService:
         m = self.registry.get(res.model_id)
         if res.cams is None or m is None:
             raise ValueError(f"{res.model_id}: no activations kept for this result")
-        return cam_to_image(res.cams[m.labels.index(label)], shape)
+        spec = m.input_spec
+        return cam_to_image(res.cams[m.labels.index(label)], shape, (spec.height, spec.width))
 
     # ---- batches ---------------------------------------------------------------------------
     def iter_batch(

@@ -30,7 +30,8 @@ positive_probability, probabilities (JSON object of every class), forced, heatma
 
 exit status: 0 every image was analysed (out_of_scope counts as analysed); 1 at least one file
 could not be read or a model failed on it (rows with status "error" say why); 2 usage error
-(bad option, no input found, unknown model id, output folder inside an input folder).
+(bad option, no input found, unknown model id, an output inside an input folder or the
+folder of an input file: results never go into a study folder).
 
 {RESEARCH_NOTICE}
 """
@@ -132,7 +133,7 @@ def analyze_main(argv: Sequence[str]) -> int:
     try:
         for dest in (args.out, args.masks, args.heatmaps):
             if dest is not None:
-                check_destination(dest, [p for p in inputs if p.is_dir()])
+                check_destination(dest, [p if p.is_dir() else p.parent for p in inputs])
     except ExportError as exc:
         print(f"radview analyze: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -95,14 +95,20 @@ def test_usage_errors_exit_2(inputs: list[Path], tiny_models_dir: Path, tmp_path
     assert analyze_main([str(study), "--models-dir", str(tiny_models_dir),
                          "--out", str(study / "r.csv")]) == 2
     assert not (study / "r.csv").exists()
+    # A single file's folder is a study folder too.
+    assert analyze_main([str(study / "a.jpeg"), "--models-dir", str(tiny_models_dir),
+                         "--out", str(study / "sub" / "r.csv")]) == 2
 
 
 def test_unreadable_file_is_an_error_row_and_exit_1(
         inputs: list[Path], tiny_models_dir: Path, tmp_path: Path,
         make_dicom: Callable[..., Path]) -> None:
-    bad = make_dicom("truncated.dcm", np.zeros((64, 64), np.uint16))
-    data = bad.read_bytes()
+    made = make_dicom("truncated.dcm", np.zeros((64, 64), np.uint16))
+    (tmp_path / "study").mkdir()
+    bad = tmp_path / "study" / made.name
+    data = made.read_bytes()
     bad.write_bytes(data[: len(data) - 4000])  # pixel data cut short
+    made.unlink()
     out = tmp_path / "r.csv"
     rc = analyze_main([str(bad), str(inputs[2]), "--models-dir", str(tiny_models_dir),
                        "--models", "pneumonia", "--out", str(out), "--quiet"])

@@ -109,6 +109,11 @@ class SessionPool:
         sess = ort.InferenceSession(str(path), session_options(self._threads), providers=[_CPU])
         return SessionInfo(sess, _CPU, message)
 
+    def messages(self) -> list[str]:
+        """Distinct user-visible notes of the sessions created so far (e.g. CUDA fallback)."""
+        with self._lock:
+            return sorted({i.message for i in self._sessions.values() if i.message})
+
     def providers(self) -> dict[str, str]:
         """ONNX file name -> provider in use, for a status line."""
         with self._lock:

@@ -200,9 +200,7 @@ class AnalysisService:
         lung = next((r.mask for r in results if r.task == "segmentation" and r.mask is not None), None)
         if heatmaps:
             results = [self._with_heatmap(r, outs.get(r.model_id), shape, lung) for r in results]
-        for info in {self.sessions.get(m.onnx_path).message for m in [gate_m, *chosen] if m}:
-            if info:
-                messages.append(info)
+        messages.extend(self.sessions.messages())
         total = {"total": (time.perf_counter() - t0) * 1e3}
         return AnalysisResult(inp.image_id, inp.source, shape, gate, tuple(results), total,
                               tuple(messages))

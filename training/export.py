@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,19 @@ def export_onnx(recipe: Recipe, model: nn.Module, path: Path) -> None:
     dummy = torch.zeros(1, recipe.spec.channels, recipe.spec.height, recipe.spec.width)
     outs = ["mask_logits"] if recipe.task == "segmentation" else ["logits", "activations"]
     path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notices
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _export(recipe, model, dummy, path, outs)
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def _export(recipe: Recipe, model: nn.Module, dummy: torch.Tensor, path: Path, outs: list[str]) -> None:
     torch.onnx.export(model if recipe.task != "segmentation" else _Seg(model), (dummy,), str(path),
                       input_names=["input"], output_names=outs, opset_version=OPSET,
                       dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in outs}},
                       dynamo=False, do_constant_folding=True)
-    import onnx
-
-    onnx.checker.check_model(onnx.load(str(path)))
 
 
 def check_onnx(recipe: Recipe, model: nn.Module, path: Path, inputs: np.ndarray) -> float:

@@ -115,7 +115,8 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
     va = split_arrays(recipe, "val", limit)
     model = recipe.build()
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    steps_per_epoch = max(1, len(tr.images) // recipe.batch)
+    per_epoch = min(len(tr.images), recipe.epoch_samples or len(tr.images))
+    steps_per_epoch = max(1, per_epoch // recipe.batch)
     total = n_epochs * steps_per_epoch if max_steps is None else max_steps
     warm = max(1, min(200, total // 15))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -148,8 +149,8 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
     for epoch in range(start_epoch, n_epochs):
         model.train()
         t0, losses = time.time(), []
-        order = (rng.choice(len(tr.images), len(tr.images), p=sample_p) if sample_p is not None
-                 else rng.permutation(len(tr.images)))
+        order = (rng.choice(len(tr.images), per_epoch, p=sample_p) if sample_p is not None
+                 else rng.permutation(len(tr.images))[:per_epoch])
         for b in range(steps_per_epoch):
             if max_steps is not None and step >= max_steps:
                 break

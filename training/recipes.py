@@ -29,6 +29,7 @@ class Recipe:
     positive: str | None = None
     outlier_exposure: bool = False
     weight_decay: float = 5e-4
+    epoch_samples: int | None = None  # images drawn per epoch (None: the whole train split)
     widths: tuple[int, ...] = field(default=(32, 64, 128, 192))
 
     def build(self) -> nn.Module:
@@ -43,7 +44,7 @@ RECIPES: dict[str, Recipe] = {
     "body_region": Recipe(
         model_id="body_region", dataset="bodypart", task="classification",
         labels=("chest", "knee", "hand", "spine", "other"), spec=_CLS_SPEC, cache_size=144,
-        epochs=14, batch=32, lr=2e-3, name="Body region gate (chest/knee/hand/spine/other)",
+        epochs=8, batch=32, lr=2e-3, name="Body region gate (chest/knee/hand/spine/other)",
         # Strong source-style augmentation: resolution, CLAHE on/off, crops, contrast.
         aug=AugConfig(scale=(0.75, 1.3), aspect=(0.75, 1.33), rotate_deg=15, shift=0.1,
                       clahe_p=0.5, resample_p=0.5, resample=(0.3, 0.9), blur_p=0.2, noise_p=0.2),
@@ -52,17 +53,19 @@ RECIPES: dict[str, Recipe] = {
     "pneumonia": Recipe(
         model_id="pneumonia", dataset="pneumonia", task="classification",
         labels=("normal", "pneumonia"), positive="pneumonia", spec=_CLS_SPEC, cache_size=144,
-        epochs=8, batch=32, lr=2e-3, name="Paediatric pneumonia classifier", aug=AugConfig(),
+        epochs=6, batch=32, lr=2e-3, name="Paediatric pneumonia classifier", aug=AugConfig(),
+        epoch_samples=2400,
     ),
     "covid": Recipe(
         model_id="covid", dataset="covid", task="classification",
         labels=("normal", "covid"), positive="covid", spec=_CLS_SPEC, cache_size=144,
-        epochs=8, batch=32, lr=2e-3, name="Adult COVID-19 vs normal classifier", aug=AugConfig(),
+        epochs=6, batch=32, lr=2e-3, name="Adult COVID-19 vs normal classifier", aug=AugConfig(),
+        epoch_samples=2400,
     ),
     "lungs": Recipe(
         model_id="lungs", dataset="lungs", task="segmentation", labels=("background", "lung"),
         spec=InputSpec(height=256, width=256, channels=1, mean=0.5, std=0.25), cache_size=272,
-        epochs=12, batch=8, lr=3e-3, name="Lung field segmentation (U-Net)",
+        epochs=10, batch=8, lr=3e-3, epoch_samples=800, name="Lung field segmentation (U-Net)",
         aug=AugConfig(scale=(0.85, 1.1), aspect=(0.85, 1.18), rotate_deg=8, shift=0.05,
                       hflip=0.0, clahe_p=0.15, resample_p=0.25, resample=(0.5, 0.9)),
         widths=(12, 24, 48, 96, 128),

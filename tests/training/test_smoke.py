@@ -43,12 +43,12 @@ def test_recipe_trains_and_exports(model_id: str, data_root: Path, tmp_path: Pat
     recipe = get(model_id)
     monkeypatch.setattr(tdata, "CACHE", tmp_path / "cache")
     tdata.build_cache(recipe.dataset, recipe.cache_size, data=data_root,
-                      paths=_subset(recipe.dataset, 5))
+                      paths=_subset(recipe.dataset, 3))
     run = train(recipe, max_steps=2, run_dir=tmp_path / "run")
     assert (run / "last.pt").exists() and (run / "best.pt").exists()
     assert "epoch 0 done" in (run / "train.log").read_text()
     out = tmp_path / "models"
-    onnx_path = export(recipe, run_dir=run, out_dir=out, limit=6, reports=False)
+    onnx_path = export(recipe, run_dir=run, out_dir=out, limit=4, reports=False)
     manifest = json.loads((out / f"{model_id}.json").read_text())
     assert manifest["id"] == model_id and manifest["opset"] >= 17
     assert manifest["sha256"] == tdata.file_digest(onnx_path)

@@ -115,6 +115,8 @@ def test_model_selection_and_no_gate_message(tiny_models_dir: Path, tmp_path: Pa
     svc = AnalysisService(ModelRegistry([tiny_models_dir]))
     res = svc.analyse(_input(), models={"lungs"})
     assert [r.model_id for r in res.results] == ["body_region", "lungs"]
+    assert [r.model_id for r in svc.analyse(_input(), models={"body_region"}).results] == [
+        "body_region"]
     folder = tmp_path / "nogate"
     folder.mkdir()
     for f in tiny_models_dir.iterdir():

@@ -148,7 +148,8 @@ class AnalysisService:
         inp
             The display image and its identifiers.
         models
-            Ids to run (default: every available model). The gate always runs when present.
+            Ids to run (default: every available model). The gate runs whenever a selected
+            model is gated by body region (or when its own id is selected).
         force
             ``True`` or a set of ids: run those models even when out of their intended input;
             their results are marked ``forced``.
@@ -176,19 +177,22 @@ class AnalysisService:
         messages: list[str] = []
         results: list[ModelResult] = []
         gate = None
+        if gate_m is not None and models is not None and gate_m.id not in models and not any(
+                m.applies_to for m in chosen):
+            gate_m = None  # nothing selected needs gating: skip the gate's run
         if gate_m is not None:
             res, out = self._run_one(gate_m, inp, term, False, views)
             if out is not None:
                 gate = gate_answer(gate_m, out, inp)
                 res = _replace_label(res, gate)
             results.append(res)
-        elif any(m.applies_to for m in chosen):
+        elif self.registry.gate() is None and any(m.applies_to for m in chosen):
             messages.append("no body-region model: inputs are not checked against intended use")
         classifiers = [m for m in chosen if m.task == "classification"]
         segmenters = [m for m in chosen if m.task == "segmentation"]
         outs: dict[str, ModelOutputs] = {}
         for m in classifiers + segmenters:
-            in_scope = _in_scope(m, gate, gate_m is not None)
+            in_scope = _in_scope(m, gate, self.registry.gate() is not None)
             forced = force is True or (not isinstance(force, bool) and m.id in force)
             if not in_scope and not forced:
                 results.append(_out_of_scope(m, gate))

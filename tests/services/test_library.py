@@ -158,3 +158,17 @@ def test_load_image_errors_are_load_errors(tmp_path):
     rec = library.InstanceRecord(path=str(bad), kind="image", rows=1, cols=1)
     with pytest.raises(LoadError):
         load_image(rec)
+
+
+def test_long_lived_executor_is_used_and_left_running(tmp_path, monkeypatch):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    for i in range(30):
+        fac.write_dicom(tmp_path / f"f{i:03d}.dcm", np.zeros((2, 2), np.uint8), InstanceNumber=i)
+    monkeypatch.setattr(library, "WARM_POOL_THRESHOLD", 10)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        first = scan_paths([str(tmp_path)], workers=2, executor=pool)
+        second = scan_paths([str(tmp_path)], workers=2, executor=pool)  # pool still usable
+        assert pool.submit(len, [1, 2]).result(timeout=30) == 2
+    assert len(first.index) == len(second.index) == 30

@@ -2,16 +2,18 @@
 and load images (DICOM or PNG/JPEG) from its records.
 
 Qt-free. :func:`scan_paths` is meant to run on a worker thread (the GUI thread never waits on
-it); with many files it fans header reading out to a process pool, because header parsing is
-CPU-bound Python and threads would serialise on the GIL (FIELD-NOTES: a thread pool is slower
-than one thread).
+it). Headers are read by a small dedicated parser (:mod:`viewer.dicom.fastheader`, pydicom as
+fallback). For very large folders, or when the caller supplies a long-lived process pool, chunks
+of files are fanned out to worker processes (spawn context, safe with a GUI's threads) while
+this thread scans chunks too; threads would serialise on the GIL (FIELD-NOTES: a thread pool is
+slower than one thread).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -39,8 +41,13 @@ __all__ = [
     "scan_paths",
 ]
 
-# Below this many files a process pool costs more to start than it saves.
-POOL_THRESHOLD = 600
+# Process-pool thresholds, from bench/scan.py on the 2-core target machine under load: the fast
+# header reader scans 2,700-5,200 files/s in one thread, while spawning 2 workers costs 0.3-3 s
+# of CPU (interpreter + imports) and made a 10,000-file scan slower (1,400-1,600 files/s). A pool
+# started per scan therefore pays off only for very large folders; a long-lived pool passed in
+# as ``executor`` (already started) is used from a few thousand files on.
+POOL_THRESHOLD = 20_000
+WARM_POOL_THRESHOLD = 2_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,23 +242,38 @@ def _scan_serial(files: list[str], cancel: CancelToken, progress: ProgressFn, do
 
 
 def _scan_pool(files: list[str], workers: int, cancel: CancelToken, progress: ProgressFn,
-               done: int, total: int) -> list[InstanceRecord | LoadProblem]:
-    """Fan chunks out to a spawn-context process pool, keeping at most 2 chunks per worker
-    in flight so that cancelling stops promptly."""
-    size = max(32, min(400, len(files) // (workers * 6) or 32))
+               done: int, total: int, executor: Executor | None = None,
+               ) -> list[InstanceRecord | LoadProblem]:
+    """Fan chunks out to a process pool while this thread scans chunks too.
+
+    At most 2 chunks per worker are in flight, so cancelling stops promptly. This thread takes
+    a chunk whenever no pool result is ready, which also covers the pool's start-up (a spawned
+    interpreter needs 0.2-3 s depending on load before it scans anything).
+    """
+    size = max(50, min(250, len(files) // (workers * 8) or 50))
     pending = _chunks(files, size)
     pending.reverse()
     out: list[InstanceRecord | LoadProblem] = []
+    own = executor is None
     # spawn: safe from a GUI process with threads (fork would copy locks held by other threads).
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = executor or ProcessPoolExecutor(max_workers=workers,
+                                           mp_context=multiprocessing.get_context("spawn"))
     in_flight: set[Future[list[InstanceRecord | LoadProblem]]] = set()
     try:
         while pending or in_flight:
             cancel.raise_if_cancelled()
             while pending and len(in_flight) < workers * 2:
                 in_flight.add(pool.submit(scan_files, pending.pop()))
-            finished, in_flight = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
+            finished = {f for f in in_flight if f.done()}
+            if not finished and pending:
+                chunk = scan_files(pending.pop())
+                out.extend(chunk)
+                done += len(chunk)
+                progress(done, total)
+                continue
+            if not finished:
+                finished, _ = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
+            in_flight -= finished
             for fut in finished:
                 chunk = fut.result()
                 out.extend(chunk)
@@ -259,7 +281,10 @@ def _scan_pool(files: list[str], workers: int, cancel: CancelToken, progress: Pr
             if finished:
                 progress(done, total)
     finally:
-        pool.shutdown(wait=not cancel.cancelled, cancel_futures=True)
+        for fut in in_flight:
+            fut.cancel()
+        if own:
+            pool.shutdown(wait=not cancel.cancelled, cancel_futures=True)
     return out
 
 
@@ -269,6 +294,7 @@ def scan_paths(
     cancel: CancelToken | None = None,
     progress: ProgressFn | None = None,
     workers: int | None = None,
+    executor: Executor | None = None,
 ) -> ScanResult:
     """Index folders (recursively), single files, DICOMDIRs, zip archives and PNG/JPEG files.
 
@@ -282,7 +308,11 @@ def scan_paths(
     cancel, progress
         Cancellation token and ``progress(done, total)`` callback (called from this thread).
     workers
-        Worker processes for large folders; default ``min(os.cpu_count(), 4)``; 1 = no pool.
+        Worker processes for large folders (this thread scans too); default
+        ``min(os.cpu_count(), 4)``; 1 = no pool.
+    executor
+        A long-lived process pool to use instead of starting one per call (saves the workers'
+        start-up); it must run :func:`viewer.dicom.scan.scan_files` (any process executor does).
     """
     cancel = cancel or CancelToken()
     progress = progress or no_progress
@@ -291,8 +321,9 @@ def scan_paths(
     total = len(found.files) + len(found.zips)
     progress(0, total)
     n_workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
-    if n_workers > 1 and len(found.files) >= POOL_THRESHOLD:
-        results = _scan_pool(found.files, n_workers, cancel, progress, 0, total)
+    threshold = WARM_POOL_THRESHOLD if executor is not None else POOL_THRESHOLD
+    if n_workers > 1 and len(found.files) >= threshold:
+        results = _scan_pool(found.files, n_workers, cancel, progress, 0, total, executor)
     else:
         results = _scan_serial(found.files, cancel, progress, 0, total)
     files_seen = len(found.files)

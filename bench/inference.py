@@ -134,17 +134,13 @@ def pick_registry(tmp: Path) -> tuple[ModelRegistry, str]:
 
 # ---- 1. single image -----------------------------------------------------------------------
 def bench_single(service: AnalysisService, path: Path, runs: int) -> None:
-    from viewer.services.library import load_image
-    from viewer.services.analysis_inputs import input_from_radiograph
-
     times: list[float] = []
     stages: dict[str, list[float]] = {}
     for i in range(runs + 3):
         t0 = time.perf_counter()
         record = scan_paths([str(path)], workers=1).index.records()[0]
         t1 = time.perf_counter()
-        rg = load_image(record)
-        inp = input_from_radiograph(rg, str(path))
+        inp = input_from_record(record)
         t2 = time.perf_counter()
         res = service.analyse(inp, force=True)
         t3 = time.perf_counter()

@@ -85,3 +85,8 @@ def test_bundled_folder_inside_a_frozen_build(monkeypatch: pytest.MonkeyPatch, t
 def test_missing_folders_are_ignored(tmp_path: Path) -> None:
     reg = ModelRegistry([tmp_path / "nope"])
     assert reg.entries == () and reg.gate() is None
+
+
+def test_default_puts_user_folders_before_the_bundled_one(tmp_path: Path) -> None:
+    reg = ModelRegistry.default([tmp_path])
+    assert reg.folders == (tmp_path, bundled_models_dir())

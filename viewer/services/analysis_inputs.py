@@ -1,13 +1,16 @@
 """Turn library records (DICOM, PNG/JPEG) into :class:`AnalysisInput` for the analysis service.
 
-The display image is the one a reader sees (modality LUT -> default VOI window -> MONOCHROME1
-inversion, via :func:`viewer.core.windowing.display_image`), so models see what the user sees.
+For DICOM, the model input is the display image a reader sees by default (modality LUT ->
+default VOI window -> MONOCHROME1 inversion, :func:`viewer.core.windowing.display_image`). A PNG
+or JPEG is already a display image: its grey values go to the model unchanged (no auto window),
+exactly as the training images did.
 """
 
 from __future__ import annotations
 
 import hashlib
 
+from viewer.core.preprocess import to_gray_u8
 from viewer.core.radiograph import Radiograph
 from viewer.core.windowing import display_image
 from viewer.dicom.scan import InstanceRecord
@@ -25,11 +28,14 @@ def content_id(rg: Radiograph) -> str:
     return "sha:" + digest.hexdigest()
 
 
-def input_from_radiograph(rg: Radiograph, source: str = "") -> AnalysisInput:
-    """Display image and identifiers of a decoded radiograph."""
+def input_from_radiograph(rg: Radiograph, source: str = "", *, plain: bool = False) -> AnalysisInput:
+    """Display image and identifiers of a decoded radiograph.
+
+    ``plain``: the radiograph came from a PNG/JPEG; use its grey values as they are.
+    """
     uid = rg.sop_instance_uid or None
     return AnalysisInput(
-        display=display_image(rg),
+        display=to_gray_u8(rg.pixels) if plain else display_image(rg),
         image_id=uid or content_id(rg),
         source=source or rg.source,
         body_part_examined=rg.body_part or None,
@@ -41,4 +47,4 @@ def input_from_radiograph(rg: Radiograph, source: str = "") -> AnalysisInput:
 def input_from_record(record: InstanceRecord) -> AnalysisInput:
     """Decode a library record (raises the library's ``LoadError`` with a user message)."""
     source = f"{record.path}!{record.member}" if record.member else record.path
-    return input_from_radiograph(load_image(record), source)
+    return input_from_radiograph(load_image(record), source, plain=record.kind != "dicom")

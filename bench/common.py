@@ -16,21 +16,27 @@ class Result:
     name: str
     value: float
     unit: str
-    target: float
+    target: float | None
     higher_is_better: bool = False
 
     @property
     def ok(self) -> bool:
+        if self.target is None:
+            return True
         return self.value >= self.target if self.higher_is_better else self.value <= self.target
 
     @property
     def ratio(self) -> float:
         """value / target (for "higher is better", target / value), so < 1 means within target."""
+        if self.target is None:
+            return float("nan")
         if self.higher_is_better:
             return self.target / self.value if self.value else float("inf")
         return self.value / self.target if self.target else float("inf")
 
     def line(self) -> str:
+        if self.target is None:
+            return f"  [info] {self.name:<46} {self.value:>10.1f} {self.unit:<8}"
         mark = "OK  " if self.ok else "MISS"
         cmp = ">=" if self.higher_is_better else "<="
         return (f"  [{mark}] {self.name:<46} {self.value:>10.1f} {self.unit:<8} "

@@ -73,6 +73,11 @@ class ImageController(QObject):
         bridge.sig_task_finished.connect(self._on_bridge_task_finished)
         bridge.sig_task_failed.connect(self._on_bridge_task_failed)
 
+    @property
+    def current_pending(self) -> Any:
+        """The record being loaded, ``None`` when idle."""
+        return self.current if self._image_request else None
+
     def show(self, record: Any) -> int:
         """Start loading ``record``; returns the request id."""
         self.current = record
@@ -100,6 +105,7 @@ class ImageController(QObject):
 
     def _on_bridge_task_finished(self, channel: str, rid: int, result: object) -> None:
         if channel == IMAGE_CHANNEL and rid == self._image_request:
+            self._image_request = 0
             ms = (time.perf_counter() - self._started) * 1000.0
             self.sig_image_ready.emit(self.current, result, ms)
         elif channel == HEADER_CHANNEL and rid == self._header_request:
@@ -107,6 +113,7 @@ class ImageController(QObject):
 
     def _on_bridge_task_failed(self, channel: str, rid: int, message: str) -> None:
         if channel == IMAGE_CHANNEL and rid == self._image_request:
+            self._image_request = 0
             self.sig_image_failed.emit(self.current, message)
         elif channel == HEADER_CHANNEL and rid == self._header_request:
             self.sig_header_ready.emit(self.current, None, message)

@@ -8,10 +8,13 @@ new scan of the same paths cancels the running one, and results of stale scans a
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Iterable, Sequence
 
 from PySide6.QtCore import QObject, Signal
 
+from viewer.state.browse_tree import TreeNode, build_tree
 from viewer.ui.task_bridge import TaskBridge, TaskRequest
 
 SCAN_CHANNEL = "scan"
@@ -29,6 +32,29 @@ def index_records(index: Any) -> list[Any]:
     return list(index)
 
 
+@dataclass(frozen=True)
+class ScanOutcome:
+    """What a scan job hands back: the scan result, the merged index and the browser tree."""
+
+    result: Any
+    index: Any
+    tree: tuple[TreeNode, ...]
+
+
+def scan_job(
+    scan_fn: ScanFn, paths: tuple[str, ...], previous: Any, *, cancel: Any, progress: Any
+) -> ScanOutcome:
+    """Worker side of a scan (no Qt): scan, merge with what was open, build the tree."""
+    result = scan_fn(paths, cancel=cancel, progress=progress)
+    index = result.index
+    if previous is not None:
+        merged = type(index)(index_records(previous))
+        merged.merge(index)
+        index = merged
+    cancel.raise_if_cancelled()
+    return ScanOutcome(result, index, build_tree(index))
+
+
 class LibraryController(QObject):
     """Scans paths in the background and accumulates what was found.
 
@@ -37,7 +63,7 @@ class LibraryController(QObject):
     sig_scan_started(list)            paths being scanned
     sig_scan_progressed(int, int)     files done, total
     sig_scan_finished(object)         the ScanResult of the scan
-    sig_index_changed(object)         the StudyIndex of everything opened so far
+    sig_tree_changed(object)          browser rows (TreeNode tuple) of everything opened
     sig_problems_found(list)          LoadProblems of the scan
     sig_scan_failed(str)              a failure message
     """
@@ -45,7 +71,7 @@ class LibraryController(QObject):
     sig_scan_started = Signal(list)
     sig_scan_progressed = Signal(int, int)
     sig_scan_finished = Signal(object)
-    sig_index_changed = Signal(object)
+    sig_tree_changed = Signal(object)
     sig_problems_found = Signal(list)
     sig_scan_failed = Signal(str)
 
@@ -55,6 +81,7 @@ class LibraryController(QObject):
         self.scan_fn = scan_fn
         self.records: list[Any] = []
         self.index: Any = None
+        self.tree: tuple[TreeNode, ...] = ()
         self.files_seen = 0
         self.problem_count = 0
         self.last_result: Any = None
@@ -79,8 +106,9 @@ class LibraryController(QObject):
             self.index = None
             self.files_seen = 0
             self.problem_count = 0
+        job = partial(scan_job, self.scan_fn)
         self._request_id = self.bridge.submit(
-            TaskRequest(SCAN_CHANNEL, self.scan_fn, (tuple(clean),), exclusive=True)
+            TaskRequest(SCAN_CHANNEL, job, (tuple(clean), self.index), exclusive=True)
         )
         self.sig_scan_started.emit(clean)
         return self._request_id
@@ -98,18 +126,18 @@ class LibraryController(QObject):
         if channel != SCAN_CHANNEL or rid != self._request_id:
             return
         self._request_id = 0
+        assert isinstance(result, ScanOutcome)
+        outcome, result = result, result.result
         self.last_result = result
-        if self.index is None:
-            self.index = result.index  # type: ignore[attr-defined]
-        else:
-            self.index.merge(result.index)  # type: ignore[attr-defined]
-        self.records = [r for r in index_records(self.index) if r.is_image]
+        self.index = outcome.index
+        self.tree = outcome.tree
+        self.records = [r for p in outcome.tree for r in p.records]
         self.files_seen += int(getattr(result, "files_seen", 0))
         problems: Sequence[Any] = list(getattr(result, "problems", ()))
         self.problem_count += len(problems)
         if problems:
             self.sig_problems_found.emit(list(problems))
-        self.sig_index_changed.emit(self.index)
+        self.sig_tree_changed.emit(self.tree)
         self.sig_scan_finished.emit(result)
 
     def _on_bridge_task_failed(self, channel: str, rid: int, message: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QWidget
 
@@ -172,7 +172,7 @@ class MainWindow(QMainWindow):
         lib.sig_scan_progressed.connect(self.status.set_progress)
         lib.sig_scan_finished.connect(self._on_library_scan_finished)
         lib.sig_scan_failed.connect(self._on_library_scan_failed)
-        lib.sig_index_changed.connect(self.browser.set_index)
+        lib.sig_tree_changed.connect(self.browser.set_tree)
         lib.sig_problems_found.connect(self.load_report.add_problems)
         self.browser.sig_records_selected.connect(self._on_browser_records_selected)
         self.grid.sig_record_activated.connect(img.show)
@@ -194,6 +194,9 @@ class MainWindow(QMainWindow):
         if not paths:
             return
         self.load_report.clear()
+        self.grid.set_records([])
+        self.canvas.set_image(None)
+        self.window_panel.set_image(None)
         self.library.open_paths(paths)
         for path in paths:
             self.settings.add_recent(path)
@@ -235,8 +238,9 @@ class MainWindow(QMainWindow):
         self.status.showMessage(
             f"{lib.files_seen} files, {len(lib.records)} images, {lib.problem_count} problems", 8000
         )
-        if self.canvas.radiograph is None:
-            self.browser.select_first_study()
+        if self.canvas.prepared is None and self.images.current_pending is None:
+            # Next event-loop turn: the browser was just rebuilt; keep each turn short.
+            QTimer.singleShot(0, self.browser.select_first_study)
 
     def _on_library_scan_failed(self, message: str) -> None:
         self.status.set_busy(False)
@@ -245,7 +249,7 @@ class MainWindow(QMainWindow):
     def _on_browser_records_selected(self, records: list[Any]) -> None:
         self.grid.set_records(records)
         if records and (self.canvas.radiograph is None or len(records) == 1):
-            self.grid.select_row(0)
+            QTimer.singleShot(0, lambda: self.grid.select_row(0))  # its own event-loop turn
 
     def _on_grid_thumbnail_failed(self, record: Any, message: str) -> None:
         self.load_report.add_problems([ProblemRow(record, message)])

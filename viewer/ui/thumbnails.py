@@ -19,6 +19,7 @@ from PySide6.QtCore import (
     QPoint,
     QSize,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
@@ -28,6 +29,7 @@ from viewer.ui.task_bridge import TaskBridge, TaskRequest
 
 THUMB_CHANNEL = "thumb"
 MAX_IN_FLIGHT = 4
+PREFETCH = 256  # rows beyond the visible ones queued at a time
 BADGE_ROLE = Qt.ItemDataRole.UserRole + 2
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -154,6 +156,10 @@ class ThumbnailGrid(QListView):
         self.setGridSize(QSize(size + 24, size + 40))
         self.setWordWrap(True)
         self._in_flight: dict[int, Any] = {}
+        self._reprioritise_timer = QTimer(self)
+        self._reprioritise_timer.setSingleShot(True)
+        self._reprioritise_timer.setInterval(0)
+        self._reprioritise_timer.timeout.connect(self.reprioritise)
         self._queue: list[Any] = []
         self.selectionModel().currentChanged.connect(self._on_selection_current_changed)
         self.verticalScrollBar().valueChanged.connect(self._on_scroll_value_changed)
@@ -168,7 +174,7 @@ class ThumbnailGrid(QListView):
             self.bridge.cancel(rid)
         self._in_flight.clear()
         self.thumb_model.set_records(records)
-        self.reprioritise()
+        self.schedule_reprioritise()
 
     def select_row(self, row: int) -> None:
         if 0 <= row < self.thumb_model.rowCount():
@@ -201,21 +207,35 @@ class ThumbnailGrid(QListView):
         return rows
 
     def reprioritise(self) -> None:
-        """Rebuild the request queue: visible rows first, then the rest; drop stale requests."""
+        """Rebuild the request queue: visible rows first, then the next :data:`PREFETCH` rows
+        (wrapping around); cancel requests for rows that scrolled out of view."""
         model = self.thumb_model
         visible = self.visible_rows()
-        wanted = [model.records[r].key for r in visible]
-        first = set(wanted)
-        wanted += [rec.key for rec in model.records if rec.key not in first]
-        done = set(model.icons) | model.failed
-        visible_keys = set(wanted[: len(visible)])
-        for rid, key in list(self._in_flight.items()):
-            if key not in visible_keys and visible:
-                self.bridge.cancel(rid)
-                del self._in_flight[rid]
+        visible_keys = {model.records[r].key for r in visible}
+        if visible:
+            for rid, key in list(self._in_flight.items()):
+                if key not in visible_keys:
+                    self.bridge.cancel(rid)
+                    del self._in_flight[rid]
         flying = set(self._in_flight.values())
+        icons, failed = model.icons, model.failed
+
+        def wanted(row: int) -> Any:
+            key = model.records[row].key
+            return None if key in icons or key in failed or key in flying else key
+
+        queue = [k for k in map(wanted, visible) if k is not None]
+        n = model.rowCount()
+        start = visible[-1] + 1 if visible else 0
+        limit = len(queue) + PREFETCH
+        for i in range(n):
+            if len(queue) >= limit:
+                break
+            key = wanted((start + i) % n)
+            if key is not None and key not in visible_keys:
+                queue.append(key)
         # Reversed so that _pump pops the most urgent key from the end in O(1).
-        self._queue = [k for k in wanted if k not in done and k not in flying][::-1]
+        self._queue = queue[::-1]
         self._pump()
 
     def _pump(self) -> None:
@@ -233,10 +253,17 @@ class ThumbnailGrid(QListView):
             if rid:
                 self._in_flight[rid] = key
         if not self._queue and not self._in_flight:
-            self.sig_thumbnails_idle.emit()
+            if len(model.icons) + len(model.failed) < model.rowCount():
+                self.schedule_reprioritise()  # next prefetch window
+            else:
+                self.sig_thumbnails_idle.emit()
 
     def pending(self) -> int:
-        return len(self._queue) + len(self._in_flight)
+        """Thumbnails not made yet (queued, in flight or not yet scheduled)."""
+        model = self.thumb_model
+        return model.rowCount() - len(model.icons.keys() & model._rows.keys()) - len(
+            model.failed & model._rows.keys()
+        )
 
     # -- slots -----------------------------------------------------------------------------
     def _on_bridge_task_finished(self, channel: str, rid: int, result: object) -> None:
@@ -260,12 +287,18 @@ class ThumbnailGrid(QListView):
         if channel == THUMB_CHANNEL and self._in_flight.pop(rid, None) is not None:
             self._pump()
 
+    def schedule_reprioritise(self) -> None:
+        """Reprioritise on the next event-loop turn (coalesces bursts of scroll events and
+        lets the view lay out first)."""
+        if not self._reprioritise_timer.isActive():
+            self._reprioritise_timer.start()
+
     def _on_scroll_value_changed(self, _value: int) -> None:
-        self.reprioritise()
+        self.schedule_reprioritise()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
-        self.reprioritise()
+        self.schedule_reprioritise()
 
     def _on_selection_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         rec = current.data(RECORD_ROLE) if current.isValid() else None

@@ -83,3 +83,15 @@ def test_reduced_j2k_decode_matches_full_decode(tmp_path):
     assert np.corrcoef(block.ravel(), arr.astype(np.float64).ravel())[0, 1] > 0.95
     rg = load_radiograph(path, reduce_to=64)
     assert rg.pixels.shape == (128, 128)
+
+
+def test_native_decimation_reads_every_nth_pixel_from_a_memory_map(tmp_path):
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 4096, (2, 600, 500)).astype(np.uint16)
+    path = fac.write_dicom(tmp_path / "n.dcm", frames, bits_stored=12, PixelSpacing=[0.1, 0.2])
+    rg = load_radiograph(path, frame=1, reduce_to=100)
+    np.testing.assert_array_equal(rg.pixels, frames[1][::3, ::3])
+    assert rg.spacing_mm == pytest.approx((0.3, 0.6))
+    signed = rng.integers(-2000, 2000, (400, 400)).astype(np.int16)
+    spath = fac.write_dicom(tmp_path / "s.dcm", signed)
+    np.testing.assert_array_equal(load_radiograph(spath, reduce_to=50).pixels, signed[::4, ::4])

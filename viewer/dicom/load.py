@@ -25,7 +25,7 @@ from pydicom.pixels import apply_color_lut, pixel_array
 
 from viewer.core.radiograph import VOI, ModalityLUT, Radiograph
 from viewer.dicom.codecs import codec_status, describe_transfer_syntax
-from viewer.dicom.reduced import decode_reduced
+from viewer.dicom.reduced import decode_reduced, native_decimated
 from viewer.dicom.scan import InstanceRecord
 
 __all__ = ["HeaderNode", "LoadError", "load_radiograph", "open_source", "read_dataset", "read_header",
@@ -70,8 +70,13 @@ def open_source(path: str, member: str | None = None) -> IO[bytes]:
     return io.BytesIO(read_member(path, member))
 
 
-def read_dataset(path: str, member: str | None = None, *, stop_before_pixels: bool = False) -> Dataset:
-    """``dcmread`` a file or zip member; non-DICOM or damaged input raises :class:`LoadError`."""
+def read_dataset(path: str, member: str | None = None, *, stop_before_pixels: bool = False,
+                 defer_size: int | None = None) -> Dataset:
+    """``dcmread`` a file or zip member; non-DICOM or damaged input raises :class:`LoadError`.
+
+    ``defer_size`` (plain files only) leaves larger values, such as the pixel data, unread until
+    used.
+    """
     name = os.path.basename(member or path)
     try:
         with open_source(path, member) as fp, warnings.catch_warnings():
@@ -79,7 +84,8 @@ def read_dataset(path: str, member: str | None = None, *, stop_before_pixels: bo
             head = fp.read(132)
             fp.seek(0)
             return pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels,
-                                   force=head[128:132] != b"DICM")
+                                   force=head[128:132] != b"DICM",
+                                   defer_size=defer_size if member is None else None)
     except LoadError:
         raise
     except InvalidDicomError as exc:
@@ -222,12 +228,14 @@ def _decode_full(ds: Dataset, frame: int, n_frames: int, photometric: str) -> np
 
 
 def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
-                            reduce_to: int | None = None) -> Radiograph:
+                            reduce_to: int | None = None, file_path: str | None = None) -> Radiograph:
     """Decode frame ``frame`` of a dataset that already holds its pixel data.
 
     With ``reduce_to``, JPEG 2000 and JPEG Baseline frames may be decoded at a reduced
     resolution whose long side stays >= ``2 * reduce_to`` (:mod:`viewer.dicom.reduced`); the
-    spacing is scaled to match. Other encodings decode at full size.
+    spacing is scaled to match. With ``file_path`` (a plain file read with ``defer_size``),
+    uncompressed frames are decimated straight from a memory map. Other encodings decode at
+    full size.
     """
     meta = getattr(ds, "file_meta", None)
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
@@ -254,7 +262,11 @@ def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
         raise LoadError(f"{name}: cannot decode {describe_transfer_syntax(ts)}",
                         advice=status.advice, transfer_syntax=ts)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
-    reduced = decode_reduced(ds, frame, reduce_to) if reduce_to else None
+    reduced = None
+    if reduce_to and file_path:
+        reduced = native_decimated(file_path, ds, frame, reduce_to)
+    if reduce_to and reduced is None:
+        reduced = decode_reduced(ds, frame, reduce_to)
     factor = 1
     try:
         if reduced is not None:
@@ -312,9 +324,10 @@ def load_radiograph(path_or_record: str | os.PathLike[str] | InstanceRecord, fra
         path, member = path_or_record.path, path_or_record.member
     else:
         path, member = os.fspath(path_or_record), None
-    ds = read_dataset(path, member)
+    plain = reduce_to is not None and member is None
+    ds = read_dataset(path, member, defer_size=64 * 1024 if plain else None)
     source = f"{path}!{member}" if member else path
-    return radiograph_from_dataset(ds, frame, source, reduce_to)
+    return radiograph_from_dataset(ds, frame, source, reduce_to, path if plain else None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,14 +47,18 @@ def has_display() -> bool:
 
 
 def build_window(settings: Any = None, cache_dir: Path | None = None, io_workers: int = 3,
-                 thumb_workers: int = 2) -> Any:
-    """Create the main window with its executors and services (requires a QApplication)."""
+                 thumb_workers: int = 2, decode_processes: int = 2) -> Any:
+    """Create the main window with its executors and services (requires a QApplication).
+
+    ``decode_processes`` worker processes decode compressed pixel data (0: decode on threads,
+    as the tests do to start fast)."""
     import pyqtgraph as pg
     from PySide6.QtCore import QStandardPaths
 
     from viewer.dicom.load import read_header
     from viewer.services.library import ImageCache, load_image, scan_paths
     from viewer.services.thumbnails import ThumbnailStore
+    from viewer.ui.decode_pool import DecodePool
     from viewer.ui.main_window import MainWindow
     from viewer.ui.settings import AppSettings
     from viewer.ui.task_bridge import TaskBridge
@@ -64,16 +68,19 @@ def build_window(settings: Any = None, cache_dir: Path | None = None, io_workers
         base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)
         cache_dir = Path(base or Path.home() / ".cache" / "radview") / "thumbnails"
     store = ThumbnailStore(cache_dir, size=128)
-    return MainWindow(
+    pool = DecodePool(decode_processes)
+    window = MainWindow(
         io_bridge=TaskBridge(max_workers=io_workers),
         thumb_bridge=TaskBridge(max_workers=thumb_workers),
         scan_fn=scan_paths,
-        load_fn=load_image,
-        thumb_fn=store.make,
+        load_fn=pool.wrap(load_image),
+        thumb_fn=pool.wrap(store.make),
         header_fn=read_header,
         image_cache=ImageCache(max_bytes=512 * 1024**2),
         settings=settings if settings is not None else AppSettings(),
     )
+    window.add_shutdown_hook(pool.shutdown)
+    return window
 
 
 def main(argv: Sequence[str]) -> int:
@@ -95,6 +102,7 @@ def main(argv: Sequence[str]) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "radview"])
     app.setApplicationName("radview")
     app.setApplicationVersion(__version__)
+    _set_icon(app)
     settings = AppSettings(QSettings(args.settings, QSettings.Format.IniFormat)) \
         if args.settings else AppSettings()
     window = build_window(settings, Path(args.cache_dir) if args.cache_dir else None)
@@ -146,6 +154,17 @@ def _startup_probe(app: Any, window: Any) -> int:
     QTimer.singleShot(20000, app.quit)  # never hang a benchmark
     app.exec()
     return 0 if probe.seen else 1
+
+
+def _set_icon(app: Any) -> None:
+    """Window icon from resources/radview.svg (rendered by Qt's SVG image plugin)."""
+    from PySide6.QtGui import QIcon
+
+    from viewer.runtime_paths import resources_dir
+
+    icon_path = resources_dir() / "radview.svg"
+    if icon_path.exists():
+        app.setWindowIcon(QIcon(str(icon_path)))
 
 
 def _run_headless_demo(window: Any, args: argparse.Namespace) -> int:

@@ -47,7 +47,8 @@ def make_window(qtbot: Any, tmp_path: Path, settings_path: Path) -> Iterator[Any
 
     def _make() -> Any:
         settings = AppSettings(QSettings(str(settings_path), QSettings.Format.IniFormat))
-        window = build_window(settings, tmp_path / "thumbs", io_workers=2, thumb_workers=1)
+        window = build_window(settings, tmp_path / "thumbs", io_workers=2, thumb_workers=1,
+                              decode_processes=0)
         qtbot.addWidget(window)
         window.resize(1100, 750)
         window.show()

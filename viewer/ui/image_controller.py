@@ -89,6 +89,13 @@ class ImageController(QObject):
             self.load_header(record)
         return self._image_request
 
+    def clear(self) -> None:
+        """Forget the current image and drop any load in flight (a new folder was opened)."""
+        self.bridge.cancel_channel(IMAGE_CHANNEL)
+        self.bridge.cancel_channel(HEADER_CHANNEL)
+        self.current = None
+        self._image_request = self._header_request = 0
+
     def load_header(self, record: Any) -> None:
         if self.header_fn is not None and record is not None:
             self._header_request = self.bridge.submit(

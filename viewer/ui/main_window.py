@@ -66,6 +66,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.view_state = ViewState()
         self.last_display_ms = 0.0
+        self._shutdown_hooks: list[Callable[[], object]] = []
 
         self.canvas = ImageCanvas(self.view_state)
         self.setCentralWidget(self.canvas)
@@ -195,6 +196,7 @@ class MainWindow(QMainWindow):
             return
         self.load_report.clear()
         self.grid.set_records([])
+        self.images.clear()
         self.canvas.set_image(None)
         self.window_panel.set_image(None)
         self.library.open_paths(paths)
@@ -305,8 +307,15 @@ class MainWindow(QMainWindow):
         self.shutdown()
         super().closeEvent(event)
 
+    def add_shutdown_hook(self, hook: Callable[[], object]) -> None:
+        """Run ``hook`` after the executors stop (e.g. join a decode process pool)."""
+        self._shutdown_hooks.append(hook)
+
     def shutdown(self) -> None:
         """Cancel and join all background work (idempotent)."""
         self.library.cancel()
         for bridge in self.bridges:
             bridge.shutdown()
+        hooks, self._shutdown_hooks = self._shutdown_hooks, []
+        for hook in hooks:
+            hook()

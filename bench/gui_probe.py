@@ -1,0 +1,176 @@
+"""GUI-thread block probe: how long the event loop is blocked while the viewer works.
+
+A 2 ms QTimer runs on the GUI thread and records the gap between consecutive ticks; any gap
+well above the interval is time the GUI thread could not respond. Measured while scanning a
+folder of generated DICOM files (default 10,000) and while a thumbnail grid of generated images
+fills. Target: never blocked for more than 50 ms.
+
+Run: ``QT_QPA_PLATFORM=offscreen python -m bench.gui_probe [--files 10000] [--thumbs 300]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TARGET_MS = 50.0
+
+
+class GapProbe:
+    """Records event-loop gaps on the GUI thread (start/stop around a phase)."""
+
+    def __init__(self, interval_ms: int = 2) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._on_timer_timeout)
+        self.gaps: list[float] = []
+        self._last = 0.0
+
+    def start(self) -> None:
+        self.gaps.clear()
+        self._last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> dict[str, float]:
+        self.timer.stop()
+        gaps = np.asarray(self.gaps or [0.0]) * 1000.0
+        return {"max_ms": round(float(gaps.max()), 1), "p99_ms": round(float(np.percentile(gaps, 99)), 1),
+                "ticks": len(self.gaps)}
+
+    def _on_timer_timeout(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self._last)
+        self._last = now
+
+
+def _wait(signal: Any, timeout_s: float) -> bool:
+    from viewer.ui.demo import wait_for
+
+    return wait_for([signal], timeout_s) is not None
+
+
+def probe_scan(window: Any, folder: Path, probe: GapProbe) -> dict[str, Any]:
+    """Scan ``folder`` through the window (browser, grid and first image included)."""
+    probe.start()
+    t0 = time.perf_counter()
+    window.open_paths([str(folder)])
+    ok = _wait(window.library.sig_scan_finished, 600)
+    scan_s = time.perf_counter() - t0
+    if ok and window.canvas.prepared is None:
+        _wait(window.sig_image_displayed, 60)
+    stats = probe.stop()
+    stats.update({"files": window.library.files_seen, "scan_s": round(scan_s, 2),
+                  "files_per_s": round(window.library.files_seen / max(scan_s, 1e-9)),
+                  "ok": ok})
+    return stats
+
+
+def probe_thumbnails(window: Any, folder: Path, probe: GapProbe) -> dict[str, Any]:
+    """Open ``folder`` (cold thumbnail cache) and wait until every thumbnail is made; also
+    times the first screenful (all visible cells filled)."""
+    from viewer.ui.demo import wait_for
+
+    grid = window.grid
+    probe.start()
+    window.open_paths([str(folder)])
+    _wait(window.library.sig_scan_finished, 600)
+    t0 = time.perf_counter()
+    _wait(window.sig_image_displayed, 120)
+    first_screen_s = None
+    while time.perf_counter() - t0 < 120:
+        visible = grid.visible_rows()
+        model = grid.thumb_model
+        if visible and all(model.records[r].key in model.icons for r in visible):
+            first_screen_s = time.perf_counter() - t0
+            break
+        wait_for([model.dataChanged], 5)
+    if grid.pending():
+        _wait(grid.sig_thumbnails_idle, 600)
+    all_s = time.perf_counter() - t0
+    stats = probe.stop()
+    stats.update({"thumbnails": grid.thumb_model.rowCount() - grid.pending(),
+                  "rows": grid.thumb_model.rowCount(),
+                  "first_screen_s": None if first_screen_s is None else round(first_screen_s, 2),
+                  "all_s": round(all_s, 2)})
+    return stats
+
+
+def probe_window_level(window: Any, steps: int = 60) -> dict[str, Any]:
+    """Time window/level updates (levels + render) on the displayed image."""
+    canvas = window.canvas
+    if canvas.prepared is None:
+        return {}
+    item = canvas.image_item
+    times = []
+    for i in range(steps):
+        t0 = time.perf_counter()
+        canvas.window_drag(3.0, 1.0, start=(i == 0), finish=True)
+        item.render()  # what the next paint does: levels -> 8-bit image
+        times.append((time.perf_counter() - t0) * 1000.0)
+    arr = np.asarray(times)
+    rg = canvas.radiograph
+    return {"image": f"{rg.cols}x{rg.rows} {rg.pixels.dtype}", "median_ms": round(float(np.median(arr)), 2),
+            "max_ms": round(float(arr.max()), 2)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--thumbs", type=int, default=300)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from bench.synth import write_folder
+    from viewer.app import build_window
+    from viewer.ui.settings import AppSettings
+
+    app = QApplication.instance() or QApplication([])
+    results: dict[str, Any] = {"target_ms": TARGET_MS}
+    with tempfile.TemporaryDirectory(prefix="radview-probe-") as tmp:
+        root = Path(tmp)
+        print(f"generating {args.files} DICOM files and {args.thumbs} images ...", flush=True)
+        write_folder(root / "scan", args.files, 64, 64, ["native"])
+        write_folder(root / "thumbs", args.thumbs, 1024, 1024, ["native", "rle", "j2k"],
+                     distinct=4)
+        write_folder(root / "large", 1, 2500, 2000, ["native"])
+        settings = AppSettings(QSettings(str(root / "settings.ini"), QSettings.Format.IniFormat))
+        window = build_window(settings, root / "cache")
+        window.resize(1400, 900)
+        window.show()
+        app.processEvents()
+        probe = GapProbe()
+        try:
+            results["scan"] = probe_scan(window, root / "scan", probe)
+            print("scan:", json.dumps(results["scan"]), flush=True)
+            results["thumbnails"] = probe_thumbnails(window, root / "thumbs", probe)
+            print("thumbnails:", json.dumps(results["thumbnails"]), flush=True)
+            window.open_paths([str(root / "large")])
+            _wait(window.sig_image_displayed, 120)
+            results["display_ms"] = round(window.last_display_ms, 1)
+            results["window_level"] = probe_window_level(window)
+            print("first display (select -> prepared):", results["display_ms"], "ms;",
+                  "window/level:", json.dumps(results["window_level"]), flush=True)
+        finally:
+            window.shutdown()
+            window.close()
+    worst = max(results["scan"]["max_ms"], results["thumbnails"]["max_ms"])
+    results["gui_blocked_max_ms"] = worst
+    print(f"GUI thread blocked at most {worst} ms (target <= {TARGET_MS} ms): "
+          f"{'OK' if worst <= TARGET_MS else 'OVER'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

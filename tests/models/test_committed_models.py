@@ -32,7 +32,8 @@ DATASET = {"body_region": "bodypart", "pneumonia": "pneumonia", "covid": "covid"
 
 # (model, image path relative to shared/data, expected label), all from the model's test split.
 KNOWN = [
-    ("pneumonia", "pneumonia/originals/NORMAL/IM-0000-0001.jpeg", "normal"),
+    ("body_region", "bodypart/hand/12631.jpg", "hand"),
+    ("body_region", "bodypart/knee/9085162L.jpg", "knee"),
 ]
 LUNG_CASES = ["lungs/images/ieee8023/x.jpg"]
 

@@ -51,10 +51,10 @@ def measure_size(bundle: Path, top: int = 12) -> dict[str, object]:
     files = sorted(((str(p.relative_to(internal)), p.stat().st_size) for p in internal.rglob("*")
                     if p.is_file() and not p.is_symlink()), key=lambda kv: -kv[1])
     return {
-        "total_mb": round(_size(bundle) / MB, 1),
+        "total_mib": round(_size(bundle) / MB, 1),
         "files": sum(1 for p in bundle.rglob("*") if p.is_file()),
-        "largest_parts_mb": [(n, round(s / MB, 1)) for n, s in parts[:top]],
-        "largest_files_mb": [(n, round(s / MB, 1)) for n, s in files[:top]],
+        "largest_parts_mib": [(n, round(s / MB, 1)) for n, s in parts[:top]],
+        "largest_files_mib": [(n, round(s / MB, 1)) for n, s in files[:top]],
     }
 
 
@@ -65,24 +65,38 @@ def _env() -> dict[str, str]:
     return env
 
 
-def start_once(bundle: Path, workdir: Path) -> float:
-    """Seconds from launching ``radview`` to its first painted window."""
+def _children_cpu() -> float:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return float("nan")
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def start_once(bundle: Path, workdir: Path) -> tuple[float, float]:
+    """Seconds from launching ``radview`` to its first painted window, and the CPU seconds the
+    whole run used (a load-independent figure on a busy machine; it includes the quit)."""
     env = _env()
     env["RADVIEW_STARTUP_PROBE"] = "1"
     settings = workdir / "settings.ini"  # never touch the user's real settings
+    cpu0 = _children_cpu()
     t0 = time.time()
     done = subprocess.run([str(bundle / f"radview{EXE}"), "--settings", str(settings),
                            "--cache-dir", str(workdir / "cache")],
                           env=env, cwd=workdir, capture_output=True, text=True, timeout=120)
+    cpu = _children_cpu() - cpu0
     for line in done.stdout.splitlines():
         if line.startswith("startup-probe: painted "):
-            return float(line.split()[-1]) - t0
+            return float(line.split()[-1]) - t0, cpu
     raise RuntimeError(f"no startup-probe line (exit {done.returncode}): {done.stdout[-500:]} {done.stderr[-1500:]}")
 
 
 def measure_start(bundle: Path, runs: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="radview-bench-") as tmp:
-        times = [start_once(bundle, Path(tmp)) for _ in range(max(2, runs))]
+        runs_ = [start_once(bundle, Path(tmp)) for _ in range(max(2, runs))]
+        times = [t for t, _ in runs_]
+        cpus = [c for _, c in runs_]
         t0 = time.perf_counter()
         subprocess.run([str(bundle / f"radview-cli{EXE}"), "--version"], env=_env(), cwd=tmp,
                        capture_output=True, timeout=60, check=True)
@@ -93,6 +107,8 @@ def measure_start(bundle: Path, runs: int) -> dict[str, object]:
         "min_s": round(min(times), 3),
         "max_s": round(max(times), 3),
         "runs": len(times),
+        "cpu_median_s": round(statistics.median(cpus), 3),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "version_roundtrip_s": round(version_s, 3),
         "platform": _env().get("QT_QPA_PLATFORM") or "native",
     }
@@ -121,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-selftest", action="store_true")
     p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     args = p.parse_args(argv)
-    bundles = args.bundles or sorted(d for d in (REPO / "dist").glob("radview*") if (d / "_internal").is_dir())
+    bundles = [b.resolve() for b in args.bundles] or sorted(d for d in (REPO / "dist").glob("radview*") if (d / "_internal").is_dir())
     if not bundles:
         print("no bundle found: run `make dist` or `make dist-cpu` first", file=sys.stderr)
         return 2
@@ -132,13 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         res: dict[str, object] = {"flavour": flavour, "size": measure_size(bundle)}
         size = res["size"]
         goal = "  (goal <= 450 MB)" if flavour == "CPU" else ""
-        print(f"size: {size['total_mb']} MB in {size['files']} files{goal}")
-        print("  largest parts: " + ", ".join(f"{n} {s}" for n, s in size["largest_parts_mb"]))
-        print("  largest files: " + ", ".join(f"{n} {s}" for n, s in size["largest_files_mb"][:6]))
+        print(f"size: {size['total_mib']} MiB = {size['total_mib'] * 1.048576:.0f} MB in {size['files']} files{goal}")
+        print("  largest parts (MiB): " + ", ".join(f"{n} {s}" for n, s in size["largest_parts_mib"]))
+        print("  largest files (MiB): " + ", ".join(f"{n} {s}" for n, s in size["largest_files_mib"][:6]))
         res["start"] = start = measure_start(bundle, args.runs)
         print(f"start to painted window: first {start['first_s']} s, median {start['median_s']} s "
               f"(min {start['min_s']}, max {start['max_s']}, {start['runs']} runs, {start['platform']} "
-              f"platform; goal <= 2 s); --version {start['version_roundtrip_s']} s")
+              f"platform; goal <= 2 s); CPU time per start {start['cpu_median_s']} s; "
+              f"load average {start['load_average']}; --version {start['version_roundtrip_s']} s")
         if not args.no_selftest and args.data.is_dir():
             res["selftest"] = st = measure_selftest(bundle, args.data)
             print(f"self-test: {st['wall_s']} s, {st['result']} (exit {st['exit']}), {st['counts']}, "

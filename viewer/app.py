@@ -36,6 +36,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--cache-dir", default=None, help="thumbnail cache folder")
     parser.add_argument("--settings", default=None, help="settings INI file (default: per user)")
     parser.add_argument("--hide-overlay", action="store_true", help="hide the patient overlay")
+    parser.add_argument("--hide-names", action="store_true",
+                        help="show patients as 'Patient 1, 2, ...' in the browser (screenshots)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(list(argv))
 
@@ -108,6 +110,8 @@ def main(argv: Sequence[str]) -> int:
     window = build_window(settings, Path(args.cache_dir) if args.cache_dir else None)
     if args.hide_overlay:
         window.actions["overlay"].setChecked(False)
+    # Headless demos and screenshots are artefacts that get shared: no identifiers in them.
+    window.browser.hide_names = bool(args.hide_names or args.screenshot or headless)
     window.resize(1600, 1000)
     window.show()
     try:
@@ -175,7 +179,7 @@ def _run_headless_demo(window: Any, args: argparse.Namespace) -> int:
         print(f"demo folder not found: {folder}", file=sys.stderr)
         return 2
     out = Path(args.out).resolve()
-    summary = run_demo(window, str(folder), out, hide_overlay=args.hide_overlay)
+    summary = run_demo(window, str(folder), out, hide_overlay=True)
     print(f"radview demo (headless): {summary['files_scanned']} files, {summary['images']} images, "
           f"{len(summary['problems'])} problems")
     print(f"screenshot: {summary['screenshot']}")

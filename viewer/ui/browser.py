@@ -37,6 +37,7 @@ class BrowserTree(QTreeWidget):
         self.itemExpanded.connect(self._on_tree_item_expanded)
         self.records: list[Any] = []
         self._node_records: list[list[Any]] = []
+        self.hide_names = False
 
     def set_tree(self, tree: Sequence[TreeNode]) -> None:
         """Rebuild from a prebuilt :func:`~viewer.state.browse_tree.build_tree` (one item per
@@ -44,8 +45,11 @@ class BrowserTree(QTreeWidget):
         self.clear()
         self._node_records = []
         self.records = image_records(tree)
-        for patient in tree:
+        for number, patient in enumerate(tree, start=1):
             p_item = self._item(None, patient, list(patient.records))
+            if self.hide_names:  # screenshots and demos: no identifiers on screen
+                p_item.setText(0, f"Patient {number}")
+                p_item.setToolTip(0, "")
             for study in patient.children:
                 s_item = self._item(p_item, study, list(study.records))
                 for series in study.children:

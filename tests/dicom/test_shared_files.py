@@ -109,3 +109,27 @@ def test_broken_files_never_crash_and_explain_themselves(shared_dicom):
             assert exc.advice
         else:
             assert display_image(rg).dtype == np.uint8
+
+
+def test_scan_paths_over_the_shared_folder(shared_dicom):
+    from viewer.services.library import scan_paths
+
+    result = scan_paths([str(shared_dicom)])
+    names = {Path(r.path).name for r in result.index.records()}
+    assert {"RG1_J2KI.dcm", "RG3_RLE.dcm", "jpeg-baseline.dcm", "966_fixed.dcm"} <= names
+    by_name = {Path(p.path).name: p for p in result.problems}
+    if not _has_libjpeg():
+        jply = by_name["RG2_JPLY_fixed.dcm"]
+        assert jply.transfer_syntax == "1.2.840.10008.1.2.4.51" and "pylibjpeg-libjpeg" in jply.advice
+    assert "index.csv" not in names and result.files_seen >= 27
+
+
+def test_reduced_thumbnail_keeps_monochrome1_bone_bright(shared_dicom, tmp_path):
+    from viewer.services.thumbnails import ThumbnailStore
+
+    rec = scan_file(shared_dicom / "RG3_J2KR.dcm")
+    thumb = ThumbnailStore(tmp_path, size=128).make(rec)
+    assert thumb.shape == (128, 128)
+    band = (0.35, 0.55)
+    assert _box(thumb, *band, 0.0, 0.15) > 230  # collimated edge white
+    assert _box(thumb, *band, 0.45, 0.55) > _box(thumb, *band, 0.30, 0.40) + 60  # leg above air

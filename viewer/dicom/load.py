@@ -288,8 +288,9 @@ def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
         spacing = (spacing[0] * factor, spacing[1] * factor)
     if arr.ndim == 3:
         out_photometric = "RGB"
-        pixels = _to_rgb_u8(arr, 8 if photometric == "PALETTE COLOR" and arr.dtype == np.uint8 else
-                            (16 if photometric == "PALETTE COLOR" else bits_stored))
+        # Palette lookups give 8- or 16-bit entries whatever (0028,0101) Bits Stored says.
+        colour_bits = 8 if arr.dtype == np.uint8 else (16 if photometric == "PALETTE COLOR" else bits_stored)
+        pixels = _to_rgb_u8(arr, colour_bits)
         mlut, vois = ModalityLUT(), ()
     elif arr.ndim == 2:
         out_photometric = "MONOCHROME1" if photometric == "MONOCHROME1" else "MONOCHROME2"
@@ -354,7 +355,7 @@ def _value_text(elem: Any, limit: int = 200) -> str:
         return f"<{len(value)} bytes>"
     if elem.tag == 0x7FE00010:
         return "<pixel data>"
-    text = elem.repval if False else str(value)
+    text = str(value)
     if elem.VR == "UI" and hasattr(value, "name") and value.name and value.name != str(value):
         text = f"{value} ({value.name})"
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -372,8 +373,8 @@ def _nodes(ds: Dataset) -> tuple[HeaderNode, ...]:
             text = _value_text(elem)
         except Exception as exc:
             text = f"<unreadable: {exc}>"
-        out.append(HeaderNode(tag, elem.keyword or "(private)" if elem.tag.is_private else elem.keyword,
-                              str(elem.VR), text, children))
+        keyword = elem.keyword or ("(private)" if elem.tag.is_private else "(unknown)")
+        out.append(HeaderNode(tag, keyword, str(elem.VR), text, children))
     return tuple(out)
 
 

@@ -59,6 +59,17 @@ def _wait(signal: Any, timeout_s: float) -> bool:
     return wait_for([signal], timeout_s) is not None
 
 
+def probe_idle(probe: GapProbe, seconds: float = 3.0) -> dict[str, Any]:
+    """Baseline: the same probe with the viewer idle (the machine's own scheduling noise)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    probe.start()
+    loop = QEventLoop()
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    loop.exec()
+    return probe.stop()
+
+
 def probe_scan(window: Any, folder: Path, probe: GapProbe) -> dict[str, Any]:
     """Scan ``folder`` through the window (browser, grid and first image included)."""
     probe.start()
@@ -152,6 +163,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         app.processEvents()
         probe = GapProbe()
         try:
+            results["idle"] = probe_idle(probe)
+            print("idle baseline:", json.dumps(results["idle"]), flush=True)
             results["scan"] = probe_scan(window, root / "scan", probe)
             print("scan:", json.dumps(results["scan"]), flush=True)
             results["thumbnails"] = probe_thumbnails(window, root / "thumbs", probe)

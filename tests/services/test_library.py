@@ -112,6 +112,18 @@ def test_zip_bomb_member_is_refused(tmp_path):
     assert "zip bomb" in result.problems[0].reason
 
 
+def test_zip_whose_members_together_expand_too_much_is_refused(tmp_path, make_dicom, monkeypatch):
+    import viewer.services.discovery as discovery
+
+    dcm = make_dicom("x.dcm", np.zeros((4, 4), np.uint16)).read_bytes()
+    members = {f"m{i}.dcm": dcm for i in range(3)}
+    members.update({f"pad{i}.bin": bytes(300_000) for i in range(40)})
+    archive = _zip_with_members(tmp_path / "many.zip", members)
+    monkeypatch.setattr(discovery, "MAX_ZIP_RATIO", 50.0)
+    result = scan_paths([str(archive)])
+    assert len(result.index) == 0 and "expands to" in result.problems[0].reason
+
+
 def test_truncated_and_foreign_files_in_a_folder(tmp_path, make_dicom):
     good = make_dicom("ok.dcm", np.zeros((8, 8), np.uint16))
     fac.write_truncated(good, tmp_path / "cut.dcm", 200)

@@ -133,7 +133,8 @@ def scan_zip(path: str, cancel: CancelToken) -> tuple[list[InstanceRecord], list
     Guards: member names with ``..`` or absolute paths are refused; members over
     :data:`~viewer.dicom.load.MAX_MEMBER_BYTES` or with a compression ratio over
     :data:`~viewer.dicom.load.MAX_ZIP_RATIO`, and archives whose members add up to more than
-    :data:`MAX_ZIP_TOTAL_BYTES`, are reported instead of read.
+    :data:`MAX_ZIP_TOTAL_BYTES` or to more than ``MAX_ZIP_RATIO`` times the archive's size, are
+    reported instead of read.
     """
     records: list[InstanceRecord] = []
     problems: list[LoadProblem] = []
@@ -146,8 +147,10 @@ def scan_zip(path: str, cancel: CancelToken) -> tuple[list[InstanceRecord], list
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         total = sum(i.file_size for i in infos)
-        if total > MAX_ZIP_TOTAL_BYTES:
-            return [], [LoadProblem(path, f"zip archive expands to {total} bytes; refused")], 1
+        archive_size = max(os.path.getsize(path), 1)
+        if total > MAX_ZIP_TOTAL_BYTES or total / archive_size > MAX_ZIP_RATIO:
+            return [], [LoadProblem(path, f"zip archive expands to {total} bytes from {archive_size} "
+                                          "(zip bomb guard); refused")], 1
         for info in infos:
             cancel.raise_if_cancelled()
             name = info.filename

@@ -121,7 +121,7 @@ def probe_window_level(window: Any, steps: int = 60) -> dict[str, Any]:
     canvas = window.canvas
     if canvas.prepared is None:
         return {}
-    item = canvas.image_item
+    item = canvas.preview.item if canvas.preview.active else canvas.image_item
     times = []
     for i in range(steps):
         t0 = time.perf_counter()
@@ -130,7 +130,8 @@ def probe_window_level(window: Any, steps: int = 60) -> dict[str, Any]:
         times.append((time.perf_counter() - t0) * 1000.0)
     arr = np.asarray(times)
     rg = canvas.radiograph
-    return {"image": f"{rg.cols}x{rg.rows} {rg.pixels.dtype}", "median_ms": round(float(np.median(arr)), 2),
+    return {"image": f"{rg.cols}x{rg.rows} {rg.pixels.dtype}", "preview": canvas.preview.active,
+            "median_ms": round(float(np.median(arr)), 2),
             "max_ms": round(float(arr.max()), 2)}
 
 

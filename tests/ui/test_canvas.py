@@ -145,3 +145,26 @@ def test_overlay_layers_and_patient_overlay(canvas: ImageCanvas) -> None:
     show(canvas)  # a new image clears the AI layers
     assert not canvas.mask_layer.item.isVisible() and not canvas.heatmap_layer.item.isVisible()
     assert canvas.notice_label.text().startswith("Research use only")
+
+
+def test_preview_used_when_zoomed_out(canvas: ImageCanvas) -> None:
+    from viewer.core.radiograph import Radiograph
+
+    big = np.tile(np.linspace(0, 4095, 1500, dtype=np.float32), (1400, 1)).astype(np.uint16)
+    prepared = prepare_image(Radiograph(pixels=big, bits_stored=12, vois=(VOI("W", 2000.0, 4000.0),)))
+    assert prepared.preview is not None and prepared.preview.shape == (700, 750)
+    canvas.set_image(prepared, voi_to_window(prepared.voi), prepared.voi)
+    assert canvas.preview.active and canvas.image_item.opacity() == 0.0
+    mask = np.zeros(big.shape, dtype=np.uint8)
+    mask[:100, :100] = 1
+    canvas.set_mask(mask)
+    assert canvas.mask_layer.item.isVisible()  # overlays stay visible over the preview
+    assert canvas.mask_layer.item.effectiveOpacity() > 0
+    # the preview covers exactly the full image in view coordinates
+    full = canvas.image_item.mapRectToView(canvas.image_item.boundingRect())
+    small = canvas.preview.item.mapRectToView(canvas.preview.item.boundingRect())
+    assert (small.width(), small.height()) == pytest.approx((full.width(), full.height()))
+    canvas.state.set_window(voi_to_window(VOI("N", 1000.0, 500.0)))
+    assert tuple(canvas.preview.item.levels) == tuple(canvas.image_item.levels)
+    canvas.viewbox.setRange(xRange=(0, 50), yRange=(0, 40), padding=0)
+    assert not canvas.preview.active and canvas.image_item.opacity() == 1.0

@@ -32,6 +32,7 @@ from viewer.state.view_state import Orientation, ViewState, WindowLevel
 from viewer.ui.canvas_layers import (
     CanvasViewBox,
     OverlayLayer,
+    PreviewLayer,
     Ruler,
     heatmap_to_rgba,
     mask_to_rgba,
@@ -80,6 +81,9 @@ class ImageCanvas(QWidget):
         self.mask_layer = OverlayLayer(self.image_item, z=5)
         self.heatmap_layer = OverlayLayer(self.image_item, z=6)
         self.ruler = Ruler(self.image_item)
+        self.preview = PreviewLayer(self.viewbox, self.image_item)
+        self.viewbox.sigTransformChanged.connect(self._on_viewbox_transform_changed)
+        self.viewbox.sigRangeChanged.connect(self._on_viewbox_transform_changed)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -122,6 +126,7 @@ class ImageCanvas(QWidget):
         if prepared is None:
             self.plan = self.voi = None
             self.image_item.clear()
+            self.preview.set_image(None, (0.0, 1.0))
             return
         self.voi = voi
         self.state.window = window  # set without notifying: the render below applies it
@@ -133,6 +138,8 @@ class ImageCanvas(QWidget):
             return
         self.plan = make_plan(self.prepared, self.state.window, self.voi, self.state.invert)
         self.image_item.setImage(self.plan.array, autoLevels=False, levels=self.plan.levels)
+        preview = None if self.plan.fixed else self.prepared.preview
+        self.preview.set_image(preview, self.plan.levels)
         self._apply_orientation()
         if fit:
             self.fit()
@@ -156,9 +163,9 @@ class ImageCanvas(QWidget):
             self._render()
             return
         assert self.radiograph is not None
-        self.image_item.setLevels(
-            window_levels(self.radiograph, window, self.voi, self.state.invert)
-        )
+        levels = window_levels(self.radiograph, window, self.voi, self.state.invert)
+        self.image_item.setLevels(levels)
+        self.preview.set_levels(levels)
 
     # -- overlays (extension points for AI results) -----------------------------------------
     def set_mask(self, mask: np.ndarray | None, opacity: float = 0.4) -> None:
@@ -173,10 +180,12 @@ class ImageCanvas(QWidget):
     def fit(self) -> None:
         if self.radiograph is not None:
             self.viewbox.autoRange(items=[self.image_item], padding=0.02)
+            self.preview.update()
 
     def zoom(self, factor: float) -> None:
         """Zoom about the view centre; ``factor`` > 1 zooms in."""
         self.viewbox.scaleBy((1.0 / factor, 1.0 / factor))
+        self.preview.update()
 
     def set_ruler_active(self, active: bool) -> None:
         self.viewbox.ruler_active = active
@@ -187,7 +196,10 @@ class ImageCanvas(QWidget):
         rg = self.radiograph
         if rg is None:
             return
-        self.image_item.setTransform(orientation_transform(self.state.orientation, rg.cols, rg.rows))
+        transform = orientation_transform(self.state.orientation, rg.cols, rg.rows)
+        self.image_item.setTransform(transform)
+        self.preview.set_transform(transform, rg.cols, rg.rows)
+        self.preview.update()
 
     # -- state -----------------------------------------------------------------------------
     def _on_state_changed(self, name: str) -> None:
@@ -223,6 +235,9 @@ class ImageCanvas(QWidget):
             self._drag_window = None
         elif not self._drag_timer.isActive():
             self._drag_timer.start()
+
+    def _on_viewbox_transform_changed(self, *_args: object) -> None:
+        self.preview.update()
 
     def _on_viewbox_window_drag(self, dx: float, dy: float, start: bool, finish: bool) -> None:
         self.window_drag(dx, dy, start, finish)

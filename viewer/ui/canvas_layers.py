@@ -11,8 +11,8 @@ from typing import Callable
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QLineF, QPointF, Qt
-from PySide6.QtGui import QColor, QPen
-from PySide6.QtWidgets import QGraphicsLineItem
+from PySide6.QtGui import QColor, QPen, QTransform
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsLineItem
 
 from viewer.core.geometry import distance_mm, distance_px
 
@@ -157,3 +157,57 @@ def measure_text(
     kind = spacing_kind or "PixelSpacing"
     where = " at detector" if kind == "ImagerPixelSpacing" else ""
     return f"{mm:.1f} mm ({kind}{where})"
+
+
+class PreviewLayer:
+    """A half-resolution stand-in for the full image while zoomed out.
+
+    When one screen pixel covers two or more image pixels, the full-resolution item is made
+    transparent (its children, the overlays and the ruler, stay visible) and this item, drawn
+    beneath, shows the area-averaged preview: a window/level step then converts a quarter of
+    the pixels. Zooming in switches back to full resolution.
+    """
+
+    SWITCH_AT = 1.9  # image pixels per screen pixel
+
+    def __init__(self, viewbox: pg.ViewBox, full: pg.ImageItem) -> None:
+        self.item = pg.ImageItem(axisOrder="row-major", autoDownsample=False)
+        self.item.setZValue(full.zValue() - 1)
+        viewbox.addItem(self.item)
+        self.viewbox = viewbox
+        self.full = full
+        full.setFlag(QGraphicsItem.GraphicsItemFlag.ItemDoesntPropagateOpacityToChildren, True)
+        self.available = False
+        self.active = False
+        self.item.setVisible(False)
+
+    def set_image(self, array: np.ndarray | None, levels: tuple[float, float]) -> None:
+        self.available = array is not None
+        if array is None:
+            self.item.clear()
+        else:
+            self.item.setImage(array, autoLevels=False, levels=levels)
+        self.update()
+
+    def set_levels(self, levels: tuple[float, float]) -> None:
+        if self.available:
+            self.item.setLevels(levels)
+
+    def set_transform(self, full_transform: QTransform, full_cols: int, full_rows: int) -> None:
+        if not self.available or self.item.image is None:
+            return
+        rows, cols = self.item.image.shape[:2]
+        scale = QTransform.fromScale(full_cols / cols, full_rows / rows)
+        self.item.setTransform(scale * full_transform)
+
+    def update(self) -> None:
+        """Show the preview or the full image for the current zoom."""
+        use = False
+        if self.available:
+            if getattr(self.viewbox, "_matrixNeedsUpdate", False):
+                self.viewbox.updateMatrix()  # pyqtgraph defers it to the next paint
+            px = self.viewbox.viewPixelSize()
+            use = min(abs(px[0]), abs(px[1])) >= self.SWITCH_AT
+        self.active = use
+        self.item.setVisible(use)
+        self.full.setOpacity(0.0 if use else 1.0)

@@ -49,11 +49,18 @@ class StatusPanel(QStatusBar):
         self.set_busy(False)
 
     def set_busy(self, busy: bool, text: str = "") -> None:
-        self.progress.setVisible(busy)
-        self.cancel_button.setVisible(busy)
+        # Enable/disable rather than show/hide: showing or hiding status-bar widgets relays out
+        # the whole main window (~35 ms here) at the end of every scan.
+        self.progress.setEnabled(busy)
+        self.cancel_button.setEnabled(busy)
+        self.busy = busy
         if busy:
             self.progress.setRange(0, 0)
-            self.progress.setFormat(text or "%v / %m")
+            self.progress.setFormat("%v / %m")
+        else:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("idle")
         if text:
             self.showMessage(text, 5000)
 

@@ -186,5 +186,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
+def run(files: int = 10_000, thumbs: int = 1000) -> list[Any]:
+    """Entry for ``bench/__main__.py``: the figures as :class:`bench.common.Result` rows."""
+    from bench.common import Result, report
+
+    r = main(["--files", str(files), "--thumbs", str(thumbs)])
+    wl = r.get("window_level", {})
+    return report("GUI thread probe", [
+        Result("GUI blocked, idle baseline (max)", r["idle"]["max_ms"], "ms", None),
+        Result(f"GUI blocked while scanning {files} files (max)", r["scan"]["max_ms"], "ms", TARGET_MS),
+        Result("GUI blocked while scanning (p99)", r["scan"]["p99_ms"], "ms", None),
+        Result(f"GUI blocked while making {thumbs} thumbnails (max)", r["thumbnails"]["max_ms"], "ms",
+               TARGET_MS),
+        Result("first screenful of thumbnails", r["thumbnails"]["first_screen_s"] or float("inf"), "s",
+               1.0),
+        Result(f"all {thumbs} thumbnails", r["thumbnails"]["all_s"], "s", 20.0),
+        Result("window/level step in the canvas (median)", wl.get("median_ms", float("nan")), "ms", 16.0),
+        Result("select -> image shown (2500x2000 native)", r["display_ms"], "ms", 150.0),
+    ])
+
+
 if __name__ == "__main__":
     main()

@@ -95,3 +95,17 @@ def test_native_decimation_reads_every_nth_pixel_from_a_memory_map(tmp_path):
     signed = rng.integers(-2000, 2000, (400, 400)).astype(np.int16)
     spath = fac.write_dicom(tmp_path / "s.dcm", signed)
     np.testing.assert_array_equal(load_radiograph(spath, reduce_to=50).pixels, signed[::4, ::4])
+
+
+def test_prune_removes_oldest_entries_first(tmp_path):
+    store = ThumbnailStore(tmp_path / "cache", size=32)
+    recs = []
+    for i in range(4):
+        recs.append(scan_file(fac.write_dicom(tmp_path / f"{i}.dcm", np.full((64, 64), i * 100, np.uint16))))
+        store.make(recs[-1])
+        png = next(p for p in (tmp_path / "cache").glob("*/*.png") if p.stem == store.key(recs[-1]))
+        os.utime(png, (1000 + i, 1000 + i))
+    sizes = sorted(p.stat().st_size for p in (tmp_path / "cache").glob("*/*.png"))
+    removed = store.prune(max_bytes=sum(sizes[-2:]))
+    assert removed >= 2
+    assert store.cached(recs[0]) is None and store.cached(recs[3]) is not None

@@ -112,6 +112,32 @@ class ThumbnailStore:
         self._store(self.key(record, frame), thumb)
         return thumb
 
+    def prune(self, max_bytes: int = 256 * 1024**2) -> int:
+        """Delete the least recently written thumbnails until the cache fits ``max_bytes``.
+
+        Entries of changed or deleted files are never read again; this keeps them from piling
+        up. Returns the number of files removed. Safe to run while other threads add entries.
+        """
+        entries = []
+        for png in self.cache_dir.glob("*/*.png"):
+            try:
+                st = png.stat()
+            except OSError:
+                continue
+            entries.append((st.st_mtime, st.st_size, png))
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for _, size, png in sorted(entries):
+            if total <= max_bytes:
+                break
+            try:
+                png.unlink()
+            except OSError:
+                continue
+            total -= size
+            removed += 1
+        return removed
+
     def _store(self, key: str, thumb: np.ndarray) -> None:
         target = self._file(key)
         target.parent.mkdir(parents=True, exist_ok=True)

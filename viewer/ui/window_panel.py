@@ -55,12 +55,17 @@ class WindowPanel(QWidget):
         self.presets = QComboBox()
         self.presets.setObjectName("windowPresets")
         self.presets.activated.connect(self._on_presets_activated)
+        # A size hint that does not follow the items: new presets must not relayout the window.
+        self.presets.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.presets.setMinimumContentsLength(24)
         self.center = self._spin()
         self.width = self._spin(minimum=1.0)
         self.center.editingFinished.connect(self._on_fields_edited)
         self.width.editingFinished.connect(self._on_fields_edited)
         self.note = QLabel("")
-        self.note.setWordWrap(True)
+        self.note.setWordWrap(False)  # one line: a wrapping label changes its height hint
         auto = QPushButton("Auto")
         auto.setToolTip("Window from the image histogram (0.5-99.5 %)")
         auto.clicked.connect(self._on_auto_clicked)

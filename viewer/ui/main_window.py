@@ -183,8 +183,8 @@ class MainWindow(QMainWindow):
         img.sig_header_ready.connect(self._on_images_header_ready)
         self.window_panel.sig_voi_chosen.connect(self.canvas.use_voi)
         self.window_panel.sig_presets_changed.connect(self.settings.set_user_presets)
-        self.canvas.sig_pixel_hovered.connect(self.status._on_canvas_pixel_hovered)
-        self.canvas.sig_ruler_measured.connect(self.status._on_canvas_ruler_measured)
+        self.canvas.sig_pixel_hovered.connect(self.status.show_probe)
+        self.canvas.sig_ruler_measured.connect(self.status.show_measurement)
         self.load_report.sig_count_changed.connect(self._on_report_count_changed)
         header_dock = self.docks["header"]
         header_dock.visibilityChanged.connect(self._on_header_visibility_changed)

@@ -69,8 +69,10 @@ class StatusPanel(QStatusBar):
             self.progress.setRange(0, total)
             self.progress.setValue(min(done, total))
 
-    def _on_canvas_pixel_hovered(self, probe: PixelProbe | None) -> None:
+    def show_probe(self, probe: PixelProbe | None) -> None:
+        """Show the pixel under the cursor (connected to ``ImageCanvas.sig_pixel_hovered``)."""
         self.pixel_label.setText(probe_text(probe))
 
-    def _on_canvas_ruler_measured(self, text: str) -> None:
+    def show_measurement(self, text: str) -> None:
+        """Show the last ruler measurement."""
         self.measure_label.setText(text)

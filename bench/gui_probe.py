@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             window = build_window(settings, root / "cache")
             window.resize(1400, 900)
             window.show()
+            probe_idle(probe, 1.0)  # let the new window lay out and paint once
             results["thumbnails_reopen"] = probe_thumbnails(window, root / "thumbs", probe)
             print("thumbnails reopened (disk cache):", json.dumps(results["thumbnails_reopen"]),
                   flush=True)

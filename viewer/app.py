@@ -76,7 +76,7 @@ def build_window(settings: Any = None, cache_dir: Path | None = None, io_workers
         thumb_bridge=TaskBridge(max_workers=thumb_workers),
         scan_fn=scan_paths,
         load_fn=pool.wrap(load_image),
-        thumb_fn=pool.wrap(store.make),
+        thumb_fn=pool.wrap(store.make, cached=store.cached),
         header_fn=read_header,
         image_cache=ImageCache(max_bytes=512 * 1024**2),
         settings=settings if settings is not None else AppSettings(),

@@ -55,14 +55,21 @@ class DecodePool:
             for _ in range(processes):
                 self._pool.submit(_warm_up)
 
-    def wrap(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def wrap(
+        self, fn: Callable[[Any], Any], cached: Callable[[Any], Any] | None = None
+    ) -> Callable[[Any], Any]:
         """A callable ``record -> fn(record)`` that decodes in a process when that helps.
 
         ``fn`` must be picklable (a module-level function or a bound method of a picklable
-        object such as ``ThumbnailStore.make``).
+        object such as ``ThumbnailStore.make``). ``cached(record)``, when given, is tried first
+        on the calling thread (a disk-cache hit needs no process round trip).
         """
 
         def call(record: Any) -> Any:
+            if cached is not None:
+                hit = cached(record)
+                if hit is not None:
+                    return hit
             pool = self._pool
             if pool is None or self._closed or not needs_process(record):
                 return fn(record)

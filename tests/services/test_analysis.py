@@ -211,3 +211,19 @@ def test_batch_cancel_stops_promptly(service: AnalysisService) -> None:
                                         on_result, cancel=token, in_flight=2)
     assert summary.cancelled and summary.done < 10
     assert time.perf_counter() - t0 < 5
+
+
+def test_no_threads_left_behind(service: AnalysisService) -> None:
+    before = threading.active_count()
+    token = CancelToken()
+    t0 = time.perf_counter()
+    service.analyse(_input(), cancel=token)
+    with_token = time.perf_counter() - t0
+    assert threading.active_count() == before
+    with ThreadPoolExecutor(2) as pool:
+        list(service.iter_batch([0, 1, 2], lambda i: _input(i), pool, cancel=token))
+    assert threading.active_count() == before
+    assert with_token < 5.0
+    with pytest.raises(TypeError):
+        with ThreadPoolExecutor(1) as pool:
+            list(service.iter_batch([0], lambda i: _input(i), pool, colour="blue"))

@@ -78,9 +78,10 @@ class _Terminator:
             self._thread.start()
 
     def _watch(self) -> None:
+        # Wakes at once on close() (so closing never waits), polls the token every 20 ms.
         assert self._cancel is not None
-        while not self._done.is_set():
-            if self._cancel.wait(0.05):
+        while not self._done.wait(0.02):
+            if self._cancel.cancelled:
                 with self._lock:
                     for ro in self._live:
                         ro.terminate = True
@@ -160,11 +161,16 @@ class AnalysisService:
         """
         terminator = _Terminator(cancel)
         try:
-            return self._analyse(inp, models, force, terminator, heatmaps)
-        except RunTerminated as exc:
-            raise Cancelled() from exc
+            return self._analyse_with(terminator, inp, models, force, heatmaps)
         finally:
             terminator.close()
+
+    def _analyse_with(self, term: _Terminator, inp: AnalysisInput, models: Collection[str] | None,
+                      force: bool | Collection[str], heatmaps: bool) -> AnalysisResult:
+        try:
+            return self._analyse(inp, models, force, term, heatmaps)
+        except RunTerminated as exc:
+            raise Cancelled() from exc
 
     def _analyse(self, inp: AnalysisInput, models: Collection[str] | None,
                  force: bool | Collection[str], term: _Terminator, heatmaps: bool) -> AnalysisResult:
@@ -286,21 +292,37 @@ class AnalysisService:
         write overlay files). Errors while loading or analysing an item are
         yielded as exceptions; a cancellation stops submitting and returns.
         """
+        unknown = set(options) - {"models", "force", "heatmaps"}
+        if unknown:
+            raise TypeError(f"unexpected options: {sorted(unknown)}")
         cancel = cancel or CancelToken()
         total = len(items)
         pending: deque[tuple[T, Future[AnalysisResult]]] = deque()
-        done = 0
+        terminator = _Terminator(cancel)  # one watcher for the whole batch
 
         def job(item: T) -> AnalysisResult:
             cancel.raise_if_cancelled()
             inp = load(item)
-            result = self.analyse(inp, cancel=cancel, **options)  # type: ignore[arg-type]
+            result = self._analyse_with(
+                terminator, inp, options.get("models"), options.get("force", False),  # type: ignore[arg-type]
+                bool(options.get("heatmaps", True)))
             if on_analysed is not None:
                 on_analysed(inp, result)
             return result if keep_arrays else result.without_arrays()
 
         it = iter(items)
+        try:
+            yield from self._drain(it, pending, job, executor, cancel, in_flight, progress, total)
+        finally:
+            terminator.close()
+
+    @staticmethod
+    def _drain(it: Iterator[T], pending: deque[tuple[T, Future[AnalysisResult]]],
+               job: Callable[[T], AnalysisResult], executor: Executor, cancel: CancelToken,
+               in_flight: int, progress: ProgressFn, total: int,
+               ) -> Iterator[tuple[T, AnalysisResult | BaseException]]:
         exhausted = False
+        done = 0
         while True:
             while not exhausted and len(pending) < in_flight and not cancel.cancelled:
                 try:

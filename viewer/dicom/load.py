@@ -45,6 +45,10 @@ class LoadError(Exception):
         self.advice = advice
         self.transfer_syntax = transfer_syntax
 
+    def __reduce__(self) -> tuple[type["LoadError"], tuple[str, str, str]]:
+        # Keep the fields when the error crosses a process boundary (DecodePool).
+        return (type(self), (self.message, self.advice, self.transfer_syntax))
+
 
 def read_member(zip_path: str, member: str) -> bytes:
     """Read one zip member in place (never extracted), refusing bombs and traversal names."""

@@ -1,0 +1,136 @@
+"""Decode compressed images in worker processes, so the GUI process never stalls on the GIL.
+
+Measured (bench/display.py, 2000x1600 12-bit): every compressed-pixel decoder available here
+holds the GIL for its whole run: OpenJPEG/GDCM/Pillow JPEG 2000 0.6-1.0 s, CharLS/GDCM JPEG-LS
+160-270 ms, pylibjpeg-rle 20-60 ms. A decode on a worker *thread* therefore freezes the GUI
+thread (no repaint, no input) for that long. :class:`DecodePool` runs the expensive ones in a
+small spawn-context process pool and returns the :class:`~viewer.core.radiograph.Radiograph` (or
+thumbnail) to the calling thread, which waits with the GIL released. Cheap cases (uncompressed,
+small RLE, PNG/JPEG files, JPEG 2000 thumbnails decoded at reduced resolution) stay in the calling
+thread, where they cost less than the inter-process copy (RLE goes to a process from a
+megapixel up).
+
+Call its methods from a worker thread (they block until the result is ready), never from the
+GUI thread. Start-up (spawning interpreters that import pydicom, numpy and OpenCV) takes
+0.3-3 s depending on load; :meth:`DecodePool.warm_up` starts it in the background at launch.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+
+from viewer.core.radiograph import Radiograph
+from viewer.dicom.scan import InstanceRecord
+from viewer.services.library import load_image
+from viewer.services.tasks import CancelToken
+from viewer.services.thumbnails import ThumbnailStore
+
+__all__ = ["DecodePool", "decodes_in_process"]
+
+_JPEG2000 = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92",
+             "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+             "1.2.840.10008.1.2.4.203"}
+_CHEAP = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
+          "1.2.840.10008.1.2.1.99", ""}
+_RLE = "1.2.840.10008.1.2.5"
+# RLE decodes at ~10 ns/pixel unloaded but 2-3x that on a busy machine: large frames stall the
+# GUI for more than 3 frames (bench: 40-60 ms at 2500x2000), small ones do not.
+_RLE_PROCESS_PIXELS = 1_000_000
+
+
+def decodes_in_process(record: InstanceRecord, reduce_to: int | None = None) -> bool:
+    """Whether decoding ``record`` holds the GIL long enough to be sent to a worker process."""
+    if record.kind != "dicom" or record.transfer_syntax_uid in _CHEAP:
+        return False
+    if record.transfer_syntax_uid == _RLE:
+        return record.rows * record.cols >= _RLE_PROCESS_PIXELS
+    if reduce_to is not None and record.transfer_syntax_uid in _JPEG2000:
+        return False  # reduced-resolution J2K thumbnails take ~20 ms
+    if reduce_to is not None and record.transfer_syntax_uid == "1.2.840.10008.1.2.4.50":
+        return False  # DCT-scaled JPEG Baseline thumbnails are cheap too
+    return True
+
+
+def _make_thumbnail(store: ThumbnailStore, record: InstanceRecord, frame: int) -> np.ndarray:
+    return store.make(record, frame)
+
+
+class DecodePool:
+    """A lazily started process pool for expensive decodes.
+
+    Parameters
+    ----------
+    workers
+        Worker processes (default 2: this viewer targets 2-core machines; more would only
+        compete with the GUI).
+    """
+
+    def __init__(self, workers: int = 2) -> None:
+        self._workers = max(1, int(workers))
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("DecodePool is shut down")
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self._workers,
+                                                 mp_context=multiprocessing.get_context("spawn"))
+            return self._pool
+
+    def warm_up(self) -> list[Future[object]]:
+        """Start the workers and import the decoders in them (returns immediately)."""
+        pool = self._executor()
+        return [pool.submit(decodes_in_process, InstanceRecord(path="")) for _ in range(self._workers)]
+
+    def _run(self, fn, *args, cancel: CancelToken | None = None, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            future = self._executor().submit(fn, *args, **kwargs)
+        except BrokenProcessPool:
+            with self._lock:
+                self._pool = None  # a crashed worker (e.g. a decoder segfault): start afresh
+            future = self._executor().submit(fn, *args, **kwargs)
+        while True:
+            if cancel is not None and cancel.cancelled:
+                future.cancel()
+                cancel.raise_if_cancelled()
+            try:
+                return future.result(timeout=0.1)
+            except TimeoutError:
+                continue
+            except BrokenProcessPool:
+                with self._lock:
+                    self._pool = None
+                raise
+
+    def load_image(self, record: InstanceRecord, frame: int = 0, *, reduce_to: int | None = None,
+                   cancel: CancelToken | None = None) -> Radiograph:
+        """:func:`viewer.services.library.load_image`, in a worker process when expensive."""
+        if not decodes_in_process(record, reduce_to):
+            return load_image(record, frame, reduce_to=reduce_to)
+        return self._run(load_image, record, frame, reduce_to=reduce_to, cancel=cancel)
+
+    def make_thumbnail(self, store: ThumbnailStore, record: InstanceRecord, frame: int = 0,
+                       cancel: CancelToken | None = None) -> np.ndarray:
+        """:meth:`ThumbnailStore.make`, in a worker process when the decode is expensive."""
+        hit = store.cached(record, frame)
+        if hit is not None:
+            return hit
+        if not decodes_in_process(record, store.size):
+            return store.make(record, frame)
+        return self._run(_make_thumbnail, store, record, frame, cancel=cancel)
+
+    def shutdown(self) -> None:
+        """Stop the workers (pending work is cancelled); the pool cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

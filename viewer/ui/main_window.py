@@ -237,8 +237,8 @@ class MainWindow(QMainWindow):
     def _on_library_scan_finished(self, result: Any) -> None:
         self.status.set_busy(False)
         lib = self.library
-        self.status.showMessage(
-            f"{lib.files_seen} files, {len(lib.records)} images, {lib.problem_count} problems", 8000
+        self.status.show_text(
+            f"{lib.files_seen} files, {len(lib.records)} images, {lib.problem_count} problems"
         )
         if self.canvas.prepared is None and self.images.current_pending is None:
             # Next event-loop turn: the browser was just rebuilt; keep each turn short.
@@ -246,7 +246,7 @@ class MainWindow(QMainWindow):
 
     def _on_library_scan_failed(self, message: str) -> None:
         self.status.set_busy(False)
-        self.status.showMessage(message, 8000)
+        self.status.show_text(message)
 
     def _on_browser_records_selected(self, records: list[Any]) -> None:
         self.grid.set_records(records)
@@ -270,7 +270,7 @@ class MainWindow(QMainWindow):
     def _on_images_image_failed(self, record: Any, message: str) -> None:
         self.canvas.set_image(None)
         self.load_report.add_problems([ProblemRow(record, message)])
-        self.status.showMessage(f"Cannot display this image: {message}", 10000)
+        self.status.show_text(f"Cannot display this image: {message}")
 
     def _on_images_header_ready(self, record: Any, nodes: Any, message: str) -> None:
         self.header_view.set_header(nodes, message)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
+from PySide6.QtWidgets import (
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QStatusBar,
+    QWidget,
+)
 
 from viewer.ui.canvas import PixelProbe
 
@@ -35,7 +42,11 @@ class StatusPanel(QStatusBar):
         super().__init__(parent)
         self.pixel_label = QLabel("")
         self.pixel_label.setObjectName("pixelReadout")
+        # Text changes must not ask the window for a new layout.
+        self.pixel_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.pixel_label.setMinimumWidth(200)
         self.measure_label = QLabel("")
+        self.measure_label.setMinimumWidth(180)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setTextVisible(True)
@@ -54,15 +65,18 @@ class StatusPanel(QStatusBar):
         self.progress.setEnabled(busy)
         self.cancel_button.setEnabled(busy)
         self.busy = busy
-        if busy:
-            self.progress.setRange(0, 0)
-            self.progress.setFormat("%v / %m")
-        else:
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
-            self.progress.setFormat("idle")
+        # No busy animation (range 0..0): it repaints continuously; the first progress report
+        # arrives within milliseconds anyway.
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("%v / %m" if busy else "idle")
         if text:
-            self.showMessage(text, 5000)
+            self.show_text(text)
+
+    def show_text(self, text: str) -> None:
+        """A status message in the stretch label (QStatusBar.showMessage relays out the window,
+        ~30-50 ms here)."""
+        self.pixel_label.setText(text)
 
     def set_progress(self, done: int, total: int) -> None:
         if total > 0:

@@ -95,6 +95,11 @@ class TaskBridge(QObject):
         self._drain_timer = QTimer(self)
         self._drain_timer.setInterval(DRAIN_INTERVAL_MS)
         self._drain_timer.timeout.connect(self.drain)
+        if self._own_executor:
+            # Start the worker threads now: starting one on first submit waits for it to be
+            # scheduled (~20 ms on a loaded machine) on the GUI thread.
+            for _ in range(max_workers):
+                self._executor.submit(time.sleep, 0.01)
 
     # -- submission ------------------------------------------------------------------------
     def submit(self, request: TaskRequest) -> int:

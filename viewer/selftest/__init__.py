@@ -9,7 +9,9 @@ word), so the self-test exercises what a user needs, with real files:
    JPEG Extended reported as "needs optional GPL decoder", not as a failure). Without a folder,
    small DICOM files are written in the bundled codecs' syntaxes to a temporary folder;
 4. models: every bundled model runs on a real (chest, if any) image, Grad-CAM++ for classifiers;
-5. screenshot: the image and its heatmap rendered offscreen to a PNG.
+5. process: a spawn-context worker process (as the viewer's decode and scan pools use) starts
+   and decodes a file: in a frozen build this re-launches the executable itself;
+6. screenshot: the image and its heatmap rendered offscreen to a PNG.
 
 Exit status 0 when nothing failed, 1 otherwise; a JSON copy of the report goes next to the
 screenshot (``--out``, default a new temporary folder; never the DICOM folder).
@@ -108,6 +110,14 @@ def _models(report: Report, images: list[Any], threads: int, extra: list[Path]) 
     return check_models(report, images, threads=threads, extra_folders=extra)
 
 
+def _process(report: Report, images: list[Any]) -> None:
+    from viewer.selftest.pool_check import check_process_pool
+
+    # the smallest decoded compressed file keeps the worker's job short
+    candidates = sorted(images, key=lambda i: i.path.stat().st_size)
+    check_process_pool(report, candidates[0].path if candidates else None)
+
+
 def _screenshot(report: Report, shown: dict[str, Any], out_dir: Path) -> None:
     from viewer.selftest.screenshot import check_screenshot
 
@@ -126,6 +136,7 @@ def selftest_main(argv: Sequence[str]) -> int:
     _step(report, "codec", lambda: _codecs(report))
     images = _step(report, "dicom", lambda: _dicom(report, args.folder, out_dir if args.out else None)) or []
     shown = _step(report, "model", lambda: _models(report, images, args.threads, args.models)) or {}
+    _step(report, "process", lambda: _process(report, images))
     if args.no_gui:
         report.add("screenshot", "render", "skip", "--no-gui")
     else:

@@ -51,6 +51,7 @@ class DecodedImage:
     """A decoded file kept for the model and screenshot checks."""
 
     name: str
+    path: Path
     display: np.ndarray  # uint8 (rows, cols) or (rows, cols, 3)
     body_part: str
     radiograph: Any  # viewer.core.radiograph.Radiograph when the project loader ran, else None
@@ -171,7 +172,7 @@ def check_files(report: Report, folder: Path) -> list[DecodedImage]:
             continue
         syntaxes.add(head.get("ts", ""))
         report.add("dicom", label, "ok", f"{image.shape[1]}x{image.shape[0]} {image.dtype}", dt)
-        decoded.append(DecodedImage(path.name, image, head.get("body_part", "").upper(), rg))
+        decoded.append(DecodedImage(path.name, path, image, head.get("body_part", "").upper(), rg))
     if files:
         report.add("dicom", "transfer syntaxes decoded", "info", str(len(syntaxes - {""})))
     for path in broken:

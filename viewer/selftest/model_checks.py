@@ -65,7 +65,10 @@ def check_models(
     folder = bundled_models_dir()
     registry = ModelRegistry([folder, *extra_folders], verify_checksum=True)
     for entry in registry.unavailable():
-        report.add("model", entry.id, "fail", f"unusable manifest: {entry.reason}")
+        if (entry.reason or "").startswith("shadowed"):  # an earlier folder's model wins: fine
+            report.add("model", entry.id, "info", f"{entry.manifest_path}: {entry.reason}")
+        else:
+            report.add("model", entry.id, "fail", f"unusable manifest: {entry.reason}")
     manifests = registry.available()
     bundled = sum(1 for m in manifests if m.onnx_path.parent == folder)
     report.add("model", "bundled models", "info", f"{bundled} in {folder}")

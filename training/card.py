@@ -57,9 +57,11 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
                       f"| accuracy (threshold {ev['threshold']} on calibrated P({recipe.positive})) | "
                       f"{_pct(t['accuracy'])} | {_pct(ev['val']['accuracy'])} |",
                       f"| ROC AUC | {t['roc_auc']:.4f} | {ev['val']['roc_auc']:.4f} |",
+                      f"| accuracy at 0.5 instead (for reference) | {_pct(t['accuracy_at_0.5'])} | {_pct(ev['val']['accuracy_at_0.5'])} |",
                       f"| sensitivity | {_pct(t['sensitivity'])} | |",
                       f"| specificity | {_pct(t['specificity'])} | |",
                       f"| balanced accuracy | {_pct(t['balanced_accuracy'])} | |", ""]
+            lines += [f"Operating threshold {ev['threshold']}: {ev['threshold_rule']}.", ""]
             if t.get("per_source"):
                 lines += ["Accuracy per source (test):", ""]
                 lines += [f"- {s}: {_pct(v['accuracy'])} (n={v['n']})" for s, v in t["per_source"].items()]

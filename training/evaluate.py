@@ -30,6 +30,19 @@ CONFIDENCE_FLOOR = 0.6
 OOD_KEEP = 0.99  # fraction of validation radiographs the energy rule must keep
 
 
+def balanced_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """Operating point on calibrated P(positive) where validation sensitivity = specificity.
+
+    Not accuracy-maximising: with class-weighted training, temperature scaling alone leaves
+    P(positive) shifted, so 0.5 would trade sensitivity for specificity; the balanced point is
+    the principled alternative (FIELD-NOTES "Models and scores").
+    """
+    fpr, tpr, thr = roc_curve(y, p)
+    finite = np.isfinite(thr)
+    j = int(np.argmin(np.abs(tpr[finite] - (1.0 - fpr[finite]))))
+    return round(float(thr[finite][j]), 6)
+
+
 def split_records(recipe: Recipe, split: str, limit: int | None = None) -> list[dict[str, Any]]:
     assign = read_split(recipe.dataset)
     recs = [r for r in records(recipe.dataset) if assign.get(r["path"]) == split]
@@ -82,7 +95,7 @@ def evaluate_classifier(recipe: Recipe, model: torch.nn.Module, limit: int | Non
     k = len(recipe.labels)
     if recipe.positive is not None:
         pos = recipe.labels.index(recipe.positive)
-        threshold = 0.5  # on calibrated P(positive): no accuracy-maximising tuning
+        threshold = balanced_threshold(yv == pos, pv1[:, pos])
         pred = np.where(pt1[:, pos] >= threshold, pos, 1 - pos)
         pred_v = np.where(pv1[:, pos] >= threshold, pos, 1 - pos)
         fpr, tpr, _ = roc_curve(yt == pos, pt1[:, pos])
@@ -91,8 +104,11 @@ def evaluate_classifier(recipe: Recipe, model: torch.nn.Module, limit: int | Non
         spec = cm[1 - pos, 1 - pos] / max(1, cm[1 - pos].sum())
         res.update({
             "threshold": threshold,
-            "val": {"accuracy": float((pred_v == yv).mean()), "roc_auc": roc_auc(yv == pos, pv1[:, pos])},
+            "threshold_rule": "balanced sensitivity/specificity on validation (calibrated probability)",
+            "val": {"accuracy": float((pred_v == yv).mean()), "roc_auc": roc_auc(yv == pos, pv1[:, pos]),
+                    "accuracy_at_0.5": float((np.where(pv1[:, pos] >= 0.5, pos, 1 - pos) == yv).mean())},
             "test": {"accuracy": float((pred == yt).mean()), "roc_auc": roc_auc(yt == pos, pt1[:, pos]),
+                     "accuracy_at_0.5": float((np.where(pt1[:, pos] >= 0.5, pos, 1 - pos) == yt).mean()),
                      "sensitivity": float(sens), "specificity": float(spec),
                      "balanced_accuracy": balanced_accuracy(yt, pred, k),
                      "confusion": cm.tolist(), "per_source": _per_group([r["source"] for r in test], yt, pred)},

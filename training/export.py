@@ -87,6 +87,8 @@ def build_manifest(recipe: Recipe, model: nn.Module, onnx_path: Path, ev: dict[s
         m["outputs"] = [{"name": "logits", "kind": "logits"}, {"name": "activations", "kind": "activations"}]
         m["calibration"] = {k: ev["calibration"][k] for k in ("method", "temperature", "ece_before", "ece_after", "fitted_on")}
         m["threshold"] = ev["threshold"] if ev["threshold"] is not None else 0.5
+        if ev.get("threshold_rule"):
+            m["threshold_rule"] = ev["threshold_rule"]
         if recipe.positive:
             m["positive_label"] = recipe.positive
         m["bands"] = {"green": 0.9, "orange": 0.7}

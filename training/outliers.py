@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 KINDS = ("uniform", "gauss_blur", "blank", "gradient", "stripes", "checker", "shapes", "pink",
-         "tiles")
+         "tiles", "scene", "scene", "text", "cells")
 
 
 def _pink(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -61,6 +61,33 @@ def synth(kind: str, size: int, rng: np.random.Generator, radiograph: np.ndarray
         x = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 2.0)).astype(np.float64) / 255
     elif kind == "pink":
         x = _pink(rng, size)
+    elif kind == "scene":  # photo-like: smooth background, textured objects with hard edges
+        x = 0.6 * synth("gradient", size, rng) / 255.0 + 0.4 * _pink(rng, size)
+        for _ in range(int(rng.integers(1, 6))):
+            obj = np.zeros((size, size), np.uint8)
+            p = rng.integers(0, size, 2)
+            ax = (int(rng.integers(4, size // 2)), int(rng.integers(4, size // 2)))
+            cv2.ellipse(obj, (int(p[0]), int(p[1])), ax, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+            if rng.random() < 0.5:
+                cv2.rectangle(obj, tuple(int(v) for v in rng.integers(0, size, 2)),
+                              tuple(int(v) for v in rng.integers(0, size, 2)), 255, -1)
+            tex = synth(str(rng.choice(["pink", "stripes", "gauss_blur", "blank"])), size, rng) / 255.0
+            x = np.where(obj > 0, tex * rng.uniform(0.3, 1.0) + rng.uniform(0, 0.5), x)
+    elif kind == "text":
+        img = np.full((size, size), int(rng.integers(150, 256)), np.uint8)
+        for _ in range(int(rng.integers(3, 12))):
+            txt = "".join(chr(int(c)) for c in rng.integers(65, 91, int(rng.integers(3, 10))))
+            org = (int(rng.integers(-10, size - 10)), int(rng.integers(8, size)))
+            cv2.putText(img, txt, org, int(rng.integers(0, 8)), float(rng.uniform(0.3, 1.2)),
+                        int(rng.integers(0, 100)), int(rng.integers(1, 3)), cv2.LINE_AA)
+        x = img.astype(np.float64) / 255
+    elif kind == "cells":  # micrograph-like blobs
+        img = np.full((size, size), int(rng.integers(120, 256)), np.uint8)
+        for _ in range(int(rng.integers(20, 120))):
+            c = tuple(int(v) for v in rng.integers(0, size, 2))
+            cv2.circle(img, c, int(rng.integers(2, 9)), int(rng.integers(0, 180)), -1)
+        x = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 2.5)).astype(np.float64) / 255
+        x = np.clip(x + 0.1 * _pink(rng, size), 0, 1)
     elif kind == "tiles":
         src = radiograph if radiograph is not None else (_pink(rng, size) * 255).astype(np.uint8)
         src = cv2.resize(src, (size, size))

@@ -34,6 +34,8 @@ DATASET = {"body_region": "bodypart", "pneumonia": "pneumonia", "covid": "covid"
 KNOWN = [
     ("body_region", "bodypart/hand/12631.jpg", "hand"),
     ("body_region", "bodypart/knee/9085162L.jpg", "knee"),
+    ("pneumonia", "pneumonia/images224/NORMAL/IM-0505-0001-0002.jpeg", "normal"),
+    ("pneumonia", "pneumonia/images224/PNEUMONIA/person1411_bacteria_3599.jpeg", "pneumonia"),
 ]
 LUNG_CASES = ["lungs/images/ieee8023/x.jpg"]
 

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import QListView, QWidget
 from viewer.ui.task_bridge import TaskBridge, TaskRequest
 
 THUMB_CHANNEL = "thumb"
-MAX_IN_FLIGHT = 4
+MAX_IN_FLIGHT = 16  # queued in the executor; still cancellable before they start
 PREFETCH = 256  # rows beyond the visible ones queued at a time
 BADGE_ROLE = Qt.ItemDataRole.UserRole + 2
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 1

@@ -126,6 +126,9 @@ def check_models(
             status = "fail" if problem else "ok"
             label = manifest.labels[target]
             report.add("gradcam", manifest.id, status, problem or f"Grad-CAM++ for {label!r}", time.perf_counter() - t1)
-            if shown["heatmap"] is None and not problem:
-                shown["heatmap"] = heat
+            # show a finding's map rather than the body-region gate's
+            if not problem and (shown["heatmap"] is None or not manifest.gate):
+                if shown.get("heatmap_from_finding") is not True:
+                    shown["heatmap"] = heat
+                    shown["heatmap_from_finding"] = not manifest.gate
     return shown

@@ -216,3 +216,11 @@ def test_histogram_counts_all_samples():
     counts, edges = histogram(values, bins=10)
     assert counts.sum() == values.size and len(edges) == 11
     np.testing.assert_array_equal(counts, [1000] * 10)
+
+
+def test_display_levels_for_a_voi_lut_span_its_ramp():
+    table = np.concatenate([np.zeros(10), np.linspace(0, 4095, 100), np.full(10, 4095)]).astype(np.float32)
+    voi = VOI("lut", lut=table, first_mapped=1000, bits=12)
+    lv = display_levels(rg_of(np.zeros((2, 2), np.uint16)), voi)
+    assert not lv.exact and not lv.invert
+    assert (lv.lo, lv.hi) == (1009.0, 1109.0)

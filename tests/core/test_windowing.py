@@ -223,4 +223,5 @@ def test_display_levels_for_a_voi_lut_span_its_ramp():
     voi = VOI("lut", lut=table, first_mapped=1000, bits=12)
     lv = display_levels(rg_of(np.zeros((2, 2), np.uint16)), voi)
     assert not lv.exact and not lv.invert
-    assert (lv.lo, lv.hi) == (1009.0, 1109.0)
+    # flat 0 up to index 10 (the ramp starts at 0 too), rising from value 1010; 4095 from 1109
+    assert (lv.lo, lv.hi) == (1010.0, 1109.0)

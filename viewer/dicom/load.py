@@ -28,12 +28,39 @@ from viewer.dicom.codecs import codec_status, describe_transfer_syntax
 from viewer.dicom.reduced import decode_reduced, native_decimated
 from viewer.dicom.scan import InstanceRecord
 
-__all__ = ["HeaderNode", "LoadError", "load_radiograph", "open_source", "read_dataset", "read_header",
+__all__ = ["HeaderNode", "LoadError", "MAX_FRAME_BYTES", "MAX_FRAME_PIXELS", "check_frame_size",
+           "load_radiograph", "open_source", "read_dataset", "read_header",
            "radiograph_from_dataset"]
 
 # Uncompressed zip members larger than this are refused (zip-bomb guard), bytes.
 MAX_MEMBER_BYTES = 2 * 1024**3
 MAX_ZIP_RATIO = 200.0
+# A frame whose header claims more than this is refused before any decoder allocates for it
+# (a damaged or hostile (0028,0010) Rows / (0028,0011) Columns). The largest projection
+# radiographs are ~4300 x 4300 (18 megapixels); full-field mammograms ~30 megapixels.
+MAX_FRAME_PIXELS = 100_000_000
+MAX_FRAME_BYTES = 512 * 1024**2
+
+
+def check_frame_size(name: str, rows: int, cols: int, samples: int = 1, bits_allocated: int = 8,
+                     transfer_syntax: str = "") -> None:
+    """Raise :class:`LoadError` when a frame's claimed size is empty or over the caps.
+
+    Called with the header's (0028,0010) Rows, (0028,0011) Columns, (0028,0002) Samples per
+    Pixel and (0028,0100) Bits Allocated before anything is decoded, so a header claiming
+    gigapixels costs nothing.
+    """
+    if rows <= 0 or cols <= 0:
+        raise LoadError(f"{name}: (0028,0010) Rows x (0028,0011) Columns is {rows} x {cols}; "
+                        "no pixels to show", transfer_syntax=transfer_syntax)
+    pixels = rows * cols
+    nbytes = pixels * max(samples, 1) * max((bits_allocated + 7) // 8, 1)
+    if pixels > MAX_FRAME_PIXELS or nbytes > MAX_FRAME_BYTES:
+        raise LoadError(
+            f"{name}: header claims {rows} x {cols} pixels ({pixels / 1e6:.0f} megapixels, "
+            f"{nbytes / 1024**2:.0f} MiB per frame), over the {MAX_FRAME_PIXELS // 1_000_000}-"
+            f"megapixel / {MAX_FRAME_BYTES // 1024**2} MiB limit; not decoded",
+            advice="the header is probably damaged", transfer_syntax=transfer_syntax)
 
 
 class LoadError(Exception):
@@ -265,6 +292,13 @@ def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
     if not status.decodable:
         raise LoadError(f"{name}: cannot decode {describe_transfer_syntax(ts)}",
                         advice=status.advice, transfer_syntax=ts)
+    try:
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (TypeError, ValueError) as exc:
+        raise LoadError(f"{name}: unreadable (0028,0010) Rows / (0028,0011) Columns ({exc})",
+                        transfer_syntax=ts) from exc
+    check_frame_size(name, rows, cols, samples, bits_alloc, ts)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
     reduced = None
     if reduce_to and file_path:

@@ -26,6 +26,7 @@ __all__ = [
     "InstanceRecord",
     "LoadProblem",
     "image_kind",
+    "image_size",
     "scan_bytes",
     "scan_file",
     "scan_files",
@@ -202,6 +203,22 @@ def _jpeg_size(fp: IO[bytes]) -> tuple[int, int, int]:
             precision, height, width = struct.unpack(">BHH", body)
             return int(height), int(width), int(precision)
         fp.seek(length - 2, io.SEEK_CUR)
+
+
+def image_size(data: bytes) -> tuple[int, int, int]:
+    """(rows, cols, bit depth or precision) of PNG/JPEG bytes, from the header alone.
+
+    Raises ``ValueError`` for an unknown signature or a damaged header.
+    """
+    kind = image_kind(data[:8])
+    if kind == "png":
+        return _png_size(data[:32])
+    if kind == "jpeg":
+        try:
+            return _jpeg_size(io.BytesIO(data))
+        except struct.error as exc:
+            raise ValueError(f"damaged JPEG header ({exc})") from exc
+    raise ValueError("not a PNG or JPEG signature")
 
 
 def _image_record(fp: IO[bytes], kind: str, path: str, member: str | None,

@@ -21,8 +21,10 @@ import cv2
 import numpy as np
 
 from viewer.core.radiograph import Radiograph
-from viewer.dicom.load import LoadError, load_radiograph, read_member
-from viewer.dicom.scan import InstanceRecord, LoadProblem, scan_files, undecodable_problem
+from viewer.dicom.load import LoadError, check_frame_size, load_radiograph, read_member
+from viewer.dicom.scan import (
+    InstanceRecord, LoadProblem, image_kind, image_size, scan_files, undecodable_problem,
+)
 from viewer.services.discovery import discover, scan_zip
 from viewer.services.image_cache import ImageCache
 from viewer.services.tasks import CancelToken, ProgressFn, no_progress
@@ -362,9 +364,23 @@ def _read_bytes(record: InstanceRecord) -> bytes:
 def load_plain_image(data: bytes, source: str) -> Radiograph:
     """PNG/JPEG bytes -> Radiograph: MONOCHROME2 for grey (or colour with equal channels),
     RGB uint8 otherwise; 16-bit grey PNG keeps its 16 bits."""
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    name = os.path.basename(source)
+    kind = image_kind(data[:8])
+    if kind is None:
+        raise LoadError(f"{name}: not a PNG or JPEG file (unknown signature)")
+    try:
+        rows, cols, depth = image_size(data)
+    except ValueError as exc:
+        raise LoadError(f"{name}: unreadable {kind.upper()} header ({exc})") from exc
+    # Refuse size claims before OpenCV allocates the image (PNG/JPEG bombs).
+    check_frame_size(name, rows, cols, 3, 16 if depth > 8 else 8)
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise LoadError(f"{name}: {kind.upper()} decoding failed ({str(exc).strip()[:200]})") from exc
     if arr is None:
-        raise LoadError(f"{os.path.basename(source)}: not a decodable PNG/JPEG image")
+        raise LoadError(f"{name}: damaged or truncated {kind.upper()} data ({rows} x {cols} "
+                        "declared)")
     if arr.ndim == 3 and arr.shape[2] == 4:
         arr = arr[:, :, :3]
     if arr.ndim == 3 and arr.shape[2] == 1:

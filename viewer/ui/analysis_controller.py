@@ -1,0 +1,222 @@
+"""Runs analyses off the GUI thread and hands the results to the GUI (no widgets here).
+
+An inference :class:`TaskBridge` of its own (separate from the I/O pool) runs the jobs: one
+exclusive ``"analysis"`` channel for the image on screen (a newer request cancels the older
+one through its :class:`CancelToken`, which terminates the onnxruntime run in flight; a result
+for an image no longer shown is dropped), and a ``"batch"`` channel that streams a folder through
+:meth:`AnalysisService.iter_batch` on a small inference thread pool. Every analysis is stored in
+the :class:`HistoryStore` on the worker.
+"""
+
+from __future__ import annotations
+
+import queue
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from PySide6.QtCore import QObject, Signal
+
+from viewer.core.radiograph import Radiograph
+from viewer.services.analysis import AnalysisService
+from viewer.services.analysis_inputs import input_from_radiograph, input_from_record
+from viewer.services.analysis_types import AnalysisResult
+from viewer.services.history import HistoryStore
+from viewer.services.tasks import CancelToken, ProgressFn
+from viewer.ui.task_bridge import TaskBridge, TaskRequest
+
+ANALYSIS_CHANNEL = "analysis"
+BATCH_CHANNEL = "batch"
+
+
+class AnalysisController(QObject):
+    """Analyses the current image or a batch of records.
+
+    Parameters
+    ----------
+    service
+        The Qt-free analysis service (registry + sessions).
+    history_path
+        SQLite file of the history; opened on first use (tests inject a temporary path).
+    batch_workers
+        Inference threads of a batch (each image uses the sessions' intra-op threads).
+    """
+
+    sig_result_ready = Signal(object, object)  # record, AnalysisResult (current image)
+    sig_batch_result_ready = Signal(object, object)  # record, AnalysisResult | str (error)
+    sig_analysis_failed = Signal(object, str)  # record, message
+    sig_batch_progressed = Signal(int, int)
+    sig_batch_finished = Signal(int, int, bool)  # done, errors, cancelled
+    sig_history_changed = Signal()
+    sig_message_posted = Signal(str)
+
+    def __init__(self, service: AnalysisService, history_path: Path | None,
+                 batch_workers: int = 2, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.service = service
+        self.history_path = history_path
+        self._history: HistoryStore | None = None
+        self.bridge = TaskBridge(max_workers=2, parent=self)
+        self._pool = ThreadPoolExecutor(max_workers=batch_workers,
+                                        thread_name_prefix="radview-infer")
+        self.current_record: Any = None
+        self.current_result: AnalysisResult | None = None
+        self.results: dict[Any, AnalysisResult] = {}  # record key -> result (arrays dropped)
+        self._request = 0
+        self._request_record: Any = None
+        self._batch_request = 0
+        self._batch_out: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+        self._batch_counts = [0, 0]
+        self.bridge.sig_task_finished.connect(self._on_bridge_task_finished)
+        self.bridge.sig_task_failed.connect(self._on_bridge_task_failed)
+        self.bridge.sig_task_cancelled.connect(self._on_bridge_task_cancelled)
+        self.bridge.sig_task_progressed.connect(self._on_bridge_task_progressed)
+
+    # -- history ---------------------------------------------------------------------------
+    @property
+    def history(self) -> HistoryStore | None:
+        """The history store, opened on first use; a corrupt database's message is posted."""
+        if self._history is None and self.history_path is not None:
+            self._history = HistoryStore(self.history_path)
+            for message in self._history.messages:
+                self.sig_message_posted.emit(message)
+        return self._history
+
+    # -- current image ---------------------------------------------------------------------
+    def set_current(self, record: Any) -> None:
+        """The image on screen changed: forget the shown result, cancel its analysis."""
+        if record is not self.current_record:
+            self.current_record = record
+            self.current_result = None
+            if self._request:
+                self.bridge.cancel(self._request)
+                self._request = 0
+
+    def analyse(self, record: Any, rg: Radiograph, *, force: bool = False) -> int:
+        """Analyse the displayed radiograph of ``record`` (``force``: run out-of-scope models
+        anyway, marked as forced). Returns the request id."""
+        self.current_record = record
+        history = self.history
+        run_id = history.new_run("image") if history is not None else 0
+        source = f"{record.path}!{record.member}" if getattr(record, "member", None) else \
+            getattr(record, "path", rg.source)
+        plain = getattr(record, "kind", "dicom") != "dicom"
+        self._request_record = record
+        self._request = self.bridge.submit(TaskRequest(
+            ANALYSIS_CHANNEL, _analyse_one, (self.service, history, run_id, rg, source, plain, force)))
+        return self._request
+
+    def cancel(self) -> None:
+        """Cancel the current image's analysis and any batch."""
+        self.bridge.cancel_channel(ANALYSIS_CHANNEL)
+        self.bridge.cancel_channel(BATCH_CHANNEL)
+        self._request = 0
+
+    # -- batches ---------------------------------------------------------------------------
+    def analyse_batch(self, records: Sequence[Any], *, force: bool = False,
+                      loader: Callable[[Any], Any] = input_from_record) -> int:
+        """Analyse ``records`` (results arrive through ``sig_batch_result_ready``)."""
+        history = self.history
+        run_id = history.new_run(f"batch of {len(records)}") if history is not None else 0
+        self._batch_counts = [0, 0]
+        self._batch_request = self.bridge.submit(TaskRequest(
+            BATCH_CHANNEL, self._run_batch, (tuple(records), history, run_id, force, loader)))
+        return self._batch_request
+
+    def batch_running(self) -> bool:
+        return bool(self._batch_request)
+
+    def _run_batch(self, records: tuple[Any, ...], history: HistoryStore | None, run_id: int,
+                   force: bool, loader: Callable[[Any], Any], *, cancel: CancelToken,
+                   progress: ProgressFn) -> tuple[int, int]:
+        """Worker side: stream the batch, store each result, queue it for the GUI."""
+        def on_analysed(_inp: Any, result: AnalysisResult) -> None:
+            if history is not None:
+                history.record(run_id, result, overlays=True)
+
+        done = errors = 0
+        for record, value in self.service.iter_batch(
+                records, loader, self._pool, cancel=cancel, progress=progress, in_flight=3,
+                keep_arrays=False, on_analysed=on_analysed, force=force):
+            done += 1
+            if isinstance(value, BaseException):
+                errors += 1
+                value = getattr(value, "message", None) or str(value) or type(value).__name__
+            self._batch_out.put((record, value))
+        return done, errors
+
+    def _drain_batch(self) -> None:
+        while True:
+            try:
+                record, value = self._batch_out.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(value, AnalysisResult):
+                self.results[record.key] = value
+            self.sig_batch_result_ready.emit(record, value)
+
+    # -- slots -----------------------------------------------------------------------------
+    def _on_bridge_task_finished(self, channel: str, rid: int, result: object) -> None:
+        if channel == ANALYSIS_CHANNEL and rid == self._request:
+            self._request = 0
+            record = self._request_record
+            if record is not self.current_record:
+                return  # stale: another image is on screen now
+            assert isinstance(result, AnalysisResult)
+            self.current_result = result
+            self.results[record.key] = result.without_arrays()
+            self.sig_result_ready.emit(record, result)
+            self.sig_history_changed.emit()
+        elif channel == BATCH_CHANNEL and rid == self._batch_request:
+            self._batch_request = 0
+            self._drain_batch()
+            done, errors = result  # type: ignore[misc]
+            self.sig_batch_finished.emit(done, errors, False)
+            self.sig_history_changed.emit()
+
+    def _on_bridge_task_failed(self, channel: str, rid: int, message: str) -> None:
+        if channel == ANALYSIS_CHANNEL and rid == self._request:
+            self._request = 0
+            self.sig_analysis_failed.emit(self._request_record, message)
+        elif channel == BATCH_CHANNEL and rid == self._batch_request:
+            self._batch_request = 0
+            self._drain_batch()
+            self.sig_message_posted.emit(f"Batch analysis failed: {message}")
+            self.sig_batch_finished.emit(0, 0, False)
+
+    def _on_bridge_task_cancelled(self, channel: str, rid: int) -> None:
+        if channel == BATCH_CHANNEL and rid == self._batch_request:
+            self._batch_request = 0
+            self._drain_batch()
+            self.sig_batch_finished.emit(0, 0, True)
+            self.sig_history_changed.emit()
+        elif channel == ANALYSIS_CHANNEL and rid == self._request:
+            self._request = 0
+
+    def _on_bridge_task_progressed(self, channel: str, rid: int, done: int, total: int) -> None:
+        if channel == BATCH_CHANNEL and rid == self._batch_request:
+            self._drain_batch()
+            self.sig_batch_progressed.emit(done, total)
+
+    # -- shutdown --------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Cancel everything, join the threads, close the history (idempotent)."""
+        self.bridge.shutdown()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._history is not None:
+            self._history.close()
+            self._history = None
+            self.history_path = None
+
+
+def _analyse_one(service: AnalysisService, history: HistoryStore | None, run_id: int,
+                 rg: Radiograph, source: str, plain: bool, force: bool, *, cancel: CancelToken,
+                 progress: ProgressFn) -> AnalysisResult:
+    """Worker side: display image -> gate -> models -> heatmaps; stored in the history."""
+    inp = input_from_radiograph(rg, source, plain=plain)
+    progress(0, 1)
+    result = service.analyse(inp, force=force, cancel=cancel)
+    if history is not None:
+        history.record(run_id, result, overlays=True)
+    progress(1, 1)
+    return result

@@ -1,0 +1,98 @@
+"""File > Export: results as CSV/JSON, the view "as seen" as PNG, DICOM SEG and Secondary Capture.
+
+Everything goes where the user says (a file dialog) and never into a study folder: the services
+refuse such a destination (``ExportError``) and the message is shown to the user. CSV/JSON rows
+carry the model version, threshold, calibrated probability, forced flag and research notice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PySide6.QtGui import QImage
+
+from viewer import RESEARCH_NOTICE
+from viewer.core.overlay import apply_colormap, blend
+from viewer.dicom.export import write_heatmap_capture, write_lung_segmentation
+from viewer.dicom.load import read_dataset
+from viewer.services.analysis_types import AnalysisResult
+from viewer.services.export import (
+    ExportError, burn_notice, check_destination, iter_rows, write_csv, write_json, write_png,
+)
+
+__all__ = ["ExportError", "study_folders", "export_results", "grab_rgb", "export_png",
+           "export_segmentation", "export_heatmap_capture"]
+
+
+def study_folders(records: Iterable[Any], opened: Iterable[str] = ()) -> set[Path]:
+    """Folders holding the open images (and the opened paths): never written into."""
+    folders = {Path(r.path).resolve().parent for r in records}
+    for p in opened:
+        path = Path(p).resolve()
+        folders.add(path if path.is_dir() else path.parent)
+    return folders
+
+
+def export_results(results: Sequence[AnalysisResult], dest: Path, folders: Iterable[Path]) -> Path:
+    """Rows of ``results`` as CSV or JSON (chosen by the file's suffix)."""
+    if not results:
+        raise ExportError("nothing to export: no analysed image in this scope")
+    rows = iter_rows(results)
+    if Path(dest).suffix.lower() == ".json":
+        return write_json(rows, Path(dest), tuple(folders))
+    return write_csv(rows, Path(dest), tuple(folders))
+
+
+def grab_rgb(widget: Any) -> np.ndarray:
+    """The widget as rendered on screen, as an (H, W, 3) uint8 array."""
+    img = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    w, h, bpl = img.width(), img.height(), img.bytesPerLine()
+    buf = np.frombuffer(img.constBits(), np.uint8, count=bpl * h).reshape(h, bpl)
+    return buf[:, : 3 * w].reshape(h, w, 3).copy()
+
+
+def export_png(view_widget: Any, dest: Path, folders: Iterable[Path]) -> Path:
+    """PNG of the current view (window/level, orientation, overlays) with the notice burnt in."""
+    return write_png(grab_rgb(view_widget), Path(dest), tuple(folders))
+
+
+def _dataset(record: Any) -> Any:
+    if getattr(record, "kind", "dicom") != "dicom":
+        raise ExportError("DICOM exports need a DICOM source image")
+    return read_dataset(record.path, record.member)
+
+
+def _model_result(result: AnalysisResult, task: str, need: str) -> Any:
+    res = next((r for r in result.results if r.task == task and getattr(r, need) is not None), None)
+    if res is None:
+        what = "lung mask" if need == "mask" else "heatmap"
+        raise ExportError(f"no {what} for this image: analyse it first (with the lung model)")
+    return res
+
+
+def export_segmentation(record: Any, result: AnalysisResult, dest: Path,
+                        folders: Iterable[Path]) -> Path:
+    """The lung mask as a BINARY DICOM Segmentation referencing the source instance."""
+    target = check_destination(Path(dest), tuple(folders))
+    res = _model_result(result, "segmentation", "mask")
+    return write_lung_segmentation(_dataset(record), res.mask, target,
+                                   algorithm_name=res.model_id, algorithm_version=res.model_version)
+
+
+def heatmap_view(display: np.ndarray, heatmap: np.ndarray, colormap: str = "inferno",
+                 opacity: float = 0.5) -> np.ndarray:
+    """The heatmap blended over the display image, notice burnt in (RGB uint8)."""
+    alpha = np.clip(heatmap.astype(np.float32) * opacity, 0.0, 1.0)
+    return burn_notice(blend(display, apply_colormap(heatmap, colormap), alpha), RESEARCH_NOTICE)
+
+
+def export_heatmap_capture(record: Any, result: AnalysisResult, display: np.ndarray, dest: Path,
+                           folders: Iterable[Path], colormap: str = "inferno") -> Path:
+    """The heatmap view as a DICOM Secondary Capture referencing the source instance."""
+    target = check_destination(Path(dest), tuple(folders))
+    res = _model_result(result, "classification", "heatmap")
+    rgb = heatmap_view(display, res.heatmap, colormap)
+    description = f"Grad-CAM++ {res.model_id} {res.heatmap_label} {res.model_version}"
+    return write_heatmap_capture(_dataset(record), rgb, target, description=description)

@@ -1,0 +1,216 @@
+"""Confidence panel: each model's classes and calibrated probabilities for the current image.
+
+Rows are coloured by the manifest's confidence bands (default green >= 90 %, orange 70-90 %,
+red < 70 %) and always carry a text and a shape too, so colour is never the only cue. The band
+edges, the operating threshold and the model version sit beside every score, the body-region
+answer beside the (0018,0015) Body Part Examined and (0018,5101) View Position tags, and the
+research notice is always visible.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+)
+
+from viewer import RESEARCH_NOTICE
+from viewer.services.analysis_types import ERROR, OK, OUT_OF_SCOPE, AnalysisResult, ModelResult
+
+BAND_STYLE: dict[str, tuple[str, str, QColor]] = {
+    # band -> (shape, words, background)
+    "green": ("\u25cf", "high confidence", QColor(60, 140, 70)),
+    "orange": ("\u25b2", "medium confidence", QColor(200, 130, 30)),
+    "red": ("\u2716", "low confidence", QColor(180, 50, 50)),
+}
+STATUS_STYLE: dict[str, tuple[str, QColor]] = {
+    OUT_OF_SCOPE: ("\u2298 not analysed", QColor(90, 90, 110)),
+    ERROR: ("\u26a0 error", QColor(150, 40, 40)),
+}
+
+
+def band_text(band: str | None, bands: Mapping[str, float] | None = None) -> str:
+    """Shape + words + edges for a band, e.g. ``"● high confidence (>= 90 %)"``."""
+    if not band or band not in BAND_STYLE:
+        return ""
+    shape, words, _ = BAND_STYLE[band]
+    b = dict(bands or {})
+    green, orange = b.get("green", 0.9) * 100, b.get("orange", 0.7) * 100
+    edge = {"green": f">= {green:.0f} %", "orange": f"{orange:.0f}-{green:.0f} %",
+            "red": f"< {orange:.0f} %"}[band]
+    return f"{shape} {words} ({edge})"
+
+
+def badge_text(result: AnalysisResult) -> tuple[str, str | None]:
+    """Short thumbnail badge (top finding, confidence, band shape) and its band colour name."""
+    best = top_finding(result)
+    if best is None:
+        gate = result.gate
+        if any(r.status == OUT_OF_SCOPE for r in result.results):
+            region = gate.region if gate is not None else "?"
+            return f"\u2298 not analysed ({region})", None
+        if any(r.status == ERROR for r in result.results):
+            return "\u26a0 error", "red"
+        return "", None
+    shape = BAND_STYLE.get(best.band or "", ("", "", None))[0]
+    forced = " (forced)" if best.forced else ""
+    return f"{shape} {best.label} {100 * (best.confidence or 0):.0f}%{forced}", best.band
+
+
+def suspicion(result: AnalysisResult | None) -> float:
+    """Sort key: the highest probability of a positive (abnormal) label among the classifiers
+    that ran; -1 when nothing ran."""
+    if result is None:
+        return -1.0
+    values = [r.positive_probability for r in result.results
+              if r.status == OK and r.task == "classification" and r.positive_probability is not None]
+    return max(values) if values else -1.0
+
+
+def top_finding(result: AnalysisResult) -> ModelResult | None:
+    """The most suspicious classifier result (a positive label first), gate excluded."""
+    gate_id = None if result.gate is None else result.results[0].model_id if result.results else None
+    candidates = [r for r in result.results if r.status == OK and r.task == "classification"
+                  and r.model_id != gate_id and r.label is not None]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: (r.label == r.positive_label,
+                                          r.positive_probability or 0.0, r.confidence or 0.0))
+
+
+class ResultsPanel(QWidget):
+    """Shows one :class:`AnalysisResult`; asks for (forced) analyses through its signals."""
+
+    sig_analyse_requested = Signal(bool)  # force ("Run anyway")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("resultsPanel")
+        layout = QVBoxLayout(self)
+        self.notice = QLabel(f"\u26a0 {RESEARCH_NOTICE}")
+        self.notice.setObjectName("resultsNotice")
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("font-weight: bold; color: #b36b00;")
+        layout.addWidget(self.notice)
+        buttons = QHBoxLayout()
+        self.analyse_button = QPushButton("Analyse (Ctrl+R)")
+        self.analyse_button.clicked.connect(lambda: self.sig_analyse_requested.emit(False))
+        self.force_button = QPushButton("Run anyway (forced)")
+        self.force_button.setToolTip("Run the chest models although the image is outside their "
+                                     "intended input; results are marked as forced")
+        self.force_button.clicked.connect(lambda: self.sig_analyse_requested.emit(True))
+        self.force_button.setEnabled(False)
+        buttons.addWidget(self.analyse_button)
+        buttons.addWidget(self.force_button)
+        layout.addLayout(buttons)
+        self.state_label = QLabel("No analysis yet.")
+        self.state_label.setObjectName("resultsState")
+        self.state_label.setWordWrap(True)
+        layout.addWidget(self.state_label)
+        self.gate_label = QLabel("")
+        self.gate_label.setObjectName("resultsGate")
+        self.gate_label.setWordWrap(True)
+        layout.addWidget(self.gate_label)
+        self.tree = QTreeWidget()
+        self.tree.setObjectName("resultsTree")
+        self.tree.setColumnCount(3)
+        self.tree.setHeaderLabels(["Model / class", "Probability", "Band"])
+        self.tree.setRootIsDecorated(True)
+        layout.addWidget(self.tree, 1)
+        self.provider_label = QLabel("")
+        self.provider_label.setObjectName("resultsProvider")
+        self.provider_label.setWordWrap(True)
+        layout.addWidget(self.provider_label)
+        self.messages_label = QLabel("")
+        self.messages_label.setObjectName("resultsMessages")
+        self.messages_label.setWordWrap(True)
+        layout.addWidget(self.messages_label)
+        self.result: AnalysisResult | None = None
+
+    # -- content ---------------------------------------------------------------------------
+    def clear(self, text: str = "No analysis yet.") -> None:
+        self.result = None
+        self.tree.clear()
+        self.gate_label.setText("")
+        self.messages_label.setText("")
+        self.state_label.setText(text)
+        self.force_button.setEnabled(False)
+
+    def show_pending(self, text: str = "Analysing...") -> None:
+        self.state_label.setText(text)
+
+    def set_result(self, result: AnalysisResult, manifests: Mapping[str, Any]) -> None:
+        """Show ``result``; ``manifests`` maps model ids to their manifests (names, bands)."""
+        self.result = result
+        self.tree.clear()
+        gate = result.gate
+        if gate is not None:
+            region = "unknown / not a radiograph" if gate.is_unknown else gate.region
+            why = f" ({gate.unknown_reason})" if gate.unknown_reason else ""
+            self.gate_label.setText(
+                f"Body region (model): {region} {100 * gate.confidence:.0f}%{why}  |  DICOM "
+                f"Body Part Examined: {gate.body_part_examined or '-'}, View Position: "
+                f"{gate.view_position or '-'}")
+        else:
+            self.gate_label.setText("Body region: not checked (no body-region model)")
+        out_of_scope = False
+        for res in result.results:
+            if gate is not None and res is result.results[0] and res.task == "classification" \
+                    and res.status == OK and res.label == gate.region:
+                continue  # the gate, shown above
+            self._add_model(res, manifests.get(res.model_id))
+            out_of_scope |= res.status == OUT_OF_SCOPE
+        self.tree.expandAll()
+        for col in range(3):
+            self.tree.resizeColumnToContents(col)
+        self.force_button.setEnabled(out_of_scope)
+        forced = any(r.forced for r in result.results)
+        state = "Analysed" + (" (some models forced: outside their intended input)" if forced else "")
+        if out_of_scope:
+            state = ("Not analysed: outside the model's intended input. "
+                     "Use \"Run anyway\" to force (marked as forced).")
+        self.state_label.setText(state)
+        providers = sorted({r.provider for r in result.results if r.provider})
+        self.provider_label.setText(f"onnxruntime provider: {', '.join(providers) or '-'}")
+        self.messages_label.setText("\n".join(result.messages))
+
+    def _add_model(self, res: ModelResult, manifest: Any) -> None:
+        name = getattr(manifest, "name", res.model_id) if manifest is not None else res.model_id
+        bands = getattr(manifest, "bands", None)
+        head = QTreeWidgetItem([f"{name}  v{res.model_version}", "", ""])
+        head.setData(0, Qt.ItemDataRole.UserRole, res.model_id)
+        self.tree.addTopLevelItem(head)
+        if res.status != OK:
+            text, colour = STATUS_STYLE.get(res.status, (res.status, QColor(90, 90, 90)))
+            head.setText(1, text)
+            head.setBackground(1, QBrush(colour))
+            head.setForeground(1, QBrush(QColor("white")))
+            QTreeWidgetItem(head, [res.reason or "", "", ""])
+            return
+        if res.task == "segmentation":
+            head.setText(1, "mask ready")
+            QTreeWidgetItem(head, [f"{res.label}: see Overlays", "", ""])
+            return
+        verdict = f"{res.label} {100 * (res.confidence or 0):.1f}%"
+        head.setText(1, verdict + ("  [FORCED]" if res.forced else ""))
+        head.setText(2, band_text(res.band, bands))
+        self._colour(head, res.band)
+        for label, p in res.probabilities.items():
+            QTreeWidgetItem(head, [f"  {label}", f"{100 * p:.1f}%", ""])
+        b = dict(bands or {"green": 0.9, "orange": 0.7})
+        threshold = "-" if res.threshold is None else f"{res.threshold:.3f}"
+        QTreeWidgetItem(head, [
+            f"  threshold ({res.positive_label or 'top class'}): {threshold}",
+            f"bands: green >= {100 * b.get('green', 0.9):.0f}%, orange >= "
+            f"{100 * b.get('orange', 0.7):.0f}%", ""])
+        if res.heatmap_in_lung is not None:
+            QTreeWidgetItem(head, ["  heatmap mass inside lungs", f"{100 * res.heatmap_in_lung:.0f}%", ""])
+
+    @staticmethod
+    def _colour(item: QTreeWidgetItem, band: str | None) -> None:
+        if band in BAND_STYLE:
+            item.setBackground(2, QBrush(BAND_STYLE[band][2]))
+            item.setForeground(2, QBrush(QColor("white")))

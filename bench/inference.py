@@ -159,6 +159,38 @@ def bench_single(service: AnalysisService, path: Path, runs: int) -> None:
 
 
 # ---- 2. Grad-CAM++ vs the package ----------------------------------------------------------
+def _trained_classifier():  # noqa: ANN202
+    """The committed chest classifier rebuilt in torch from its local training checkpoint
+    (``training/runs/<id>/best.pt``, not committed) when its head matches the manifest, with a
+    real chest radiograph as input; else None."""
+    import torch
+
+    from viewer.core.preprocess import prepare_input
+
+    reg = ModelRegistry([REPO / "models"])
+    for m in reg.available():
+        ckpt = REPO / "training" / "runs" / m.id / "best.pt"
+        if m.gate or m.task != "classification" or m.gradcam_weight is None or not ckpt.is_file():
+            continue
+        try:
+            from training.recipes import get
+            net = get(m.id).build()
+            net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+        except Exception:  # noqa: BLE001 - architecture or checkpoint changed: skip
+            continue
+        if not np.allclose(net.head.weight.detach().numpy(), np.asarray(m.gradcam_weight), atol=1e-6):
+            continue
+        img = DATA / "pneumonia" / "originals" / "PNEUMONIA"
+        first = next(iter(sorted(img.glob("*.jpeg"))), None)
+        if first is None:
+            continue
+        import cv2
+        x = prepare_input(cv2.imread(str(first), cv2.IMREAD_GRAYSCALE), m.input_spec)
+        return (net.eval(), m.input_spec.height,
+                f"trained {m.id!r} {m.version} (local checkpoint) on {first.name}", x)
+    return None
+
+
 def bench_gradcam(runs: int, image_shape: tuple[int, int]) -> None:
     import onnxruntime as ort
     import torch
@@ -168,10 +200,14 @@ def bench_gradcam(runs: int, image_shape: tuple[int, int]) -> None:
     from viewer.inference.sessions import session_options
 
     recipes = _recipe_nets()
-    if recipes is not None:
+    real = _trained_classifier()
+    x = None
+    if real is not None:
+        net, size, label, x = real
+    elif recipes is not None:
         r = recipes[1]
         net, size = r.build().eval(), r.spec.height
-        label = f"training architecture of {r.model_id!r} ({type(net).__name__}) at {size} px"
+        label = f"training architecture of {r.model_id!r} ({type(net).__name__}) at {size} px, random weights"
     else:
         from tests.inference.tiny_models import TinyClassifier
         net, size, label = TinyClassifier(2).eval(), 64, "tiny classifier at 64 px"
@@ -181,7 +217,8 @@ def bench_gradcam(runs: int, image_shape: tuple[int, int]) -> None:
         path = Path(tmp) / "m.onnx"
         _export(net, path, size, ["logits", "activations"])
         sess = ort.InferenceSession(str(path), session_options(2), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).standard_normal((1, 1, size, size)).astype(np.float32)
+    if x is None:
+        x = np.random.default_rng(0).standard_normal((1, 1, size, size)).astype(np.float32)
     _, acts = sess.run(["logits", "activations"], {"input": x})
     weight = net.head.weight.detach().numpy()
 

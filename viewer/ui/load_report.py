@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -43,6 +44,7 @@ class LoadReport(QWidget):
         for col, width in enumerate((260, 320, 200)):
             self.table.setColumnWidth(col, width)
         self.summary = QLabel("No problems.")
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         clear = QPushButton("Clear")
         clear.clicked.connect(self.clear)
         top = QHBoxLayout()

@@ -32,6 +32,7 @@ MAX_IN_FLIGHT = 16  # queued in the executor; still cancellable before they star
 PREFETCH = 256  # rows beyond the visible ones queued at a time
 BADGE_ROLE = Qt.ItemDataRole.UserRole + 2
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
+BADGE_COLOURS = {"green": (40, 110, 50), "orange": (150, 95, 20), "red": (140, 35, 35)}
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -67,6 +68,7 @@ class ThumbnailModel(QAbstractListModel):
         self._rows: dict[Any, int] = {}
         self.icons: dict[Any, QIcon] = {}
         self.badges: dict[Any, str] = {}
+        self.badge_colours: dict[Any, str] = {}  # key -> band name (green / orange / red)
         self._empty = _placeholder(size)
         self._broken = _placeholder(size, broken=True)
         self.failed: set[Any] = set()
@@ -98,6 +100,9 @@ class ThumbnailModel(QAbstractListModel):
             return rec
         if role == BADGE_ROLE:
             return self.badges.get(key, "")
+        if role == Qt.ItemDataRole.BackgroundRole:
+            band = self.badge_colours.get(key)
+            return QColor(*BADGE_COLOURS[band]) if band in BADGE_COLOURS else None
         return None
 
     def row_of(self, key: Any) -> int:
@@ -113,12 +118,17 @@ class ThumbnailModel(QAbstractListModel):
             idx = self.index(row)
             self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
 
-    def set_badge(self, key: Any, text: str) -> None:
-        """Show a short text under a thumbnail (for later AI results); empty removes it."""
+    def set_badge(self, key: Any, text: str, band: str | None = None) -> None:
+        """Show a short text under a thumbnail (AI results); empty removes it. ``band``
+        (green / orange / red) tints the cell too; the text always carries the meaning."""
         if text:
             self.badges[key] = text
         else:
             self.badges.pop(key, None)
+        if text and band:
+            self.badge_colours[key] = band
+        else:
+            self.badge_colours.pop(key, None)
         row = self.row_of(key)
         if row >= 0:
             idx = self.index(row)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -65,7 +66,9 @@ class WindowPanel(QWidget):
         self.center.editingFinished.connect(self._on_fields_edited)
         self.width.editingFinished.connect(self._on_fields_edited)
         self.note = QLabel("")
-        self.note.setWordWrap(False)  # one line: a wrapping label changes its height hint
+        self.note.setWordWrap(False)
+        # The note changes on every window step: its size hint must not relayout the window.
+        self.note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         auto = QPushButton("Auto")
         auto.setToolTip("Window from the image histogram (0.5-99.5 %)")
         auto.clicked.connect(self._on_auto_clicked)

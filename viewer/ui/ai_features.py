@@ -1,0 +1,357 @@
+"""Wires the AI features into the main window (docks, menu, toolbar, badges, exports).
+
+:func:`install_ai` is called by :func:`viewer.app.build_window`; everything here uses the main
+window's extension points (``add_side_panel``, the canvas layers, thumbnail badges,
+``sig_image_displayed``) and its status bar for visible notifications.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QVBoxLayout, QWidget,
+)
+
+from viewer.inference.registry import ModelRegistry
+from viewer.services.analysis import AnalysisService
+from viewer.services.analysis_inputs import input_from_radiograph
+from viewer.services.analysis_types import AnalysisResult
+from viewer.ui import export_actions as ex
+from viewer.ui.analysis_controller import AnalysisController
+from viewer.ui.history_dock import HistoryPanel
+from viewer.ui.model_info import ModelsDialog
+from viewer.ui.model_input_view import ModelInputView
+from viewer.ui.overlay_panel import OverlayPanel
+from viewer.ui.results_panel import ResultsPanel, badge_text, suspicion, top_finding
+
+AUTO_KEY = "ai/auto_analyse"
+SORT_ORDERS = ("Folder order", "Most suspicious first")
+
+
+class AiFeatures(QObject):
+    """The AI part of the window: analysis on demand / automatic, panels, badges, exports."""
+
+    def __init__(self, window: Any, registry: ModelRegistry, history_path: Path | None,
+                 batch_workers: int = 2) -> None:
+        super().__init__(window)
+        self.window = window
+        self.registry = registry
+        self.service = AnalysisService(registry)
+        self.controller = AnalysisController(self.service, history_path, batch_workers, self)
+        self.panel = ResultsPanel()
+        self.overlays = OverlayPanel(window.canvas, self.service.heatmap_for)
+        self.model_input = ModelInputView()
+        self.history = HistoryPanel(lambda: self.controller.history)
+        self.current_record: Any = None
+        self.current_prepared: Any = None
+        self.all_records: list[Any] = []
+        self.last_message = ""
+        self._pending_reopen: tuple[str, Any, Any, Any] | None = None
+        docks = [window.add_side_panel("ai_results", "AI Results", self.panel),
+                 window.add_side_panel("ai_overlays", "Overlays", self.overlays),
+                 window.add_side_panel("ai_input", "Model Input", self.model_input),
+                 window.add_side_panel("ai_history", "History", self.history)]
+        for dock in docks[2:]:
+            window.tabifyDockWidget(docks[1], dock)
+        docks[1].raise_()
+        self._wrap_grid()
+        self._build_actions()
+        self._connect()
+        unavailable = registry.unavailable()
+        if unavailable:
+            self.notify(f"{len(unavailable)} model(s) unavailable: " + "; ".join(
+                f"{e.id}: {e.reason}" for e in unavailable) + " (Analysis > Models...)", box=False)
+
+    # -- assembly --------------------------------------------------------------------------
+    def _wrap_grid(self) -> None:
+        """Put a sort / filter bar above the thumbnail grid (same dock)."""
+        w = self.window
+        bar = QWidget()
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(2, 2, 2, 2)
+        self.sort_combo = QComboBox()
+        self.sort_combo.setObjectName("thumbSort")
+        self.sort_combo.addItems(list(SORT_ORDERS))
+        self.filter_combo = QComboBox()
+        self.filter_combo.setObjectName("thumbFilter")
+        self.filter_combo.addItem("All images", None)
+        for band in ("green", "orange", "red"):
+            self.filter_combo.addItem(f"band: {band}", ("band", band))
+        self.filter_combo.addItem("not analysed", ("none", ""))
+        row.addWidget(QLabel("Sort"))
+        row.addWidget(self.sort_combo, 1)
+        row.addWidget(QLabel("Filter"))
+        row.addWidget(self.filter_combo, 1)
+        container = QWidget()
+        col = QVBoxLayout(container)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(bar)
+        col.addWidget(w.grid, 1)
+        w.docks["thumbnails"].setWidget(container)
+        self.sort_combo.currentIndexChanged.connect(self.apply_grid_order)
+        self.filter_combo.currentIndexChanged.connect(self.apply_grid_order)
+
+    def _build_actions(self) -> None:
+        w = self.window
+        specs = (
+            ("analyse", "&Analyse Image", ("Ctrl+R", "F5"), lambda: self.analyse_current(False)),
+            ("analyse_forced", "Run Anyway (&Forced)", ("Ctrl+Shift+R",),
+             lambda: self.analyse_current(True)),
+            ("analyse_all", "Analyse All &Shown Images", ("Ctrl+Shift+F5",), self.analyse_shown),
+            ("cancel_analysis", "&Cancel Analysis", ("Ctrl+Shift+.",), self.controller.cancel),
+            ("auto_analyse", "A&utomatic Analysis", (), None),
+            ("models", "&Models...", (), self.show_models),
+        )
+        self.actions: dict[str, QAction] = {}
+        menu = w.menuBar().addMenu("&Analysis")
+        for name, text, keys, slot in specs:
+            action = QAction(text, w)
+            action.setObjectName(f"action_{name}")
+            action.setShortcuts([QKeySequence(k) for k in keys])
+            if slot is not None:
+                action.triggered.connect(lambda _=False, s=slot: s())
+            w.addAction(action)
+            menu.addAction(action)
+            self.actions[name] = action
+        auto = self.actions["auto_analyse"]
+        auto.setCheckable(True)
+        auto.setChecked(str(w.settings.qsettings.value(AUTO_KEY, "false")).lower() == "true")
+        auto.toggled.connect(self._on_auto_toggled)
+        toolbar = w.addToolBar("AI")
+        toolbar.setObjectName("toolbar_ai")
+        for name in ("analyse", "analyse_forced", "cancel_analysis"):
+            toolbar.addAction(self.actions[name])
+        export_menu = w.menuBar().actions()[0].menu().addMenu("&Export")
+        for kind, text in (("results_image", "Results of This Image (CSV/JSON)..."),
+                           ("results_selection", "Results of the Selection (CSV/JSON)..."),
+                           ("results_folder", "Results of All Open Images (CSV/JSON)..."),
+                           ("png", "View as Seen (PNG)..."),
+                           ("seg", "Lung Mask (DICOM Segmentation)..."),
+                           ("sc", "Heatmap View (DICOM Secondary Capture)...")):
+            action = export_menu.addAction(text)
+            action.setObjectName(f"action_export_{kind}")
+            action.triggered.connect(lambda _=False, k=kind: self.export_dialog(k))
+
+    def _connect(self) -> None:
+        w, c = self.window, self.controller
+        w.sig_image_displayed.connect(self._on_window_image_displayed)
+        w.browser.sig_records_selected.connect(self._on_browser_records_selected)
+        self.panel.sig_analyse_requested.connect(self.analyse_current)
+        c.sig_result_ready.connect(self._on_controller_result_ready)
+        c.sig_batch_result_ready.connect(self._on_controller_batch_result_ready)
+        c.sig_analysis_failed.connect(self._on_controller_analysis_failed)
+        c.sig_batch_progressed.connect(w.status.set_progress)
+        c.sig_batch_finished.connect(self._on_controller_batch_finished)
+        c.sig_history_changed.connect(self.history.refresh)
+        c.sig_message_posted.connect(self._on_controller_message_posted)
+        w.status.sig_cancel_requested.connect(c.cancel)
+        self.history.sig_entry_opened.connect(self._on_history_entry_opened)
+        w.add_shutdown_hook(c.shutdown)
+
+    # -- notifications ---------------------------------------------------------------------
+    def notify(self, text: str, box: bool = False) -> None:
+        """Show ``text`` in the status bar (and in a non-blocking message box)."""
+        self.last_message = text
+        self.window.status.show_text(text)
+        if box:
+            msg = QMessageBox(QMessageBox.Icon.Warning, "radview", text,
+                              QMessageBox.StandardButton.Ok, self.window)
+            msg.setObjectName("aiMessage")
+            msg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            msg.open()
+
+    def _on_controller_message_posted(self, text: str) -> None:
+        self.history.show_message(text)
+        self.notify(text, box=True)
+
+    # -- analysis --------------------------------------------------------------------------
+    def analyse_current(self, force: bool = False) -> int:
+        """Analyse the image on screen (``force``: run out-of-scope models, marked forced)."""
+        if self.current_record is None or self.current_prepared is None:
+            self.notify("No image to analyse.")
+            return 0
+        self.panel.show_pending("Analysing" + (" (forced)..." if force else "..."))
+        return self.controller.analyse(self.current_record, self.current_prepared.radiograph,
+                                       force=force)
+
+    def analyse_shown(self) -> int:
+        """Analyse every image of the thumbnail grid (the selected folder / study / series)."""
+        records = list(self.all_records or self.window.grid.thumb_model.records)
+        if not records:
+            self.notify("No images to analyse.")
+            return 0
+        self.window.status.set_busy(True, f"Analysing {len(records)} image(s)...")
+        return self.controller.analyse_batch(records)
+
+    def _on_auto_toggled(self, on: bool) -> None:
+        self.window.settings.qsettings.setValue(AUTO_KEY, "true" if on else "false")
+        if on:
+            self.analyse_shown()
+
+    def _on_window_image_displayed(self, record: Any, prepared: Any) -> None:
+        self.current_record, self.current_prepared = record, prepared
+        self.controller.set_current(record)
+        self.overlays.clear()
+        self.model_input.set_result(None)
+        known = self.controller.results.get(record.key)
+        if known is not None:
+            self.panel.set_result(known, self._manifests())
+        else:
+            self.panel.clear("Not analysed yet: Analysis > Analyse Image (Ctrl+R / F5).")
+        reopen = self._pending_reopen
+        if reopen is not None and reopen[0] == _source_of(record):
+            self._pending_reopen = None
+            self.overlays.set_arrays(reopen[1], reopen[2], reopen[3].model_id)
+            self.panel.show_pending(f"Reopened from history: {reopen[3].model_id} "
+                                    f"{reopen[3].label} ({reopen[3].status})")
+        elif self.actions["auto_analyse"].isChecked():
+            self.analyse_current(False)
+
+    def _on_browser_records_selected(self, records: list[Any]) -> None:
+        self.all_records = list(records)
+        if self.sort_combo.currentIndex() or self.filter_combo.currentData() is not None:
+            self.apply_grid_order()
+        if self.actions["auto_analyse"].isChecked() and records:
+            todo = [r for r in records if r.key not in self.controller.results]
+            if todo and not self.controller.batch_running():
+                self.window.status.set_busy(True, f"Analysing {len(todo)} image(s)...")
+                self.controller.analyse_batch(todo)
+
+    def _on_controller_result_ready(self, record: Any, result: AnalysisResult) -> None:
+        self.panel.set_result(result, self._manifests())
+        self.overlays.set_result(result)
+        self.model_input.set_result(result)
+        self._badge(record, result)
+        for message in result.messages:
+            self.notify(message)
+
+    def _on_controller_batch_result_ready(self, record: Any, value: object) -> None:
+        if isinstance(value, AnalysisResult):
+            self._badge(record, value)
+        else:
+            self.window.grid.thumb_model.set_badge(record.key, "\u26a0 error", "red")
+
+    def _on_controller_batch_finished(self, done: int, errors: int, cancelled: bool) -> None:
+        self.window.status.set_busy(False)
+        state = "cancelled" if cancelled else "done"
+        self.notify(f"Analysis {state}: {done} image(s), {errors} error(s)")
+        if self.sort_combo.currentIndex() or self.filter_combo.currentData() is not None:
+            self.apply_grid_order()
+
+    def _on_controller_analysis_failed(self, record: Any, message: str) -> None:
+        self.panel.show_pending(f"Analysis failed: {message}")
+        self.notify(f"Analysis failed: {message}", box=True)
+
+    def _badge(self, record: Any, result: AnalysisResult) -> None:
+        text, band = badge_text(result)
+        self.window.grid.thumb_model.set_badge(record.key, text, band)
+        best = top_finding(result)
+        if best is not None and best.label and self.filter_combo.findData(("label", best.label)) < 0:
+            self.filter_combo.addItem(f"label: {best.label}", ("label", best.label))
+
+    def _manifests(self) -> dict[str, Any]:
+        return {m.id: m for m in self.registry.available()}
+
+    # -- grid order ------------------------------------------------------------------------
+    def apply_grid_order(self, *_args: object) -> None:
+        """Filter the grid's records by band / label and sort them by suspicion."""
+        records = list(self.all_records or self.window.grid.thumb_model.records)
+        self.all_records = records
+        results = self.controller.results
+        wanted = self.filter_combo.currentData()
+        if wanted is not None:
+            kind, value = wanted
+            def keep(rec: Any) -> bool:
+                res = results.get(rec.key)
+                best = None if res is None else top_finding(res)
+                if kind == "none":
+                    return best is None
+                if best is None:
+                    return False
+                return (best.band if kind == "band" else best.label) == value
+            records = [r for r in records if keep(r)]
+        if self.sort_combo.currentIndex() == 1:
+            records.sort(key=lambda r: -suspicion(results.get(r.key)))
+        self.window.grid.set_records(records)
+
+    # -- models, history -------------------------------------------------------------------
+    def show_models(self) -> ModelsDialog:
+        dialog = ModelsDialog(self.registry, self.service.sessions, self.window)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def _on_history_entry_opened(self, entry: Any, mask: Any, heatmap: Any) -> None:
+        record = next((r for r in self.window.library.records if _source_of(r) == entry.source), None)
+        self._pending_reopen = (entry.source, mask, heatmap, entry)
+        if record is not None:
+            self.window.images.show(record)
+        else:
+            self.window.open_paths([entry.source.split("!", 1)[0]])
+
+    # -- exports ---------------------------------------------------------------------------
+    def export_dialog(self, kind: str) -> Path | None:
+        filters = {"png": "PNG (*.png)", "seg": "DICOM (*.dcm)", "sc": "DICOM (*.dcm)"}
+        dest, _ = QFileDialog.getSaveFileName(self.window, "Export", "",
+                                              filters.get(kind, "CSV (*.csv);;JSON (*.json)"))
+        return self.export_to(kind, Path(dest)) if dest else None
+
+    def export_to(self, kind: str, dest: Path) -> Path | None:
+        """Write export ``kind`` to ``dest``; a refusal or failure is shown, never raised."""
+        w = self.window
+        folders = ex.study_folders(w.library.records, w.settings.recent_paths()[:1])
+        try:
+            if kind.startswith("results"):
+                path = ex.export_results(self._scope(kind), dest, folders)
+            elif kind == "png":
+                path = ex.export_png(w.canvas, dest, folders)
+            else:
+                result = self.controller.current_result
+                if result is None or self.current_record is None:
+                    raise ex.ExportError("analyse the image first")
+                if kind == "seg":
+                    path = ex.export_segmentation(self.current_record, result, dest, folders)
+                else:
+                    rg = self.current_prepared.radiograph
+                    display = input_from_radiograph(rg, plain=self.current_record.kind != "dicom").display
+                    path = ex.export_heatmap_capture(self.current_record, result, display, dest,
+                                                     folders, self.overlays.heat_colormap.currentText())
+        except Exception as exc:  # noqa: BLE001 - every failure is shown to the user
+            self.notify(f"Export failed: {getattr(exc, 'message', None) or exc}", box=True)
+            return None
+        self.notify(f"Exported to {path}")
+        return path
+
+    def _scope(self, kind: str) -> Sequence[AnalysisResult]:
+        c = self.controller
+        if kind == "results_image":
+            rec = self.current_record
+            res = c.current_result or (None if rec is None else c.results.get(rec.key))
+            return [] if res is None else [res]
+        if kind == "results_selection":
+            grid = self.window.grid
+            keys = [grid.thumb_model.records[i.row()].key
+                    for i in grid.selectionModel().selectedIndexes()]
+        else:
+            keys = [r.key for r in self.window.library.records]
+        return [c.results[k] for k in keys if k in c.results]
+
+
+def _source_of(record: Any) -> str:
+    return f"{record.path}!{record.member}" if getattr(record, "member", None) else record.path
+
+
+def install_ai(window: Any, model_dirs: Sequence[Path] = (), history_path: Path | None = None,
+               batch_workers: int = 2) -> AiFeatures:
+    """Discover the models (user folders first, then the bundled ones) and add the AI UI."""
+    user_dirs = [Path(d) for d in model_dirs]
+    saved = window.settings.qsettings.value("ai/models_dir", "")
+    if saved:
+        user_dirs.append(Path(str(saved)))
+    features = AiFeatures(window, ModelRegistry.default(user_dirs), history_path, batch_workers)
+    window.ai = features
+    return features

@@ -109,6 +109,9 @@ def test_unsure_gate_means_unknown_and_out_of_scope(tiny_models_unsure: Path) ->
     assert res.gate.region == "unknown" and res.gate.is_unknown
     assert "energy" in res.gate.unknown_reason or "confidence" in res.gate.unknown_reason
     assert res.result("pneumonia").status == "out_of_scope"
+    gate_row = res.result("body_region")
+    assert gate_row.label == "unknown" and gate_row.band is None and gate_row.confidence is None
+    assert gate_row.reason == res.gate.unknown_reason and len(gate_row.probabilities) == 5
 
 
 def test_model_selection_and_no_gate_message(tiny_models_dir: Path, tmp_path: Path) -> None:

@@ -401,4 +401,9 @@ def _out_of_scope(m: ModelManifest, gate: GateAnswer | None) -> ModelResult:
 
 
 def _replace_label(res: ModelResult, gate: GateAnswer) -> ModelResult:
+    if gate.is_unknown:
+        # "unknown / not a radiograph" has no confidence of its own: the top-class
+        # probability would read as confidence in "unknown". The probabilities stay.
+        return _evolve(res, label=gate.region, reason=gate.unknown_reason, confidence=None,
+                       band=None)
     return _evolve(res, label=gate.region, reason=gate.unknown_reason)

@@ -77,6 +77,15 @@ class LoadError(Exception):
         return (type(self), (self.message, self.advice, self.transfer_syntax))
 
 
+def _decoder_failure(exc: BaseException) -> bool:
+    """True for an exception a decoder raised on bad data.
+
+    Rust-based plugins (pylibjpeg-rle) surface panics as ``pyo3_runtime.PanicException``, a
+    ``BaseException``: a flipped byte in an RLE segment header must not end the process.
+    """
+    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
+
+
 def read_member(zip_path: str, member: str) -> bytes:
     """Read one zip member in place (never extracted), refusing bombs and traversal names."""
     if member.startswith(("/", "\\")) or ".." in member.replace("\\", "/").split("/"):
@@ -246,7 +255,9 @@ def _decode_full(ds: Dataset, frame: int, n_frames: int, photometric: str) -> np
         if preferred and preferred in codec_status(str(ts)).available:
             try:
                 arr = pixel_array(ds, index=index, raw=False, decoding_plugin=preferred)
-            except Exception:
+            except BaseException as exc:
+                if not _decoder_failure(exc):
+                    raise
                 arr = None
         if arr is None:
             arr = pixel_array(ds, index=index, raw=False)
@@ -255,6 +266,20 @@ def _decode_full(ds: Dataset, frame: int, n_frames: int, photometric: str) -> np
             arr = arr[frame]
         if photometric == "PALETTE COLOR":
             arr = apply_color_lut(arr, ds)
+    return arr
+
+
+def _declared_shape(arr: np.ndarray, rows: int, cols: int, samples: int, name: str,
+                    ts: str) -> np.ndarray:
+    """Check a decoded frame against (0028,0010) Rows, (0028,0011) Columns and (0028,0002)
+    Samples per Pixel. Pixel data longer than declared can decode as extra "frames"; only the
+    declared frame is kept (the excess is ignored, as for padding)."""
+    if samples == 1 and arr.ndim == 3 and arr.shape[1:] == (rows, cols):
+        return np.ascontiguousarray(arr[0])
+    if arr.shape[:2] != (rows, cols) or arr.ndim > 3:
+        raise LoadError(f"{name}: decoded pixels are {'x'.join(map(str, arr.shape))}, the header "
+                        f"declares {rows} x {cols} x {samples}", transfer_syntax=ts,
+                        advice="the header or the pixel data is damaged")
     return arr
 
 
@@ -270,11 +295,18 @@ def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
     """
     meta = getattr(ds, "file_meta", None)
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
-    bits_alloc = int(ds.get("BitsAllocated", 16) or 16)
     name = os.path.basename(source) or "file"
+    try:
+        bits_alloc = int(ds.get("BitsAllocated", 16) or 16)
+        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except Exception as exc:
+        raise LoadError(f"{name}: unreadable image pixel attributes ((0028,0010) Rows, (0028,0011) "
+                        f"Columns, (0028,0100) Bits Allocated, (0028,0008) Number of Frames: "
+                        f"{type(exc).__name__}: {exc})", transfer_syntax=ts) from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise LoadError(f"{name} has no pixel data", transfer_syntax=ts)
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     if not 0 <= frame < max(n_frames, 1):
         raise LoadError(f"{name} has {n_frames} frame(s); frame {frame + 1} does not exist",
                         transfer_syntax=ts)
@@ -292,12 +324,6 @@ def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
     if not status.decodable:
         raise LoadError(f"{name}: cannot decode {describe_transfer_syntax(ts)}",
                         advice=status.advice, transfer_syntax=ts)
-    try:
-        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    except (TypeError, ValueError) as exc:
-        raise LoadError(f"{name}: unreadable (0028,0010) Rows / (0028,0011) Columns ({exc})",
-                        transfer_syntax=ts) from exc
     check_frame_size(name, rows, cols, samples, bits_alloc, ts)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
     reduced = None
@@ -313,7 +339,12 @@ def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
                 photometric = "RGB"
         else:
             arr = _decode_full(ds, frame, n_frames, photometric)
-    except Exception as exc:
+            arr = _declared_shape(arr, rows, cols, samples, name, ts)
+    except LoadError:
+        raise
+    except BaseException as exc:
+        if not _decoder_failure(exc):
+            raise
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         msg = " ".join(lines) if lines else type(exc).__name__
         raise LoadError(f"{name}: decoding {describe_transfer_syntax(ts)} failed ({msg[:300]})",

@@ -134,6 +134,10 @@ def decode_reduced(ds: Dataset, frame: int, target: int) -> tuple[np.ndarray, in
         return _jpeg_reduced(cs, rows, cols, target, colour=spp == 3)
     except Exception:
         return None
+    except BaseException as exc:  # a Rust decoder's panic (pyo3 PanicException): decode fully
+        if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
+        return None
 
 
 def native_decimated(path: str, ds: Dataset, frame: int, target: int) -> tuple[np.ndarray, int] | None:

@@ -42,6 +42,7 @@ def test_routing_rules():
     assert not decodes_in_process(InstanceRecord(path="a.png", kind="image"))
     rle = dict(path="a", transfer_syntax_uid=uid.RLELossless)
     assert decodes_in_process(InstanceRecord(rows=2000, cols=1600, **rle))
+    assert not decodes_in_process(InstanceRecord(rows=2000, cols=1600, **rle), reduce_to=128)
     assert not decodes_in_process(InstanceRecord(rows=512, cols=512, **rle))
 
 

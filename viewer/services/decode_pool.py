@@ -48,7 +48,9 @@ def decodes_in_process(record: InstanceRecord, reduce_to: int | None = None) -> 
     if record.kind != "dicom" or record.transfer_syntax_uid in _CHEAP:
         return False
     if record.transfer_syntax_uid == _RLE:
-        return record.rows * record.cols >= _RLE_PROCESS_PIXELS
+        # Thumbnails stay on threads (a ~20-30 ms hold, and the process round trip cost the
+        # 1,000-thumbnail bench ~15 % throughput); a full-size display of a large frame does not.
+        return reduce_to is None and record.rows * record.cols >= _RLE_PROCESS_PIXELS
     if reduce_to is not None and record.transfer_syntax_uid in _JPEG2000:
         return False  # reduced-resolution J2K thumbnails take ~20 ms
     if reduce_to is not None and record.transfer_syntax_uid == "1.2.840.10008.1.2.4.50":

@@ -283,8 +283,34 @@ def _declared_shape(arr: np.ndarray, rows: int, cols: int, samples: int, name: s
     return arr
 
 
+def _lenient(fn: Any, default: Any) -> Any:
+    """``fn()``, or ``default`` when an optional attribute is damaged (unknown VR, bad length)."""
+    try:
+        return fn()
+    except Exception:
+        return default
+
+
 def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
                             reduce_to: int | None = None, file_path: str | None = None) -> Radiograph:
+    """Decode frame ``frame`` of a dataset that already holds its pixel data.
+
+    pydicom converts raw elements when they are first read, so a damaged attribute (unknown
+    VR, wrong length) surfaces here: optional ones (windows, LUTs, spacing) are skipped, any
+    other becomes a :class:`LoadError` naming it. See :func:`_radiograph_from_dataset`.
+    """
+    try:
+        return _radiograph_from_dataset(ds, frame, source, reduce_to, file_path)
+    except LoadError:
+        raise
+    except Exception as exc:
+        name = os.path.basename(source) or "file"
+        raise LoadError(f"{name}: damaged header attribute ({type(exc).__name__}: "
+                        f"{str(exc)[:200]})", advice="the file's header is damaged") from exc
+
+
+def _radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
+                             reduce_to: int | None = None, file_path: str | None = None) -> Radiograph:
     """Decode frame ``frame`` of a dataset that already holds its pixel data.
 
     With ``reduce_to``, JPEG 2000 and JPEG Baseline frames may be decoded at a reduced
@@ -352,7 +378,7 @@ def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
                         transfer_syntax=ts) from exc
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     bits_stored = int(ds.get("BitsStored", bits_alloc) or bits_alloc)
-    spacing, kind = _spacing(ds)
+    spacing, kind = _lenient(lambda: _spacing(ds), (None, None))
     if spacing is not None and factor != 1:
         spacing = (spacing[0] * factor, spacing[1] * factor)
     if arr.ndim == 3:
@@ -364,7 +390,8 @@ def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
     elif arr.ndim == 2:
         out_photometric = "MONOCHROME1" if photometric == "MONOCHROME1" else "MONOCHROME2"
         pixels = np.ascontiguousarray(arr)
-        mlut, vois = _modality_lut(ds, signed), _vois(ds, signed)
+        mlut = _lenient(lambda: _modality_lut(ds, signed), ModalityLUT())
+        vois = _lenient(lambda: _vois(ds, signed), ())
     else:
         raise LoadError(f"{name}: unexpected pixel array shape {arr.shape}", transfer_syntax=ts)
     return Radiograph(

@@ -38,6 +38,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--hide-overlay", action="store_true", help="hide the patient overlay")
     parser.add_argument("--hide-names", action="store_true",
                         help="show patients as 'Patient 1, 2, ...' in the browser (screenshots)")
+    parser.add_argument("--models-dir", action="append", default=[], metavar="DIR",
+                        help="extra folder of model manifests (before the bundled models)")
+    parser.add_argument("--no-ai", action="store_true", help="start without the AI features")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(list(argv))
 
@@ -49,11 +52,15 @@ def has_display() -> bool:
 
 
 def build_window(settings: Any = None, cache_dir: Path | None = None, io_workers: int = 3,
-                 thumb_workers: int = 2, decode_processes: int = 2) -> Any:
+                 thumb_workers: int = 2, decode_processes: int = 2, *, ai: bool = True,
+                 model_dirs: Sequence[Path] = (), history_path: Path | None = None) -> Any:
     """Create the main window with its executors and services (requires a QApplication).
 
     ``decode_processes`` worker processes decode compressed pixel data (0: decode on threads,
-    as the tests do to start fast)."""
+    as the tests do to start fast). ``ai``: add the analysis features with the models of
+    ``model_dirs`` and the bundled ones; the history database is ``history_path`` (default:
+    ``history.sqlite`` in the user data folder, QStandardPaths AppDataLocation, opened on first
+    use)."""
     import pyqtgraph as pg
     from PySide6.QtCore import QStandardPaths
 
@@ -82,6 +89,13 @@ def build_window(settings: Any = None, cache_dir: Path | None = None, io_workers
         settings=settings if settings is not None else AppSettings(),
     )
     window.add_shutdown_hook(pool.shutdown)
+    if ai:
+        from viewer.ui.ai_features import install_ai
+
+        if history_path is None:
+            data = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+            history_path = Path(data or Path.home() / ".local" / "share" / "radview") / "history.sqlite"
+        install_ai(window, model_dirs, history_path)
     return window
 
 
@@ -107,7 +121,8 @@ def main(argv: Sequence[str]) -> int:
     _set_icon(app)
     settings = AppSettings(QSettings(args.settings, QSettings.Format.IniFormat)) \
         if args.settings else AppSettings()
-    window = build_window(settings, Path(args.cache_dir) if args.cache_dir else None)
+    window = build_window(settings, Path(args.cache_dir) if args.cache_dir else None,
+                          ai=not args.no_ai, model_dirs=[Path(d) for d in args.models_dir])
     if args.hide_overlay:
         window.actions["overlay"].setChecked(False)
     # Headless demos and screenshots are artefacts that get shared: no identifiers in them.

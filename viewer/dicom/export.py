@@ -123,7 +123,7 @@ def write_lung_segmentation(
         manufacturer_model_name=algorithm_name,
         software_versions=algorithm_version,
         device_serial_number="0",
-        series_description=f"Lung mask ({algorithm_name} {algorithm_version}) - {_RESEARCH}",
+        series_description=f"Lung mask ({algorithm_name} {algorithm_version}) - {_RESEARCH}"[:64],
         transfer_syntax_uid=ExplicitVRLittleEndian,
     )
     return atomic_save(seg, dest)

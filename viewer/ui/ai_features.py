@@ -50,6 +50,8 @@ class AiFeatures(QObject):
         self.current_prepared: Any = None
         self.all_records: list[Any] = []
         self.last_message = ""
+        self.notifications: list[str] = []
+        self._seen_messages: set[str] = set()
         self._pending_reopen: tuple[str, Any, Any, Any] | None = None
         docks = [window.add_side_panel("ai_results", "AI Results", self.panel),
                  window.add_side_panel("ai_overlays", "Overlays", self.overlays),
@@ -80,8 +82,8 @@ class AiFeatures(QObject):
         self.filter_combo.setObjectName("thumbFilter")
         self.filter_combo.addItem("All images", None)
         for band in ("green", "orange", "red"):
-            self.filter_combo.addItem(f"band: {band}", ("band", band))
-        self.filter_combo.addItem("not analysed", ("none", ""))
+            self.filter_combo.addItem(f"band: {band}", f"band:{band}")
+        self.filter_combo.addItem("not analysed", "none:")
         row.addWidget(QLabel("Sort"))
         row.addWidget(self.sort_combo, 1)
         row.addWidget(QLabel("Filter"))
@@ -156,6 +158,7 @@ class AiFeatures(QObject):
     def notify(self, text: str, box: bool = False) -> None:
         """Show ``text`` in the status bar (and in a non-blocking message box)."""
         self.last_message = text
+        self.notifications.append(text)
         self.window.status.show_text(text)
         if box:
             msg = QMessageBox(QMessageBox.Icon.Warning, "radview", text,
@@ -227,7 +230,9 @@ class AiFeatures(QObject):
         self.model_input.set_result(result)
         self._badge(record, result)
         for message in result.messages:
-            self.notify(message)
+            if message not in self._seen_messages:  # e.g. the CUDA fallback: once per session
+                self._seen_messages.add(message)
+                self.notify(message)
 
     def _on_controller_batch_result_ready(self, record: Any, value: object) -> None:
         if isinstance(value, AnalysisResult):
@@ -250,8 +255,8 @@ class AiFeatures(QObject):
         text, band = badge_text(result)
         self.window.grid.thumb_model.set_badge(record.key, text, band)
         best = top_finding(result)
-        if best is not None and best.label and self.filter_combo.findData(("label", best.label)) < 0:
-            self.filter_combo.addItem(f"label: {best.label}", ("label", best.label))
+        if best is not None and best.label and self.filter_combo.findData(f"label:{best.label}") < 0:
+            self.filter_combo.addItem(f"label: {best.label}", f"label:{best.label}")
 
     def _manifests(self) -> dict[str, Any]:
         return {m.id: m for m in self.registry.available()}
@@ -264,7 +269,7 @@ class AiFeatures(QObject):
         results = self.controller.results
         wanted = self.filter_combo.currentData()
         if wanted is not None:
-            kind, value = wanted
+            kind, value = str(wanted).split(":", 1)
             def keep(rec: Any) -> bool:
                 res = results.get(rec.key)
                 best = None if res is None else top_finding(res)

@@ -1,0 +1,285 @@
+"""The AI features in the window: results panel, gating display, overlays, badges, history,
+model info and exports, with tiny generated models (tests/inference/tiny_models.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+
+from tests import dicom_factory
+from tests.inference.tiny_models import make_model_set
+from viewer import RESEARCH_NOTICE
+from viewer.core.overlay import mask_contour
+from viewer.inference.registry import ModelRegistry
+from viewer.services.analysis_types import OK, OUT_OF_SCOPE, AnalysisResult
+from viewer.ui.model_info import ModelsDialog
+
+
+def _chest_like(rows: int = 96, cols: int = 112, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(600, 3000, (rows, cols)).astype(np.uint16)
+    img[rows // 5: -rows // 5, cols // 8: cols // 2 - 4] = 300  # dark "lungs"
+    img[rows // 5: -rows // 5, cols // 2 + 4: -cols // 8] = 350
+    return img
+
+
+@pytest.fixture(scope="module")
+def models_chest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_set(tmp_path_factory.mktemp("ai_models") / "chest")
+
+
+@pytest.fixture(scope="module")
+def models_knee(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_set(tmp_path_factory.mktemp("ai_models") / "knee", region="knee")
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    root = tmp_path / "study"
+    for i in range(3):
+        dicom_factory.write_dicom(root / f"img{i}.dcm", _chest_like(seed=i), bits_stored=12,
+                                  PatientName="Test^AI", PatientID="AI1", BodyPartExamined="CHEST",
+                                  ViewPosition="PA", InstanceNumber=i + 1,
+                                  StudyInstanceUID="1.2.826.0.1.3680043.8.498.1",
+                                  SeriesInstanceUID="1.2.826.0.1.3680043.8.498.1.1")
+    return root
+
+
+@pytest.fixture
+def ai_window(qtbot: Any, tmp_path: Path) -> Iterator[Any]:
+    """Factory: a window whose only models are ``folder`` (bundled ones hidden) and whose
+    history lives in ``tmp_path``."""
+    from viewer.app import build_window
+    from viewer.ui.ai_features import AiFeatures
+    from viewer.ui.settings import AppSettings
+
+    windows: list[Any] = []
+
+    def _make(folder: Path) -> Any:
+        settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+        window = build_window(settings, tmp_path / "thumbs", io_workers=2, thumb_workers=1,
+                              decode_processes=0, ai=False)
+        window.ai = AiFeatures(window, ModelRegistry([folder]), tmp_path / "hist" / "h.sqlite")
+        qtbot.addWidget(window)
+        window.resize(1200, 800)
+        window.show()
+        qtbot.waitExposed(window)
+        windows.append(window)
+        return window
+
+    yield _make
+    for window in windows:
+        window.close()
+        window.shutdown()
+
+
+def _open(qtbot: Any, window: Any, study: Path) -> None:
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=20000):
+        window.open_paths([str(study)])
+
+
+def _analyse(qtbot: Any, window: Any, force: bool = False) -> AnalysisResult:
+    with qtbot.waitSignal(window.ai.controller.sig_result_ready, timeout=20000) as blocker:
+        window.ai.analyse_current(force)
+    return blocker.args[1]
+
+
+def test_panel_shows_bands_threshold_version_and_notice(qtbot: Any, ai_window: Any,
+                                                         models_chest: Path, study: Path) -> None:
+    window = ai_window(models_chest)
+    _open(qtbot, window, study)
+    result = _analyse(qtbot, window)
+    ai = window.ai
+    res = result.result("pneumonia")
+    assert res is not None and res.status == OK
+    tree = ai.panel.tree
+    texts = [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())]
+    assert any("v0.0.1-test" in t for t in texts)  # version visible
+    head = next(tree.topLevelItem(i) for i in range(tree.topLevelItemCount())
+                if tree.topLevelItem(i).data(0, 256) == "pneumonia")
+    band_cell = head.text(2)
+    assert res.band is not None and band_cell  # text cue beside the colour
+    assert {"green": "high", "orange": "medium", "red": "low"}[res.band] in band_cell
+    assert head.background(2).color().name() != "#000000"
+    children = [head.child(i).text(0) + " " + head.child(i).text(1) for i in range(head.childCount())]
+    assert any("threshold" in c and "0.500" in c for c in children)
+    assert any("green >= 90%" in c for c in children)
+    assert RESEARCH_NOTICE in ai.panel.notice.text() and ai.panel.notice.isVisible()
+    assert "CPU" in ai.panel.provider_label.text()
+    assert "chest" in ai.panel.gate_label.text() and "CHEST" in ai.panel.gate_label.text()
+    # the badge of the analysed thumbnail: text with the label and %, and a band colour
+    key = window.images.current.key
+    badge = window.grid.thumb_model.badges[key]
+    assert res.label in badge and "%" in badge
+    assert window.grid.thumb_model.badge_colours[key] == res.band
+
+
+def test_out_of_scope_state_and_run_anyway_marked(qtbot: Any, ai_window: Any, models_knee: Path,
+                                                 study: Path, tmp_path: Path) -> None:
+    window = ai_window(models_knee)
+    _open(qtbot, window, study)
+    result = _analyse(qtbot, window)
+    assert result.result("pneumonia").status == OUT_OF_SCOPE  # type: ignore[union-attr]
+    panel = window.ai.panel
+    assert "not analysed: outside the model's intended input" in panel.state_label.text().lower()
+    assert panel.force_button.isEnabled()
+    with qtbot.waitSignal(window.ai.controller.sig_result_ready, timeout=20000) as blocker:
+        panel.force_button.click()
+    forced = blocker.args[1].result("pneumonia")
+    assert forced.status == OK and forced.forced
+    head = next(panel.tree.topLevelItem(i) for i in range(panel.tree.topLevelItemCount())
+                if panel.tree.topLevelItem(i).data(0, 256) == "pneumonia")
+    assert "FORCED" in head.text(1)
+    assert "(forced)" in window.grid.thumb_model.badges[window.images.current.key]
+    out = window.ai.export_to("results_image", tmp_path / "exports" / "r.json")
+    assert out is not None
+    rows = json.loads(out.read_text())["results"]
+    assert any(r["model_id"] == "pneumonia" and r["forced"] is True for r in rows)
+
+
+def test_overlay_controls_reach_the_canvas(qtbot: Any, ai_window: Any, models_chest: Path,
+                                           study: Path) -> None:
+    window = ai_window(models_chest)
+    _open(qtbot, window, study)
+    result = _analyse(qtbot, window)
+    ov, canvas = window.ai.overlays, window.canvas
+    assert ov.mask is not None and ov.heatmap is not None
+    assert canvas.mask_layer.item.isVisible() and canvas.heatmap_layer.item.isVisible()
+    ov.heat_opacity.setValue(20)
+    assert canvas.heatmap_layer.item.opacity() == pytest.approx(0.2)
+    before = canvas.heatmap_layer.item.image.copy()
+    ov.heat_colormap.setCurrentText("viridis")
+    assert not np.array_equal(before, canvas.heatmap_layer.item.image)
+    filled = canvas.mask_layer.item.image[..., 3].astype(bool).sum()
+    ov.mask_mode.setCurrentText("contour")
+    contour = canvas.mask_layer.item.image[..., 3].astype(bool).sum()
+    assert filled == int((ov.mask > 0).sum()) > 0
+    assert contour == int(mask_contour(ov.mask, thickness=3).sum()) <= filled
+    ov.mask_visible.setChecked(False)
+    assert not canvas.mask_layer.item.isVisible()
+    # class selector: the other class's Grad-CAM++ map is a different map
+    heat_before = ov.heatmap.copy()
+    other = 1 - ov.heat_class.currentIndex()
+    ov.heat_class.setCurrentIndex(other)
+    assert not np.allclose(heat_before, ov.heatmap)
+    assert ov.lung_share.text().endswith("%")
+    # the model's input view shows the preprocessed 64x64 image
+    arr = window.ai.model_input.shown_array()
+    assert arr is not None and arr.shape == (64, 64)
+    assert result.result("pneumonia").model_view is not None  # type: ignore[union-attr]
+
+
+def test_batch_badges_sort_and_filter(qtbot: Any, ai_window: Any, models_chest: Path,
+                                      study: Path) -> None:
+    window = ai_window(models_chest)
+    _open(qtbot, window, study)
+    ai = window.ai
+    with qtbot.waitSignal(ai.controller.sig_batch_finished, timeout=30000) as blocker:
+        ai.analyse_shown()
+    assert blocker.args[:2] == [3, 0]
+    model = window.grid.thumb_model
+    assert len(model.badges) == 3 and all("%" in b for b in model.badges.values())
+    ai.sort_combo.setCurrentIndex(1)
+    scores = [ai.controller.results[r.key].result("pneumonia").probabilities["pneumonia"]
+              for r in model.records]
+    assert scores == sorted(scores, reverse=True)
+    band = ai.controller.results[model.records[0].key].result("pneumonia").band
+    ai.filter_combo.setCurrentIndex(ai.filter_combo.findData(f"band:{band}"))
+    assert 1 <= len(model.records) <= 3
+    assert all(model.badge_colours[r.key] == band for r in model.records)
+    ai.filter_combo.setCurrentIndex(ai.filter_combo.findData("none:"))
+    assert model.rowCount() == 0
+    ai.filter_combo.setCurrentIndex(0)
+    assert model.rowCount() == 3
+
+
+def test_history_lists_and_reopens_with_overlays(qtbot: Any, ai_window: Any, models_chest: Path,
+                                                 study: Path) -> None:
+    window = ai_window(models_chest)
+    _open(qtbot, window, study)
+    _analyse(qtbot, window)
+    hist = window.ai.history
+    assert hist.table.rowCount() == 3  # gate, classifier, lungs
+    hist.search.setText("pneumonia")
+    hist.refresh()
+    assert hist.table.rowCount() == 1
+    row_file = hist.table.item(0, 1).text()
+    assert row_file.endswith(".dcm")
+    window.grid.select_row(2)  # show another image first
+    qtbot.waitUntil(lambda: window.images.current is not None
+                    and window.images.current.path.endswith(row_file) is False, timeout=10000)
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=20000):
+        hist.reopen(0)
+    assert window.images.current.path.endswith(row_file)
+    assert window.canvas.heatmap_layer.item.isVisible()
+    assert window.canvas.mask_layer.item.isVisible()
+
+
+def test_corrupt_history_is_reported(qtbot: Any, ai_window: Any, models_chest: Path,
+                                     tmp_path: Path, study: Path) -> None:
+    db = tmp_path / "hist" / "h.sqlite"
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"this is not sqlite" * 100)
+    window = ai_window(models_chest)
+    _open(qtbot, window, study)
+    _analyse(qtbot, window)
+    assert "could not be read" in window.ai.history.message.text()
+    assert any("could not be read" in m for m in window.ai.notifications)
+    assert list(db.parent.glob("h.sqlite.corrupt-*"))
+
+
+def test_models_dialog_lists_unavailable_with_reason(qtbot: Any, tmp_path: Path,
+                                                     models_chest: Path) -> None:
+    folder = tmp_path / "broken_models"
+    folder.mkdir()
+    doc = json.loads((models_chest / "pneumonia.json").read_text())
+    doc["id"] = "bad_checksum"
+    (folder / "pneumonia.onnx").write_bytes((models_chest / "pneumonia.onnx").read_bytes()[:-10])
+    (folder / "bad_checksum.json").write_text(json.dumps(doc))
+    doc2 = dict(doc, id="missing_file", file="nowhere.onnx")
+    (folder / "missing_file.json").write_text(json.dumps(doc2))
+    registry = ModelRegistry([folder, models_chest])
+    dialog = ModelsDialog(registry)
+    qtbot.addWidget(dialog)
+    items = [dialog.list.item(i).text() for i in range(dialog.list.count())]
+    assert any(t.startswith("bad_checksum") and "unavailable" in t for t in items)
+    assert any(t.startswith("missing_file") and "unavailable" in t for t in items)
+    assert any(t.startswith("pneumonia") and "(available)" in t for t in items)
+    row = next(i for i, t in enumerate(items) if t.startswith("pneumonia"))
+    dialog.list.setCurrentRow(row)
+    text = dialog.text.toPlainText()
+    for needle in ("Intended use", "Operating threshold", "Confidence bands", "Calibration",
+                   "0.0.1-test", RESEARCH_NOTICE, "provider"):
+        assert needle in text
+
+
+def test_exports_from_the_ui(qtbot: Any, ai_window: Any, models_chest: Path, study: Path,
+                             tmp_path: Path) -> None:
+    import pydicom
+
+    window = ai_window(models_chest)
+    _open(qtbot, window, study)
+    _analyse(qtbot, window)
+    ai, out = window.ai, tmp_path / "exports"
+    csv_path = ai.export_to("results_image", out / "r.csv")
+    assert csv_path is not None and "model_version" in csv_path.read_text()
+    png = ai.export_to("png", out / "view.png")
+    assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
+    seg = ai.export_to("seg", out / "seg.dcm")
+    sc = ai.export_to("sc", out / "sc.dcm")
+    assert seg is not None and sc is not None, ai.notifications
+    src_uid = pydicom.dcmread(window.images.current.path).SOPInstanceUID
+    seg_ds, sc_ds = pydicom.dcmread(seg), pydicom.dcmread(sc)
+    assert seg_ds.Modality == "SEG"
+    assert seg_ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0] \
+        .ReferencedSOPInstanceUID == src_uid
+    assert sc_ds.SourceImageSequence[0].ReferencedSOPInstanceUID == src_uid
+    # never into the study folder: refused and shown
+    refused = ai.export_to("results_image", study / "results.csv")
+    assert refused is None and not (study / "results.csv").exists()
+    assert "study folder" in ai.last_message

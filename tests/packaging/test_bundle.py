@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 REPO = Path(__file__).resolve().parents[2]
 EXE_SUFFIX = ".exe" if sys.platform == "win32" else ""
 FORBIDDEN_TOP = ("PyQt5", "PyQt6", "PySide2", "torch", "torchvision", "tensorboard", "matplotlib",
-                 "IPython", "tkinter", "training", "tests", "libjpeg", "scipy", "skimage", "onnx")
+                 "IPython", "tkinter", "training", "tests", "libjpeg", "scipy", "skimage", "onnx",
+                 "pytorch_grad_cam", "ttach")
 FORBIDDEN_DIST_INFO = ("pylibjpeg_libjpeg", "torch", "PyQt5", "PyQt6", "PySide2", "opencv_python-",
                        "matplotlib", "tensorboard")
 

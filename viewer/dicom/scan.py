@@ -88,7 +88,7 @@ _NON_IMAGE_CLASSES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InstanceRecord:
     """What the study browser knows about one image before decoding it.
 
@@ -142,7 +142,7 @@ class InstanceRecord:
         return os.path.basename(self.member or self.path)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LoadProblem:
     """A file that cannot be shown, with a precise, user-facing reason.
 
@@ -231,6 +231,9 @@ def _image_record(fp: IO[bytes], kind: str, path: str, member: str | None,
             rows, cols, depth = _jpeg_size(fp)
     except (ValueError, struct.error, OSError) as exc:
         return LoadProblem(path, f"unreadable {kind.upper()} header: {exc}", member=member)
+    if rows <= 0 or cols <= 0:
+        return LoadProblem(path, f"{kind.upper()} header declares {cols} x {rows} pixels; no image",
+                           member=member)
     folder = os.path.dirname(member) if member else os.path.dirname(path)
     container = f"{path}!{folder}" if member else folder
     return InstanceRecord(

@@ -43,6 +43,15 @@ PROMISED_SYNTAXES = {
     uid.RLELossless: "RLE Lossless",
 }
 
+# Decoder plugins we ship, by a syntax each must serve: a bundle that lost one (e.g. the
+# entry-point metadata of pylibjpeg-openjpeg) still decodes through gdcm, so check each by name.
+SHIPPED_PLUGINS = {
+    "gdcm": uid.JPEGLosslessSV1,
+    "pylibjpeg": uid.JPEG2000Lossless,  # via pylibjpeg-openjpeg
+    "pyjpegls": uid.JPEGLSLossless,
+    "pydicom": uid.RLELossless,
+}
+
 GPL_NOTE = "needs optional GPL decoder (pylibjpeg-libjpeg, not bundled)"
 
 
@@ -77,6 +86,13 @@ def check_codecs(report: Report) -> None:
             continue
         status = "ok" if plugins else "fail"
         report.add("codec", label, status, ", ".join(plugins) or "no decoder plugin available")
+    for plugin, ts in SHIPPED_PLUGINS.items():
+        try:
+            available = plugin in get_decoder(ts).available_plugins
+        except Exception:  # noqa: BLE001
+            available = False
+        report.add("codec", f"plugin {plugin}", "ok" if available else "fail",
+                   f"serves {PROMISED_SYNTAXES[ts]}" if available else f"not available for {PROMISED_SYNTAXES[ts]}")
     gpl = "installed (user-added)" if _gpl_decoder_installed() else "not bundled (GPL-3.0, optional)"
     report.add("codec", "pylibjpeg-libjpeg", "info", gpl)
 

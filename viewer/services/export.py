@@ -9,6 +9,7 @@ file system), and never into a folder the caller marks as a study folder.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -24,6 +25,7 @@ from viewer.services.analysis_types import AnalysisResult
 
 __all__ = [
     "ExportError",
+    "write_failure",
     "CSV_FIELDS",
     "result_rows",
     "check_destination",
@@ -43,7 +45,20 @@ CSV_FIELDS = (
 
 
 class ExportError(RuntimeError):
-    """An export cannot be written where asked (e.g. inside a study folder)."""
+    """An export cannot be written where asked (inside a study folder, disk full, read-only
+    folder); the message is for the user."""
+
+
+def write_failure(target: Path, exc: OSError) -> ExportError:
+    """A user-facing :class:`ExportError` for an ``OSError`` met while writing ``target``."""
+    folder = target.parent
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        text = f"not enough free space to write {target.name} in {folder}; free some space or choose another folder"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        text = f"the folder {folder} is read-only or not writable; choose another folder for {target.name}"
+    else:
+        text = f"cannot write {target.name} in {folder}: {exc.strerror or exc}"
+    return ExportError(text)
 
 
 def result_rows(result: AnalysisResult) -> list[dict[str, object]]:
@@ -67,16 +82,21 @@ def atomic_write_bytes(
 ) -> Path:
     """Call ``write(fh)`` on a temporary file beside ``dest``, then rename it to ``dest``."""
     target = check_destination(dest, study_folders)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise write_failure(target, exc) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_failure(target, exc) from exc
         raise
     return target
 
@@ -97,16 +117,35 @@ class CsvResultWriter:
 
     def __init__(self, dest: Path, study_folders: Collection[Path] = ()) -> None:
         self.dest = check_destination(dest, study_folders)
-        self.dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.dest.name}.", suffix=".part",
-                                         dir=self.dest.parent)
+        try:
+            self.dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(prefix=f".{self.dest.name}.", suffix=".part",
+                                             dir=self.dest.parent)
+        except OSError as exc:
+            raise write_failure(self.dest, exc) from exc
         self._fh: TextIO = os.fdopen(fd, "w", newline="", encoding="utf-8")
         self._writer = csv.DictWriter(self._fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        self._writer.writeheader()
         self.rows = 0
+        self._guarded(self._writer.writeheader)
+
+    def _guarded(self, fn: Callable[[], object]) -> None:
+        """Run a write; on an OSError drop the partial file and raise a user-facing ExportError."""
+        try:
+            fn()
+        except OSError as exc:
+            self._discard()
+            raise write_failure(self.dest, exc) from exc
+
+    def _discard(self) -> None:
+        try:
+            self._fh.close()
+        except OSError:
+            pass
+        Path(self._tmp).unlink(missing_ok=True)
 
     def write_row(self, row: dict[str, object]) -> None:
-        self._writer.writerow({k: _csv_value(k, row.get(k)) for k in CSV_FIELDS})
+        values = {k: _csv_value(k, row.get(k)) for k in CSV_FIELDS}
+        self._guarded(lambda: self._writer.writerow(values))
         self.rows += 1
 
     def write_result(self, result: AnalysisResult) -> None:
@@ -116,13 +155,17 @@ class CsvResultWriter:
     def close(self, commit: bool = True) -> None:
         if self._fh.closed:
             return
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        if commit:
+        if not commit:
+            self._discard()
+            return
+
+        def finish() -> None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
             os.replace(self._tmp, self.dest)
-        else:
-            Path(self._tmp).unlink(missing_ok=True)
+
+        self._guarded(finish)
 
     def __enter__(self) -> "CsvResultWriter":
         return self

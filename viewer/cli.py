@@ -21,7 +21,7 @@ from viewer import RESEARCH_NOTICE, __version__
 
 __all__ = ["analyze_main", "build_parser"]
 
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_OUTPUT = 0, 1, 2, 3
 
 _EPILOG = f"""\
 output columns: file, image_id, model_id, model_version, status (ok | out_of_scope | error),
@@ -31,7 +31,8 @@ positive_probability, probabilities (JSON object of every class), forced, heatma
 exit status: 0 every image was analysed (out_of_scope counts as analysed); 1 at least one file
 could not be read or a model failed on it (rows with status "error" say why); 2 usage error
 (bad option, no input found, unknown model id, an output inside an input folder or the
-folder of an input file: results never go into a study folder).
+folder of an input file: results never go into a study folder); 3 an output could not be
+written (disk full, read-only folder): no partial file is left under the output's name.
 
 {RESEARCH_NOTICE}
 """
@@ -101,6 +102,20 @@ def _write_png(path: Path, img: np.ndarray, atomic) -> None:  # type: ignore[no-
 
 def analyze_main(argv: Sequence[str]) -> int:
     """Entry point of ``radview analyze``; returns the exit status (see ``--help``)."""
+    from viewer.services.export import ExportError
+
+    try:
+        return _analyze_main(argv)
+    except ExportError as exc:  # disk full, read-only output folder (message for the user)
+        print(f"radview analyze: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"radview analyze: cannot write output{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_OUTPUT
+
+
+def _analyze_main(argv: Sequence[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(list(argv))
@@ -179,6 +194,8 @@ def analyze_main(argv: Sequence[str]) -> int:
                     on_analysed=writer if overlays else None, models=wanted, force=args.force,
                     heatmaps=args.heatmaps is not None):
                 source = f"{record.path}!{record.member}" if record.member else record.path
+                if isinstance(value, ExportError):
+                    raise value  # an output cannot be written: stop, not one error row per image
                 if isinstance(value, BaseException):
                     errors += 1
                     rows = [{"file": source, "image_id": record.sop_instance_uid, "model_id": "",

@@ -87,3 +87,22 @@ def test_shutdown_cancels_and_joins(qtbot: Any) -> None:
     bridge.shutdown()  # returns only once the worker has stopped
     assert not [t for t in threading.enumerate() if t.name.startswith("radview-io")]
     assert queued > 0 and bridge.submit(TaskRequest("c", wait_for_cancel)) == 0
+
+
+def test_cancel_before_start_is_reported(qtbot: Any) -> None:
+    bridge = TaskBridge(max_workers=1)
+    gate = threading.Event()
+
+    def block(*, cancel: CancelToken, progress: Any) -> None:
+        gate.wait(5)
+
+    try:
+        bridge.submit(TaskRequest("busy", block))
+        queued = bridge.submit(TaskRequest("scan", _job, (1,)))  # waits behind "busy"
+        with qtbot.waitSignal(bridge.sig_task_cancelled, timeout=5000) as blocker:
+            bridge.cancel(queued)
+        assert blocker.args == ["scan", queued]
+        assert bridge.pending() == 1  # only the blocking job remains
+    finally:
+        gate.set()
+        bridge.shutdown()

@@ -88,6 +88,7 @@ class TaskBridge(QObject):
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._latest: dict[str, int] = {}
+        self._channels: dict[int, str] = {}
         self._tokens: dict[int, CancelToken] = {}
         self._futures: dict[int, Future[Any]] = {}
         self._closed = False
@@ -115,6 +116,7 @@ class TaskBridge(QObject):
                     self._tokens[previous].cancel()
             self._latest[request.channel] = rid
             self._tokens[rid] = token
+            self._channels[rid] = request.channel
         future = self._executor.submit(self._run, request, rid, token)
         with self._lock:
             if rid in self._tokens:  # not already finished
@@ -131,7 +133,14 @@ class TaskBridge(QObject):
         if token is not None:
             token.cancel()
         if future is not None and future.cancel():
-            self._forget(request_id)  # never started: _run will not clean up
+            # Never started, so _run will neither clean up nor report: do both here.
+            with self._lock:
+                channel = self._channels.get(request_id, "")
+            self._forget(request_id)
+            if channel:
+                self._outbox.put(("cancelled", channel, request_id, None))
+                if not self._drain_timer.isActive() and not self._closed:
+                    self._drain_timer.start()
 
     def cancel_channel(self, channel: str) -> None:
         """Cancel the latest request on ``channel`` and forget it."""
@@ -219,6 +228,7 @@ class TaskBridge(QObject):
         with self._lock:
             self._tokens.pop(rid, None)
             self._futures.pop(rid, None)
+            self._channels.pop(rid, None)
 
     # -- shutdown --------------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -12,6 +12,7 @@ import copy
 import errno
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import highdicom as hd
@@ -23,10 +24,18 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian
 
-__all__ = ["DicomWriteError", "write_lung_segmentation", "write_heatmap_capture", "atomic_save"]
+from viewer.dicom.deidentify import (
+    UidMap, burned_in_annotation_warning, deidentify_dataset, mark_deidentified,
+)
+
+__all__ = ["BurnedInAnnotationWarning", "DicomWriteError", "UidMap", "write_lung_segmentation", "write_heatmap_capture", "atomic_save"]
 
 _MANUFACTURER = "radview"
 _RESEARCH = "Research use only - not for diagnosis"
+
+
+class BurnedInAnnotationWarning(UserWarning):
+    """The exported pixels may carry burnt-in identifying text ((0028,0301) YES or unknown)."""
 
 
 class DicomWriteError(RuntimeError):
@@ -109,6 +118,7 @@ def write_lung_segmentation(
     algorithm_name: str,
     algorithm_version: str,
     series_number: int = 9001,
+    deidentify: UidMap | None = None,
 ) -> Path:
     """Write a BINARY DICOM Segmentation of the lungs referencing ``source``.
 
@@ -122,10 +132,16 @@ def write_lung_segmentation(
         Output file path (``.dcm``).
     algorithm_name, algorithm_version
         The model id and version, stored in the segment's algorithm identification.
+    deidentify
+        A :class:`~viewer.dicom.deidentify.UidMap` (one per export) to write a de-identified
+        object: the source's patient/study attributes are emptied or removed and its UIDs
+        replaced per PS3.15 Annex E (Basic Profile), consistently within the map.
     """
     m = (np.asarray(mask) > 0).astype(np.uint8)
     if m.shape != (int(source.Rows), int(source.Columns)):
         raise ValueError(f"mask {m.shape} does not match the image {source.Rows}x{source.Columns}")
+    if deidentify is not None:
+        source = deidentify_dataset(source, deidentify)
     source = _completed(source)
     algorithm = hd.AlgorithmIdentificationSequence(
         name=algorithm_name, version=algorithm_version,
@@ -156,6 +172,8 @@ def write_lung_segmentation(
         series_description=f"Lung mask ({algorithm_name} {algorithm_version}) - {_RESEARCH}"[:64],
         transfer_syntax_uid=ExplicitVRLittleEndian,
     )
+    if deidentify is not None:
+        mark_deidentified(seg)
     return atomic_save(seg, dest)
 
 
@@ -174,6 +192,7 @@ def write_heatmap_capture(
     *,
     description: str,
     series_number: int = 9002,
+    deidentify: UidMap | None = None,
 ) -> Path:
     """Write a DICOM Secondary Capture of a rendered heatmap view referencing ``source``.
 
@@ -185,10 +204,19 @@ def write_heatmap_capture(
         (H, W, 3) uint8 rendered view (heatmap blended over the image, notice burnt in).
     description
         (0008,103E) Series Description, e.g. "Grad-CAM++ pneumonia 1.0.0".
+    deidentify
+        As for :func:`write_lung_segmentation`. The pixels are not scrubbed: when the source's
+        (0028,0301) Burned In Annotation is YES or absent, a :class:`BurnedInAnnotationWarning`
+        is issued (``warnings``) for the UI to show.
     """
     img = np.ascontiguousarray(rgb, dtype=np.uint8)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError("the secondary capture needs an (H, W, 3) RGB image")
+    if deidentify is not None:
+        note = burned_in_annotation_warning(source)
+        if note:
+            warnings.warn(note, BurnedInAnnotationWarning, stacklevel=2)
+        source = deidentify_dataset(source, deidentify)
     source = _completed(source)
     orientation = _orientation(source)
     sc = hd.sc.SCImage.from_ref_dataset(
@@ -214,4 +242,6 @@ def write_heatmap_capture(
     ref.ReferencedSOPClassUID = source.SOPClassUID
     ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
     sc.SourceImageSequence = [ref]
+    if deidentify is not None:
+        mark_deidentified(sc)
     return atomic_save(sc, dest)

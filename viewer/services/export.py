@@ -21,10 +21,12 @@ import cv2
 import numpy as np
 
 from viewer import RESEARCH_NOTICE
+from viewer.dicom.deidentify import UidMap
 from viewer.services.analysis_types import AnalysisResult
 
 __all__ = [
     "ExportError",
+    "RowDeidentifier",
     "write_failure",
     "CSV_FIELDS",
     "result_rows",
@@ -59,6 +61,38 @@ def write_failure(target: Path, exc: OSError) -> ExportError:
     else:
         text = f"cannot write {target.name} in {folder}: {exc.strerror or exc}"
     return ExportError(text)
+
+
+class RowDeidentifier:
+    """De-identifies result rows for one export (PS3.15 Annex E spirit, applied to CSV/JSON).
+
+    ``file`` (a path that may name the patient) becomes ``image-0001``, ``image-0002``, ... in
+    order of first appearance; a DICOM ``image_id`` ((0008,0018) SOP Instance UID) is replaced
+    through a :class:`~viewer.dicom.deidentify.UidMap`, so the rows match a DICOM SEG/SC written
+    with the same map. Content hashes (``sha:...``) identify pixels, not people, and are kept.
+    """
+
+    def __init__(self, uids: UidMap | None = None) -> None:
+        self.uids = uids or UidMap()
+        self._files: dict[str, str] = {}
+
+    def __call__(self, row: dict[str, object]) -> dict[str, object]:
+        out = dict(row)
+        source = str(row.get("file", "") or "")
+        if source:
+            out["file"] = self._files.setdefault(source, f"image-{len(self._files) + 1:04d}")
+        image_id = str(row.get("image_id", "") or "")
+        if image_id and image_id.replace(".", "").isdigit():
+            out["image_id"] = self.uids(image_id)
+        return out
+
+
+def _maybe_deidentified(rows: Iterable[dict[str, object]],
+                        deidentify: "RowDeidentifier | bool") -> Iterable[dict[str, object]]:
+    if not deidentify:
+        return rows
+    fn = deidentify if isinstance(deidentify, RowDeidentifier) else RowDeidentifier()
+    return (fn(row) for row in rows)
 
 
 def result_rows(result: AnalysisResult) -> list[dict[str, object]]:
@@ -175,18 +209,28 @@ class CsvResultWriter:
 
 
 def write_csv(rows: Iterable[dict[str, object]], dest: Path,
-              study_folders: Collection[Path] = ()) -> Path:
-    """Write result rows (see :func:`result_rows`) as CSV, atomically."""
+              study_folders: Collection[Path] = (), *,
+              deidentify: RowDeidentifier | bool = False) -> Path:
+    """Write result rows (see :func:`result_rows`) as CSV, atomically.
+
+    ``deidentify``: True or a :class:`RowDeidentifier` (share it with the DICOM exports' UID
+    map) to replace file paths and SOP Instance UIDs.
+    """
     with CsvResultWriter(dest, study_folders) as writer:
-        for row in rows:
+        for row in _maybe_deidentified(rows, deidentify):
             writer.write_row(row)
     return writer.dest
 
 
 def write_json(rows: Iterable[dict[str, object]], dest: Path,
-               study_folders: Collection[Path] = ()) -> Path:
-    """Write result rows as ``{"notice": ..., "results": [...]}`` JSON, atomically."""
-    doc = {"notice": RESEARCH_NOTICE, "results": list(rows)}
+               study_folders: Collection[Path] = (), *,
+               deidentify: RowDeidentifier | bool = False) -> Path:
+    """Write result rows as ``{"notice": ..., "results": [...]}`` JSON, atomically
+    (``deidentify`` as for :func:`write_csv`)."""
+    doc: dict[str, object] = {"notice": RESEARCH_NOTICE,
+                              "results": list(_maybe_deidentified(rows, deidentify))}
+    if deidentify:
+        doc["deidentified"] = "file paths and SOP Instance UIDs replaced (PS3.15 Annex E)"
     data = json.dumps(doc, indent=1).encode("utf-8")
     return atomic_write_bytes(dest, lambda fh: fh.write(data), study_folders)  # type: ignore[arg-type, return-value]
 

@@ -36,6 +36,8 @@ KNOWN = [
     ("body_region", "bodypart/knee/9085162L.jpg", "knee"),
     ("pneumonia", "pneumonia/images224/NORMAL/IM-0505-0001-0002.jpeg", "normal"),
     ("pneumonia", "pneumonia/images224/PNEUMONIA/person1411_bacteria_3599.jpeg", "pneumonia"),
+    ("covid", "covid/COVID/COVID-775.jpg", "covid"),
+    ("covid", "covid/Normal/Normal-6349.jpg", "normal"),
 ]
 LUNG_CASES = ["lungs/images/ieee8023/x.jpg"]
 

@@ -104,9 +104,6 @@ def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        # pydicom logs a traceback per failed decoder plugin; the load report says it better.
-        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     headless = (args.demo is not None or args.screenshot) and not has_display()
     if headless:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -121,6 +118,7 @@ def main(argv: Sequence[str]) -> int:
     _set_icon(app)
     settings = AppSettings(QSettings(args.settings, QSettings.Format.IniFormat)) \
         if args.settings else AppSettings()
+    _quiet_pydicom(args.verbose)
     window = build_window(settings, Path(args.cache_dir) if args.cache_dir else None,
                           ai=not args.no_ai, model_dirs=[Path(d) for d in args.models_dir])
     if args.hide_overlay:
@@ -173,6 +171,15 @@ def _startup_probe(app: Any, window: Any) -> int:
     QTimer.singleShot(20000, app.quit)  # never hang a benchmark
     app.exec()
     return 0 if probe.seen else 1
+
+
+def _quiet_pydicom(verbose: bool) -> None:
+    """pydicom logs a traceback per failed decoder plugin and a warning per odd file; the load
+    report says it better. Import it first: importing pydicom resets its logger's level."""
+    import pydicom  # noqa: F401  # radview: allow - logging set-up only, no pydicom use
+
+    if not verbose:
+        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
 
 def _set_icon(app: Any) -> None:

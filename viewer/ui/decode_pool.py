@@ -27,6 +27,15 @@ THREAD_FRIENDLY = {
 }
 
 
+def _init_child() -> None:
+    """Child start-up: pydicom's per-file warnings are reported by the load report instead."""
+    import logging
+
+    import viewer.services.library  # noqa: F401  (imports pydicom, which resets its logger)
+
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+
+
 def _warm_up() -> bool:
     """Import the decoding stack in the child ahead of the first real request."""
     import viewer.services.library  # noqa: F401
@@ -50,7 +59,8 @@ class DecodePool:
         self._closed = False
         if processes > 0:
             self._pool = ProcessPoolExecutor(
-                max_workers=processes, mp_context=multiprocessing.get_context("spawn")
+                max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_child,
             )
             for _ in range(processes):
                 self._pool.submit(_warm_up)

@@ -188,7 +188,7 @@ class TaskBridge(QObject):
             self._forget(rid)
             return
         except Exception as exc:  # noqa: BLE001 - every failure becomes a visible notification
-            log.warning("task %s #%d failed: %s", channel, rid, exc.__class__.__name__)
+            log.info("task %s #%d failed: %s", channel, rid, exc.__class__.__name__)
             self._outbox.put(("failed", channel, rid, _describe(exc)))
             self._forget(rid)
             return

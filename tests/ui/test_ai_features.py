@@ -283,3 +283,55 @@ def test_exports_from_the_ui(qtbot: Any, ai_window: Any, models_chest: Path, stu
     refused = ai.export_to("results_image", study / "results.csv")
     assert refused is None and not (study / "results.csv").exists()
     assert "study folder" in ai.last_message
+
+
+@pytest.mark.slow
+def test_real_models_on_a_real_chest_dicom(qtbot: Any, ai_window: Any, shared_dicom: Path) -> None:
+    """End to end with the committed models: a real chest CR is gated as chest and the
+    pneumonia model's score, band, threshold and version reach the panel and the badge."""
+    from viewer.inference.registry import bundled_models_dir
+
+    chest = shared_dicom / "RG1_JLSN.dcm"
+    if not chest.exists():
+        pytest.skip("RG1_JLSN.dcm not in the shared data")
+    window = ai_window(bundled_models_dir())
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=60000):
+        window.open_paths([str(chest)])
+    result = _analyse(qtbot, window)
+    assert result.gate is not None and result.gate.region == "chest"
+    res = result.result("pneumonia")
+    assert res is not None and res.status == OK and res.heatmap is not None
+    panel = window.ai.panel
+    assert "chest" in panel.gate_label.text()
+    head = next(panel.tree.topLevelItem(i) for i in range(panel.tree.topLevelItemCount())
+                if panel.tree.topLevelItem(i).data(0, 256) == "pneumonia")
+    assert f"v{res.model_version}" in head.text(0) and res.label in head.text(1)
+    assert window.canvas.heatmap_layer.item.isVisible()
+    assert res.label in window.grid.thumb_model.badges[window.images.current.key]
+
+
+def test_overlay_is_painted_while_the_preview_stands_in(qtbot: Any) -> None:
+    """Zoomed out on a large image the full-resolution item is transparent (preview layer);
+    the heatmap, its child, must still be painted."""
+    from viewer.state.display_plan import prepare_image, voi_to_window
+    from viewer.state.view_state import ViewState
+    from viewer.ui.canvas import ImageCanvas
+    from viewer.ui.export_actions import grab_rgb
+
+    from tests.ui.helpers import gradient_radiograph
+
+    canvas = ImageCanvas(ViewState())
+    qtbot.addWidget(canvas)
+    canvas.resize(400, 400)
+    canvas.show()
+    qtbot.waitExposed(canvas)
+    prepared = prepare_image(gradient_radiograph(rows=2400, cols=2000))
+    canvas.set_image(prepared, voi_to_window(prepared.voi), prepared.voi)
+    canvas.preview.update()
+    assert canvas.preview.active
+    before = grab_rgb(canvas).astype(int)
+    heat = np.zeros((2400, 2000), np.float32)
+    heat[600:1800, 500:1500] = 1.0
+    canvas.set_heatmap(heat, 0.8)
+    after = grab_rgb(canvas).astype(int)
+    assert np.abs(after - before).mean() > 1.0

@@ -69,6 +69,9 @@ class OverlayLayer:
         self.item.setParentItem(parent)
         self.item.setZValue(z)
         self.item.setVisible(False)
+        # The parent is made fully transparent while the half-resolution preview stands in for
+        # it; Qt then skips painting children that combine its opacity, so the overlays ignore it.
+        self.item.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresParentOpacity, True)
 
     def set_rgba(self, rgba: np.ndarray | None, opacity: float = 0.5) -> None:
         if rgba is None:

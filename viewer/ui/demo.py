@@ -108,6 +108,11 @@ def run_demo(window: MainWindow, folder: str, out_dir: Path, all_images: bool = 
                 failures.append({"file": record.display_name, "reason": str(got[1][1])})
         if first is not None:
             window.grid.select_row(0)
+    analysis = None
+    if getattr(window, "ai", None) is not None and lib.records:
+        from viewer.ui.ai_demo import demo_analysis
+
+        analysis = demo_analysis(window, lib.records, screenshot, timeout_s)
     patients, studies, series = window.browser.counts()
     summary: dict[str, Any] = {
         "radview": __version__,
@@ -127,7 +132,7 @@ def run_demo(window: MainWindow, folder: str, out_dir: Path, all_images: bool = 
         "displayed": images,
         "display_failures": failures,
         "screenshot": str(screenshot),
-        "analysis": None,  # filled once the AI services exist
+        "analysis": analysis,
     }
     (out_dir / "demo-summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from viewer.core.overlay import COLORMAPS, apply_colormap, heatmap_mass_inside, mask_contour
 from viewer.services.analysis_types import OK, AnalysisResult
+from viewer.ui.results_panel import top_finding
 
 MASK_COLOURS: dict[str, tuple[int, int, int]] = {
     "cyan": (0, 200, 255), "green": (80, 230, 80), "yellow": (255, 220, 0), "magenta": (255, 60, 220),
@@ -121,7 +122,9 @@ class OverlayPanel(QWidget):
             return
         self.mask = next((r.mask for r in result.results
                           if r.status == OK and r.task == "segmentation" and r.mask is not None), None)
-        source = next((r for r in result.results if r.heatmap is not None), None)
+        best = top_finding(result)  # the reported finding's map first
+        source = best if best is not None and best.heatmap is not None else next(
+            (r for r in result.results if r.heatmap is not None), None)
         if source is not None:
             self._heat_source = source
             self.heatmap = source.heatmap

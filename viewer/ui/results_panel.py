@@ -119,6 +119,7 @@ class ResultsPanel(QWidget):
         self.tree.setColumnCount(3)
         self.tree.setHeaderLabels(["Model / class", "Probability", "Band"])
         self.tree.setRootIsDecorated(True)
+        self.tree.setMinimumHeight(170)
         layout.addWidget(self.tree, 1)
         self.provider_label = QLabel("")
         self.provider_label.setObjectName("resultsProvider")

@@ -1,0 +1,107 @@
+"""Unit tests for the training helpers: metrics, calibration, grouping, splits, augmentation."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from training.augment import AugConfig, augment  # noqa: E402
+from training.calibration import energy, fit_temperature, softmax  # noqa: E402
+from training.metrics import dice, ece, roc_auc, roc_curve  # noqa: E402
+from training.splits import assign, group_ids  # noqa: E402
+
+SPLITS = Path(__file__).resolve().parents[2] / "training" / "splits"
+
+
+def test_roc_auc_matches_pairwise_definition() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.random(200) < 0.3
+    s = np.round(rng.random(200) + 0.5 * y, 2)  # with ties
+    pos, neg = s[y], s[~y]
+    pairwise = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+    assert roc_auc(y, s) == pytest.approx(pairwise)
+    fpr, tpr, _ = roc_curve(y, s)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(pairwise)
+
+
+def test_dice_ignores_127() -> None:
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:2] = 255
+    mask[3, :] = 127
+    pred = np.zeros((4, 4), bool)
+    pred[:2] = True
+    pred[3, :] = True  # predictions inside the ignore band do not count
+    assert dice(pred, mask) == 1.0
+    assert dice(np.zeros((4, 4), bool), mask) == 0.0
+
+
+def test_temperature_recovers_a_known_temperature() -> None:
+    rng = np.random.default_rng(1)
+    true_logits = rng.normal(0, 2.0, (4000, 3))
+    y = np.array([rng.choice(3, p=p) for p in softmax(true_logits)])
+    t = fit_temperature(true_logits * 2.5, y)  # over-confident by a factor 2.5
+    assert t == pytest.approx(2.5, rel=0.1)
+    assert ece(softmax(true_logits * 2.5, t), y) < ece(softmax(true_logits * 2.5), y)
+
+
+def test_energy_is_minus_logsumexp() -> None:
+    logits = np.array([[1.0, 2.0, 3.0]])
+    assert energy(logits)[0] == pytest.approx(-np.log(np.exp(logits).sum()))
+
+
+def test_near_duplicates_and_patients_share_a_group_and_split() -> None:
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(40, 1024)).astype(np.float32)
+    thumbs = np.vstack([base, base[:5] + 0.01 * rng.normal(size=(5, 1024)).astype(np.float32)])
+    thumbs -= thumbs.mean(1, keepdims=True)
+    thumbs /= np.linalg.norm(thumbs, axis=1, keepdims=True)
+    recs = [{"label": "a" if i % 2 else "b", "group_key": "p1" if i in (10, 20) else ""} for i in range(45)]
+    groups = group_ids(recs, thumbs)
+    assert all(groups[i] == groups[40 + i] for i in range(5))
+    assert groups[10] == groups[20] and groups[10] != groups[11]
+    splits = assign(recs, groups)
+    assert all(splits[i] == splits[40 + i] for i in range(5)) and splits[10] == splits[20]
+    assert {"train", "val", "test"} == set(splits)
+
+
+@pytest.mark.parametrize("dataset", ["bodypart", "pneumonia", "covid", "lungs"])
+def test_committed_split_never_straddles_a_group(dataset: str) -> None:
+    path = SPLITS / f"{dataset}.csv"
+    if not path.exists():
+        pytest.skip("split not generated")
+    by_group: dict[str, set[str]] = defaultdict(set)
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        by_group[r["group"]].add(r["split"])
+    assert all(len(s) == 1 for s in by_group.values())
+    share = sum(r["split"] == "test" for r in rows) / len(rows)
+    assert 0.12 < share < 0.18
+
+
+def test_augment_keeps_mask_labels_and_size() -> None:
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (144, 144), dtype=np.uint8)
+    mask = np.zeros((144, 144), np.uint8)
+    mask[40:100, 30:70] = 255
+    mask[50:60, 40:50] = 127
+    out, m = augment(img, 128, rng, AugConfig(), mask)
+    assert out.shape == (128, 128) and out.dtype == np.uint8
+    assert set(np.unique(m)) <= {0, 127, 255}
+
+
+def test_pneumonia_224_and_original_copies_of_a_study_share_a_split() -> None:
+    path = SPLITS / "pneumonia.csv"
+    if not path.exists():
+        pytest.skip("split not generated")
+    by_stem: dict[str, set[str]] = defaultdict(set)
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            by_stem[Path(r["path"]).name].add(r["split"])
+    assert all(len(s) == 1 for s in by_stem.values())

@@ -335,3 +335,49 @@ def test_overlay_is_painted_while_the_preview_stands_in(qtbot: Any) -> None:
     canvas.set_heatmap(heat, 0.8)
     after = grab_rgb(canvas).astype(int)
     assert np.abs(after - before).mean() > 1.0
+
+
+def test_result_for_an_image_no_longer_shown_is_dropped(qtbot: Any, ai_window: Any,
+                                                         models_chest: Path, study: Path) -> None:
+    window = ai_window(models_chest)
+    _open(qtbot, window, study)
+    ctl = window.ai.controller
+    shown = window.images.current
+    other = next(r for r in window.library.records if r is not shown)
+    emitted: list[Any] = []
+    ctl.sig_result_ready.connect(lambda rec, res: emitted.append(rec))
+    ctl.analyse(shown, window.canvas.prepared.radiograph)
+    ctl.set_current(other)  # the user moved on before the result came back
+    qtbot.waitUntil(lambda: ctl.bridge.pending() == 0, timeout=20000)
+    ctl.bridge.drain()
+    assert emitted == [] and ctl.current_result is None
+
+
+def test_batch_cancel_is_prompt_and_reported(qtbot: Any, ai_window: Any, models_chest: Path,
+                                             tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    for i in range(40):
+        dicom_factory.write_dicom(root / f"m{i}.dcm", _chest_like(seed=i), bits_stored=12,
+                                  StudyInstanceUID="1.2.3.9", SeriesInstanceUID="1.2.3.9.1",
+                                  InstanceNumber=i + 1)
+    window = ai_window(models_chest)
+    _open(qtbot, window, root)
+    ctl = window.ai.controller
+    with qtbot.waitSignal(ctl.sig_batch_progressed, timeout=20000):
+        window.ai.analyse_shown()
+    with qtbot.waitSignal(ctl.sig_batch_finished, timeout=5000) as blocker:
+        window.ai.actions["cancel_analysis"].trigger()
+    assert blocker.args[2] is True  # cancelled
+    assert blocker.args[0] == len(ctl.results) < 40
+    assert "cancelled" in window.ai.last_message
+
+
+def test_user_models_folder_setting_rediscovers(qtbot: Any, ai_window: Any, models_chest: Path,
+                                                models_knee: Path) -> None:
+    window = ai_window(models_chest)
+    window.ai.set_models_dir(models_knee)
+    assert window.ai.registry.folders[0] == models_knee
+    assert window.ai.service.registry is window.ai.registry
+    assert window.settings.qsettings.value("ai/models_dir") == str(models_knee)
+    # the bundled models with the same ids are listed as shadowed, not lost
+    assert all("shadowed" in (e.reason or "") for e in window.ai.registry.unavailable())

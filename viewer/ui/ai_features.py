@@ -40,6 +40,7 @@ class AiFeatures(QObject):
         super().__init__(window)
         self.window = window
         self.registry = registry
+        self._cli_dirs: list[Path] = []
         self.service = AnalysisService(registry)
         self.controller = AnalysisController(self.service, history_path, batch_workers, self)
         self.panel = ResultsPanel()
@@ -107,6 +108,7 @@ class AiFeatures(QObject):
             ("cancel_analysis", "&Cancel Analysis", ("Ctrl+Shift+.",), self.controller.cancel),
             ("auto_analyse", "A&utomatic Analysis", (), None),
             ("models", "&Models...", (), self.show_models),
+            ("models_dir", "Choose User Models &Folder...", (), self._on_models_dir_triggered),
         )
         self.actions: dict[str, QAction] = {}
         menu = w.menuBar().addMenu("&Analysis")
@@ -290,6 +292,20 @@ class AiFeatures(QObject):
         dialog.open()
         return dialog
 
+    def _on_models_dir_triggered(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window, "User models folder")
+        if folder:
+            self.set_models_dir(Path(folder))
+
+    def set_models_dir(self, folder: Path) -> None:
+        """Remember ``folder`` (settings) and rediscover the models with it first."""
+        self.window.settings.qsettings.setValue("ai/models_dir", str(folder))
+        self.registry = ModelRegistry.default([*self._cli_dirs, folder])
+        self.service.registry = self.registry
+        bad = self.registry.unavailable()
+        self.notify(f"{len(self.registry.available())} model(s) available, {len(bad)} unavailable"
+                    + ("".join(f"; {e.id}: {e.reason}" for e in bad)))
+
     def _on_history_entry_opened(self, entry: Any, mask: Any, heatmap: Any) -> None:
         record = next((r for r in self.window.library.records if _source_of(r) == entry.source), None)
         self._pending_reopen = (entry.source, mask, heatmap, entry)
@@ -358,5 +374,6 @@ def install_ai(window: Any, model_dirs: Sequence[Path] = (), history_path: Path 
     if saved:
         user_dirs.append(Path(str(saved)))
     features = AiFeatures(window, ModelRegistry.default(user_dirs), history_path, batch_workers)
+    features._cli_dirs = [Path(d) for d in model_dirs]
     window.ai = features
     return features

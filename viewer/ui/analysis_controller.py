@@ -151,8 +151,11 @@ class AnalysisController(QObject):
                 record, value = self._batch_out.get_nowait()
             except queue.Empty:
                 return
+            self._batch_counts[0] += 1
             if isinstance(value, AnalysisResult):
                 self.results[record.key] = value
+            else:
+                self._batch_counts[1] += 1
             self.sig_batch_result_ready.emit(record, value)
 
     # -- slots -----------------------------------------------------------------------------
@@ -182,13 +185,13 @@ class AnalysisController(QObject):
             self._batch_request = 0
             self._drain_batch()
             self.sig_message_posted.emit(f"Batch analysis failed: {message}")
-            self.sig_batch_finished.emit(0, 0, False)
+            self.sig_batch_finished.emit(self._batch_counts[0], self._batch_counts[1], False)
 
     def _on_bridge_task_cancelled(self, channel: str, rid: int) -> None:
         if channel == BATCH_CHANNEL and rid == self._batch_request:
             self._batch_request = 0
             self._drain_batch()
-            self.sig_batch_finished.emit(0, 0, True)
+            self.sig_batch_finished.emit(self._batch_counts[0], self._batch_counts[1], True)
             self.sig_history_changed.emit()
         elif channel == ANALYSIS_CHANNEL and rid == self._request:
             self._request = 0

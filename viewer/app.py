@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -65,9 +66,9 @@ def build_window(settings: Any = None, cache_dir: Path | None = None, io_workers
     from PySide6.QtCore import QStandardPaths
 
     from viewer.dicom.load import read_header
-    from viewer.services.library import ImageCache, load_image, scan_paths
+    from viewer.services.decode_pool import DecodePool
+    from viewer.services.library import ImageCache, scan_paths
     from viewer.services.thumbnails import ThumbnailStore
-    from viewer.ui.decode_pool import DecodePool
     from viewer.ui.main_window import MainWindow
     from viewer.ui.settings import AppSettings
     from viewer.ui.task_bridge import TaskBridge
@@ -78,12 +79,13 @@ def build_window(settings: Any = None, cache_dir: Path | None = None, io_workers
         cache_dir = Path(base or Path.home() / ".cache" / "radview") / "thumbnails"
     store = ThumbnailStore(cache_dir, size=128)
     pool = DecodePool(decode_processes)
+    pool.warm_up()  # spawn the workers and import the decoders while the window opens
     window = MainWindow(
         io_bridge=TaskBridge(max_workers=io_workers),
         thumb_bridge=TaskBridge(max_workers=thumb_workers),
         scan_fn=scan_paths,
-        load_fn=pool.wrap(load_image),
-        thumb_fn=pool.wrap(store.make, cached=store.cached),
+        load_fn=pool.load_image,
+        thumb_fn=partial(pool.make_thumbnail, store),
         header_fn=read_header,
         image_cache=ImageCache(max_bytes=512 * 1024**2),
         settings=settings if settings is not None else AppSettings(),

@@ -95,3 +95,16 @@ def test_shutdown_refuses_new_work(tmp_path):
     rec = InstanceRecord(path=str(tmp_path / "x.dcm"), transfer_syntax_uid=uid.JPEG2000Lossless, rows=1, cols=1)
     with pytest.raises(RuntimeError):
         p.load_image(rec)
+
+
+def test_zero_workers_decodes_in_the_calling_thread(tmp_path):
+    px = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 7) % 4096
+    rec = _j2k_file(tmp_path / "j.dcm", px)
+    p = DecodePool(workers=0)
+    assert p.workers == 0 and p.warm_up() == []
+    np.testing.assert_array_equal(p.load_image(rec).pixels, px)
+    store = ThumbnailStore(tmp_path / "cache", size=16)
+    np.testing.assert_array_equal(p.make_thumbnail(store, rec), store.cached(rec))
+    assert p._pool is None  # never started a process
+    p.shutdown()
+    p.shutdown()  # idempotent

@@ -13,6 +13,9 @@ megapixel up).
 Call its methods from a worker thread (they block until the result is ready), never from the
 GUI thread. Start-up (spawning interpreters that import pydicom, numpy and OpenCV) takes
 0.3-3 s depending on load; :meth:`DecodePool.warm_up` starts it in the background at launch.
+``DecodePool(workers=0)`` decodes everything in the calling thread (tests, which start fast).
+This module holds no Qt code: the composition root (:mod:`viewer.app`) creates one pool and
+the window joins it on close.
 """
 
 from __future__ import annotations
@@ -58,6 +61,15 @@ def decodes_in_process(record: InstanceRecord, reduce_to: int | None = None) -> 
     return True
 
 
+def _init_child() -> None:
+    """Worker start-up: pydicom's per-file warnings are reported by the load report instead."""
+    import logging
+
+    import viewer.services.thumbnails  # noqa: F401  (imports pydicom, which resets its logger)
+
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+
+
 def _make_thumbnail(store: ThumbnailStore, record: InstanceRecord, frame: int) -> np.ndarray:
     return store.make(record, frame)
 
@@ -69,11 +81,11 @@ class DecodePool:
     ----------
     workers
         Worker processes (default 2: this viewer targets 2-core machines; more would only
-        compete with the GUI).
+        compete with the GUI). 0: no processes, every decode runs in the calling thread.
     """
 
     def __init__(self, workers: int = 2) -> None:
-        self._workers = max(1, int(workers))
+        self._workers = max(0, int(workers))
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -84,11 +96,19 @@ class DecodePool:
                 raise RuntimeError("DecodePool is shut down")
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(self._workers,
-                                                 mp_context=multiprocessing.get_context("spawn"))
+                                                 mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_init_child)
             return self._pool
+
+    @property
+    def workers(self) -> int:
+        """Number of worker processes (0: decodes run in the calling thread)."""
+        return self._workers
 
     def warm_up(self) -> list[Future[object]]:
         """Start the workers and import the decoders in them (returns immediately)."""
+        if not self._workers:
+            return []
         pool = self._executor()
         return [pool.submit(decodes_in_process, InstanceRecord(path="")) for _ in range(self._workers)]
 
@@ -115,7 +135,7 @@ class DecodePool:
     def load_image(self, record: InstanceRecord, frame: int = 0, *, reduce_to: int | None = None,
                    cancel: CancelToken | None = None) -> Radiograph:
         """:func:`viewer.services.library.load_image`, in a worker process when expensive."""
-        if not decodes_in_process(record, reduce_to):
+        if not self._workers or not decodes_in_process(record, reduce_to):
             return load_image(record, frame, reduce_to=reduce_to)
         return self._run(load_image, record, frame, reduce_to=reduce_to, cancel=cancel)
 
@@ -125,12 +145,13 @@ class DecodePool:
         hit = store.cached(record, frame)
         if hit is not None:
             return hit
-        if not decodes_in_process(record, store.size):
+        if not self._workers or not decodes_in_process(record, store.size):
             return store.make(record, frame)
         return self._run(_make_thumbnail, store, record, frame, cancel=cancel)
 
     def shutdown(self) -> None:
-        """Stop the workers (pending work is cancelled); the pool cannot be used afterwards."""
+        """Stop the workers (pending work is cancelled; idempotent); later process decodes raise
+        ``RuntimeError``."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None

@@ -9,7 +9,7 @@ Map
   ruler, mask/heatmap layers; ``window_panel``: presets, C/W fields, histogram.
 - ``browser``, ``thumbnails``, ``header_dock``, ``load_report``, ``status_bar``: the docks.
 - ``settings`` (QSettings), ``actions`` (shortcut table), ``demo`` (headless demo and
-  screenshots), ``decode_pool`` (process pool for GIL-holding decoders).
+  screenshots).
 
 Threading (where this differs from the architecture guide, and why)
 -------------------------------------------------------------------
@@ -18,7 +18,8 @@ timer drains while work is pending. PySide6 6.12.0 on Python 3.11 corrupted the 
 ``True`` on every Python-signal emission (pinned away in pyproject), and cross-thread emission
 of Python objects has a history of crashes (PYSIDE-3124); the queue keeps every shiboken call on
 the GUI thread for ~5 ms of latency. JPEG 2000 / JPEG-LS / JPEG decoders hold the GIL for the
-whole decode, so compressed images are decoded in a spawn process pool (``decode_pool``).
+whole decode, so compressed images are decoded in a spawn process pool
+(:class:`viewer.services.decode_pool.DecodePool`, created by ``viewer.app``).
 
 Extension points for the AI features
 ------------------------------------

@@ -215,3 +215,19 @@ def test_scan_cancel_keeps_window_usable(qtbot: Any, make_window: Any, tmp_path:
     assert blocker.args == ["Scan cancelled"]
     assert not window.library.busy and not window.status.cancel_button.isEnabled()
     assert window.library.records == []
+
+
+def test_recent_paths_written_when_opened(qtbot: Any, make_window: Any, small_study: Path,
+                                          settings_path: Path) -> None:
+    """A crash after opening loses nothing: the INI file on disk has the folder already."""
+    window = make_window()
+    open_and_wait(qtbot, window, [str(small_study / "a")])
+    window.settings.wait_written()
+    text = settings_path.read_text(encoding="utf-8")
+    assert "recent" in text and (small_study / "a").name in text
+    from PySide6.QtCore import QSettings
+
+    from viewer.ui.settings import AppSettings
+
+    fresh = AppSettings(QSettings(str(settings_path), QSettings.Format.IniFormat))
+    assert fresh.recent_paths()[0] == str(small_study / "a")

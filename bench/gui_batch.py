@@ -24,6 +24,22 @@ from bench.gui_probe import TARGET_MS, GapProbe, probe_idle
 DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 
 
+class WhenProbe(GapProbe):
+    """:class:`GapProbe` that also remembers when (seconds after start) each long gap ended."""
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+        self.long_gaps: list[tuple[float, float]] = []
+        super().start()
+
+    def _on_timer_timeout(self) -> None:
+        now = time.perf_counter()
+        gap = now - self._last
+        if gap > 0.03:
+            self.long_gaps.append((round(now - self.t0, 2), round(gap * 1000, 1)))
+        super()._on_timer_timeout()
+
+
 def chest_files(n: int) -> list[Path]:
     """``n`` paediatric chest JPEGs, alternating NORMAL and PNEUMONIA."""
     root = DATA / "pneumonia" / "originals"
@@ -65,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         window.resize(1400, 900)
         window.show()
         app.processEvents()
-        probe = GapProbe()
+        probe = WhenProbe()
         rss = [proc.memory_info().rss]
         sampler = QTimer()
         sampler.setInterval(100)
@@ -86,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             got = wait_for([ai.controller.sig_batch_finished], 3600)
             seconds = time.perf_counter() - t0
             gaps = probe.stop()
+            gaps["long_gaps_at_s_ms"] = probe.long_gaps[:20]
             sampler.stop()
             done = got[1][0] if got else 0
             errors = got[1][1] if got else -1

@@ -95,8 +95,7 @@ def _show_analysed(window: Any, record: Any, timeout_s: float) -> dict[str, Any]
     overlays = window.docks.get("ai_overlays")
     if overlays is not None:
         overlays.raise_()
-    result: AnalysisResult = got[1][1]
-    best = next((r for r in result.results if r.heatmap is not None), None)
+    best = window.ai.overlays.heat_source  # the map on screen (the reported finding's)
     return {"file": record.display_name,
             "heatmap_model": None if best is None else best.model_id,
             "heatmap_label": None if best is None else best.heatmap_label}

@@ -61,6 +61,7 @@ class AiFeatures(QObject):
         for dock in docks[2:]:
             window.tabifyDockWidget(docks[1], dock)
         docks[1].raise_()
+        docks[3].visibilityChanged.connect(self._on_history_dock_visibility_changed)
         self._wrap_grid()
         self._build_actions()
         self._connect()
@@ -291,6 +292,10 @@ class AiFeatures(QObject):
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
         return dialog
+
+    def _on_history_dock_visibility_changed(self, visible: bool) -> None:
+        if visible and self.controller.history is None:
+            self.controller.open_history()  # on a worker; the dock refreshes when it is open
 
     def _on_models_dir_triggered(self) -> None:
         folder = QFileDialog.getExistingDirectory(self.window, "User models folder")

@@ -11,6 +11,7 @@ the :class:`HistoryStore` on the worker.
 from __future__ import annotations
 
 import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,6 +28,7 @@ from viewer.ui.task_bridge import TaskBridge, TaskRequest
 
 ANALYSIS_CHANNEL = "analysis"
 BATCH_CHANNEL = "batch"
+HISTORY_CHANNEL = "history"
 
 
 class AnalysisController(QObject):
@@ -67,6 +69,8 @@ class AnalysisController(QObject):
         self._batch_request = 0
         self._batch_out: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
         self._batch_counts = [0, 0]
+        self._history_lock = threading.Lock()
+        self._messages: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.bridge.sig_task_finished.connect(self._on_bridge_task_finished)
         self.bridge.sig_task_failed.connect(self._on_bridge_task_failed)
         self.bridge.sig_task_cancelled.connect(self._on_bridge_task_cancelled)
@@ -75,12 +79,31 @@ class AnalysisController(QObject):
     # -- history ---------------------------------------------------------------------------
     @property
     def history(self) -> HistoryStore | None:
-        """The history store, opened on first use; a corrupt database's message is posted."""
-        if self._history is None and self.history_path is not None:
-            self._history = HistoryStore(self.history_path)
-            for message in self._history.messages:
-                self.sig_message_posted.emit(message)
+        """The history store once opened (it is opened on a worker: opening and checking an
+        SQLite file took ~200 ms, too long for the GUI thread)."""
         return self._history
+
+    def open_history(self) -> int:
+        """Open the history database in the background (``sig_history_changed`` when ready)."""
+        return self.bridge.submit(TaskRequest(HISTORY_CHANNEL, self._store, with_progress=False))
+
+    def _store(self) -> HistoryStore | None:
+        """Worker side: the store, opened on first use; its messages go to the GUI queue."""
+        with self._history_lock:
+            if self._history is None and self.history_path is not None:
+                store = HistoryStore(self.history_path)
+                for message in store.messages:
+                    self._messages.put(message)
+                self._history = store
+            return self._history
+
+    def _post_messages(self) -> None:
+        while True:
+            try:
+                message = self._messages.get_nowait()
+            except queue.Empty:
+                return
+            self.sig_message_posted.emit(message)
 
     # -- current image ---------------------------------------------------------------------
     def set_current(self, record: Any) -> None:
@@ -96,14 +119,12 @@ class AnalysisController(QObject):
         """Analyse the displayed radiograph of ``record`` (``force``: run out-of-scope models
         anyway, marked as forced). Returns the request id."""
         self.current_record = record
-        history = self.history
-        run_id = history.new_run("image") if history is not None else 0
         source = f"{record.path}!{record.member}" if getattr(record, "member", None) else \
             getattr(record, "path", rg.source)
         plain = getattr(record, "kind", "dicom") != "dicom"
         self._request_record = record
         self._request = self.bridge.submit(TaskRequest(
-            ANALYSIS_CHANNEL, _analyse_one, (self.service, history, run_id, rg, source, plain, force)))
+            ANALYSIS_CHANNEL, _analyse_one, (self.service, self._store, rg, source, plain, force)))
         return self._request
 
     def cancel(self) -> None:
@@ -116,20 +137,19 @@ class AnalysisController(QObject):
     def analyse_batch(self, records: Sequence[Any], *, force: bool = False,
                       loader: Callable[[Any], Any] = input_from_record) -> int:
         """Analyse ``records`` (results arrive through ``sig_batch_result_ready``)."""
-        history = self.history
-        run_id = history.new_run(f"batch of {len(records)}") if history is not None else 0
         self._batch_counts = [0, 0]
         self._batch_request = self.bridge.submit(TaskRequest(
-            BATCH_CHANNEL, self._run_batch, (tuple(records), history, run_id, force, loader)))
+            BATCH_CHANNEL, self._run_batch, (tuple(records), force, loader)))
         return self._batch_request
 
     def batch_running(self) -> bool:
         return bool(self._batch_request)
 
-    def _run_batch(self, records: tuple[Any, ...], history: HistoryStore | None, run_id: int,
-                   force: bool, loader: Callable[[Any], Any], *, cancel: CancelToken,
-                   progress: ProgressFn) -> tuple[int, int]:
+    def _run_batch(self, records: tuple[Any, ...], force: bool, loader: Callable[[Any], Any], *,
+                   cancel: CancelToken, progress: ProgressFn) -> tuple[int, int]:
         """Worker side: stream the batch, store each result, queue it for the GUI."""
+        history = self._store()
+        run_id = history.new_run(f"batch of {len(records)}") if history is not None else 0
         def on_analysed(_inp: Any, result: AnalysisResult) -> None:
             if history is not None:
                 history.record(run_id, result, overlays=True)
@@ -160,7 +180,10 @@ class AnalysisController(QObject):
 
     # -- slots -----------------------------------------------------------------------------
     def _on_bridge_task_finished(self, channel: str, rid: int, result: object) -> None:
-        if channel == ANALYSIS_CHANNEL and rid == self._request:
+        self._post_messages()
+        if channel == HISTORY_CHANNEL:
+            self.sig_history_changed.emit()
+        elif channel == ANALYSIS_CHANNEL and rid == self._request:
             self._request = 0
             record = self._request_record
             if record is not self.current_record:
@@ -178,7 +201,10 @@ class AnalysisController(QObject):
             self.sig_history_changed.emit()
 
     def _on_bridge_task_failed(self, channel: str, rid: int, message: str) -> None:
-        if channel == ANALYSIS_CHANNEL and rid == self._request:
+        self._post_messages()
+        if channel == HISTORY_CHANNEL:
+            self.sig_message_posted.emit(f"The analysis history cannot be opened: {message}")
+        elif channel == ANALYSIS_CHANNEL and rid == self._request:
             self._request = 0
             self.sig_analysis_failed.emit(self._request_record, message)
         elif channel == BATCH_CHANNEL and rid == self._batch_request:
@@ -188,6 +214,7 @@ class AnalysisController(QObject):
             self.sig_batch_finished.emit(self._batch_counts[0], self._batch_counts[1], False)
 
     def _on_bridge_task_cancelled(self, channel: str, rid: int) -> None:
+        self._post_messages()
         if channel == BATCH_CHANNEL and rid == self._batch_request:
             self._batch_request = 0
             self._drain_batch()
@@ -197,6 +224,7 @@ class AnalysisController(QObject):
             self._request = 0
 
     def _on_bridge_task_progressed(self, channel: str, rid: int, done: int, total: int) -> None:
+        self._post_messages()
         if channel == BATCH_CHANNEL and rid == self._batch_request:
             self._drain_batch()
             self.sig_batch_progressed.emit(done, total)
@@ -212,14 +240,15 @@ class AnalysisController(QObject):
             self.history_path = None
 
 
-def _analyse_one(service: AnalysisService, history: HistoryStore | None, run_id: int,
+def _analyse_one(service: AnalysisService, store: Callable[[], HistoryStore | None],
                  rg: Radiograph, source: str, plain: bool, force: bool, *, cancel: CancelToken,
                  progress: ProgressFn) -> AnalysisResult:
     """Worker side: display image -> gate -> models -> heatmaps; stored in the history."""
     inp = input_from_radiograph(rg, source, plain=plain)
     progress(0, 1)
     result = service.analyse(inp, force=force, cancel=cancel)
+    history = store()
     if history is not None:
-        history.record(run_id, result, overlays=True)
+        history.record(history.new_run("image"), result, overlays=True)
     progress(1, 1)
     return result

@@ -57,7 +57,7 @@ class OverlayPanel(QWidget):
         self.heatmap_for = heatmap_for
         self.mask: np.ndarray | None = None
         self.heatmap: np.ndarray | None = None
-        self._heat_source: Any = None  # ModelResult with cams
+        self.heat_source: Any = None  # ModelResult with cams
         layout = QVBoxLayout(self)
         mask_box = QGroupBox("Lung mask")
         form = QFormLayout(mask_box)
@@ -108,7 +108,7 @@ class OverlayPanel(QWidget):
 
     # -- content ---------------------------------------------------------------------------
     def clear(self) -> None:
-        self.mask = self.heatmap = self._heat_source = None
+        self.mask = self.heatmap = self.heat_source = None
         self.heat_class.blockSignals(True)
         self.heat_class.clear()
         self.heat_class.blockSignals(False)
@@ -126,7 +126,7 @@ class OverlayPanel(QWidget):
         source = best if best is not None and best.heatmap is not None else next(
             (r for r in result.results if r.heatmap is not None), None)
         if source is not None:
-            self._heat_source = source
+            self.heat_source = source
             self.heatmap = source.heatmap
             self.heat_class.blockSignals(True)
             labels = list(source.probabilities) or [source.heatmap_label]
@@ -147,7 +147,7 @@ class OverlayPanel(QWidget):
 
     def _on_class_changed(self, _index: int) -> None:
         label = self.heat_class.currentData()
-        src = self._heat_source
+        src = self.heat_source
         if src is None or label is None or self.heatmap_for is None or src.cams is None:
             return
         shape = src.heatmap.shape if src.heatmap is not None else self.heatmap.shape  # type: ignore[union-attr]

@@ -73,7 +73,7 @@ class RowDeidentifier:
     """
 
     def __init__(self, uids: UidMap | None = None) -> None:
-        self.uids = uids or UidMap()
+        self.uids = uids if uids is not None else UidMap()  # an empty map is falsy (__len__)
         self._files: dict[str, str] = {}
 
     def __call__(self, row: dict[str, object]) -> dict[str, object]:

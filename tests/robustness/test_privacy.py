@@ -262,8 +262,8 @@ def test_deidentified_exports(session: Session) -> None:
     assert u["seg_study"] == u["sc_study"] != u["source_study"]
     assert u["seg_removed"] == u["sc_removed"] == "YES" and u["sc_method_code"] == "113100"
     assert u["source_sop"] not in u["csv_ids"]
-    if "image-0001" in u["csv_ids"] and session.uid_checks["csv_ids"].count(u["mapped_sop"]):
-        pass  # rows of the analysed source carry the same new UID as the DICOM objects
+    # The CSV rows of the exported source carry the same new UID as the SEG and SC.
+    assert u["mapped_sop"] in u["csv_ids"] and "image-0001" in u["csv_ids"]
     # (0028,0301) absent on the first source -> warned once; NO on the second -> not warned.
     assert len(session.burned_in_warnings) == 1
 
@@ -299,3 +299,41 @@ def test_gui_session_opens_no_socket_and_leaves_study_untouched(qtbot: Any, tmp_
     assert _snapshot(study) == before
     for marker in MARKERS:
         assert marker not in "\n".join(logs.lines)
+
+
+def test_deidentify_dataset_profile(tmp_path: Path) -> None:
+    """Attribute-level checks of the Basic Profile actions on a rich header."""
+    from pydicom.dataset import Dataset
+
+    from viewer.dicom.deidentify import UidMap, burned_in_annotation_warning, deidentify_dataset
+
+    path = dicom_factory.write_dicom(
+        tmp_path / "x.dcm", np.zeros((8, 8), np.uint16), PatientName=f"{NAME_MARKER}^A",
+        PatientID=ID_MARKER, PatientBirthDate="19470203", OperatorsName="Op^Erator",
+        InstitutionName="General", StationName="XR1", AcquisitionDate="20240101",
+        BurnedInAnnotation="YES", StudyDescription=f"{NAME_MARKER} chest")
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x00091010, "LO", f"{NAME_MARKER} private")
+    item = Dataset()
+    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    item.ReferencedSOPInstanceUID = "1.2.3.4.5"
+    item.PersonName = f"{NAME_MARKER}^Nested"
+    ds.ReferencedImageSequence = [item]
+    original = pydicom.dcmread(path)
+    uids = UidMap()
+    out = deidentify_dataset(ds, uids)
+    assert str(ds.PatientName) == f"{NAME_MARKER}^A"  # the source is untouched
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AcquisitionDate"):
+        assert keyword in out and str(out[keyword].value or "") == ""
+    for keyword in ("OperatorsName", "InstitutionName", "StationName", "StudyDescription"):
+        assert keyword not in out
+    assert 0x00091010 not in out
+    nested = out.ReferencedImageSequence[0]
+    assert "PersonName" not in nested or str(nested.PersonName or "") == ""
+    assert nested.ReferencedSOPInstanceUID == uids("1.2.3.4.5") != "1.2.3.4.5"
+    assert nested.ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.1"  # a class, not an instance
+    assert out.SOPInstanceUID == uids(str(original.SOPInstanceUID))
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+    assert out.PatientIdentityRemoved == "YES"
+    assert UidMap()(str(original.SOPInstanceUID)) != out.SOPInstanceUID  # unlinkable across maps
+    assert "says YES" in (burned_in_annotation_warning(ds) or "")

@@ -105,7 +105,8 @@ def test_bundle_has_what_it_needs_and_nothing_it_must_not(bundle: Path) -> None:
         assert needed in names, needed
     for prefix in ("pylibjpeg-", "pylibjpeg_openjpeg-", "pyjpegls-", "pydicom-", "python_gdcm-"):
         assert any(n.startswith(prefix) for n in dist_infos), prefix
-    assert (internal / "_gdcm" / "XML" / "Part3.xml").is_file()
+    assert list((internal / "_gdcm").glob("_gdcmswig*")), "GDCM's SWIG module missing"
+    assert not list((internal / "_gdcm").glob("gdcmconv*")), "GDCM tools must not be bundled"
     assert list(internal.glob("_openjpeg*")) and list(internal.glob("_CharLS*"))
     # PySide6/Qt/plugins on Linux, PySide6/plugins on Windows
     assert list((internal / "PySide6").rglob("*qoffscreen*")), "offscreen Qt platform plugin missing"

@@ -60,13 +60,18 @@ def test_pylibjpeg_hook_keeps_plugin_metadata_and_never_the_gpl_decoder() -> Non
     assert not any("libjpeg" in d.replace("pylibjpeg", "") for d in dests)
 
 
-def test_gdcm_hook_collects_the_xml_dictionaries_only() -> None:
+def test_gdcm_hook_keeps_metadata_and_leaves_tools_and_xml_out(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("PyInstaller")
     pytest.importorskip("gdcm")
+    monkeypatch.delenv("RADVIEW_GDCM_XML", raising=False)
     hook = _load_hook("hook-gdcm")
-    names = {Path(src).name for src, dest in hook.datas if dest.replace("\\", "/") == "_gdcm/XML"}
+    assert "_gdcm.gdcmswig" in hook.hiddenimports
+    assert any(d.startswith("python_gdcm-") for _src, d in hook.datas)
+    assert not any(Path(src).suffix == ".xml" or Path(src).name.startswith("gdcmconv") for src, _ in hook.datas)
+    monkeypatch.setenv("RADVIEW_GDCM_XML", "1")
+    with_xml = _load_hook("hook-gdcm")
+    names = {Path(src).name for src, dest in with_xml.datas if dest.replace("\\", "/") == "_gdcm/XML"}
     assert "Part3.xml" in names
-    assert not any(Path(src).name.startswith("gdcmconv") for src, _ in hook.datas)
 
 
 def test_runtime_paths_from_source_agree_with_the_model_registry() -> None:

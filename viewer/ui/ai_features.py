@@ -86,6 +86,10 @@ class AiFeatures(QObject):
         for band in ("green", "orange", "red"):
             self.filter_combo.addItem(f"band: {band}", f"band:{band}")
         self.filter_combo.addItem("not analysed", "none:")
+        for combo in (self.sort_combo, self.filter_combo):
+            # New labels must not change the size hint (a window relayout per batch result).
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(10)
         row.addWidget(QLabel("Sort"))
         row.addWidget(self.sort_combo, 1)
         row.addWidget(QLabel("Filter"))

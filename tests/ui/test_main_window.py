@@ -231,3 +231,52 @@ def test_recent_paths_written_when_opened(qtbot: Any, make_window: Any, small_st
 
     fresh = AppSettings(QSettings(str(settings_path), QSettings.Format.IniFormat))
     assert fresh.recent_paths()[0] == str(small_study / "a")
+
+
+SAME_SERIES = {"StudyInstanceUID": "1.2.3.9", "SeriesInstanceUID": "1.2.3.9.1"}
+
+
+def _damaged_j2k(path: Path) -> Path:
+    """A JPEG 2000 file whose header scans fine but whose codestream is garbage."""
+    import pydicom
+    from pydicom import uid
+    from pydicom.encaps import encapsulate, generate_frames
+
+    px = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 5) % 4096
+    dicom_factory.write_dicom(path, px, bits_stored=12, InstanceNumber=2, **SAME_SERIES)
+    ds = pydicom.dcmread(path)
+    ds.compress(uid.JPEG2000Lossless, px)
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    frame[3:] = b"\x55" * (len(frame) - 3)
+    ds.PixelData = encapsulate([bytes(frame)])
+    ds.save_as(path)
+    return path
+
+
+def test_report_counts_scan_problems_and_later_decode_failures(
+        qtbot: Any, make_window: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    dicom_factory.write_dicom(folder / "a_good.dcm", np.arange(64, dtype=np.uint16).reshape(8, 8),
+                              InstanceNumber=1, **SAME_SERIES)
+    _damaged_j2k(folder / "b_bad.dcm")
+    dicom_factory.write_rtstruct(folder / "rt.dcm")
+    window = make_window()
+    with qtbot.waitSignal(window.library.sig_scan_finished, timeout=20000):
+        window.open_paths([str(folder)])
+    status = window.status.pixel_label.text()
+    assert "1 problem found by the scan" in status, status
+    qtbot.waitUntil(lambda: window.load_report.count() == 2, timeout=20000)
+    rows = {Path(r[0]).name: r for r in window.load_report.rows()}
+    assert rows["rt.dcm"][4] == "scan"
+    bad = rows["b_bad.dcm"]
+    assert bad[4] == "thumbnail" and "failed" in bad[1]  # the good image is displayed first
+    assert bad[2] == "1.2.840.10008.1.2.4.90" and bad[3]  # transfer syntax and advice
+    summary = window.load_report.summary.text()
+    assert "2 files with problems" in summary and "1 found by the scan" in summary
+    assert "1 listed image failed to decode" in summary
+    # displaying the same broken image adds no second row
+    bad_record = next(r for r in window.library.records if r.path.endswith("b_bad.dcm"))
+    with qtbot.waitSignal(window.images.sig_image_failed, timeout=10000):
+        window.images.show(bad_record)
+    assert window.load_report.count() == 2
+    assert window.docks["report"].windowTitle() == "Load Report (2)"

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, Signal
 
 from viewer.core.radiograph import Radiograph
 from viewer.state.display_plan import PreparedImage, prepare_image
-from viewer.ui.task_bridge import TaskBridge, TaskRequest
+from viewer.ui.task_bridge import TaskBridge, TaskFailure, TaskRequest
 
 IMAGE_CHANNEL = "image"
 HEADER_CHANNEL = "header"
@@ -46,9 +46,11 @@ def overlay_text(record: Any, rg: Radiograph | None = None) -> str:
 
 
 class ImageController(QObject):
-    """Loads the selected record; ``sig_image_ready(record, PreparedImage, ms)`` on success."""
+    """Loads the selected record; ``sig_image_ready(record, PreparedImage, ms)`` on success,
+    ``sig_decode_failed(record, TaskFailure)`` then ``sig_image_failed(record, text)`` when not."""
 
     sig_image_ready = Signal(object, object, float)
+    sig_decode_failed = Signal(object, object)
     sig_image_failed = Signal(object, str)
     sig_header_ready = Signal(object, object, str)
 
@@ -71,7 +73,7 @@ class ImageController(QObject):
         self._started = 0.0
         self.header_wanted = False
         bridge.sig_task_finished.connect(self._on_bridge_task_finished)
-        bridge.sig_task_failed.connect(self._on_bridge_task_failed)
+        bridge.sig_task_errored.connect(self._on_bridge_task_errored)
 
     @property
     def current_pending(self) -> Any:
@@ -118,9 +120,10 @@ class ImageController(QObject):
         elif channel == HEADER_CHANNEL and rid == self._header_request:
             self.sig_header_ready.emit(self.current, result, "")
 
-    def _on_bridge_task_failed(self, channel: str, rid: int, message: str) -> None:
+    def _on_bridge_task_errored(self, channel: str, rid: int, failure: TaskFailure) -> None:
         if channel == IMAGE_CHANNEL and rid == self._image_request:
             self._image_request = 0
-            self.sig_image_failed.emit(self.current, message)
+            self.sig_decode_failed.emit(self.current, failure)
+            self.sig_image_failed.emit(self.current, failure.text)
         elif channel == HEADER_CHANNEL and rid == self._header_request:
-            self.sig_header_ready.emit(self.current, None, message)
+            self.sig_header_ready.emit(self.current, None, failure.text)

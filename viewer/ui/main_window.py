@@ -25,7 +25,7 @@ from viewer.ui.library_controller import LibraryController
 from viewer.ui.load_report import LoadReport
 from viewer.ui.settings import AppSettings
 from viewer.ui.status_bar import StatusPanel
-from viewer.ui.task_bridge import TaskBridge
+from viewer.ui.task_bridge import TaskBridge, TaskFailure
 from viewer.ui.thumbnails import ThumbnailGrid
 from viewer.ui.window_panel import WindowPanel
 
@@ -33,12 +33,14 @@ OPEN_FILTER = "Images and archives (*.dcm *.dicom DICOMDIR *.zip *.png *.jpg *.j
 
 
 class ProblemRow:
-    """A load-report row for an image that failed to decode on display."""
+    """A load-report row for a listed image that failed to decode (``found_by``: "thumbnail"
+    or "display"), with the error's reason, advice and transfer syntax."""
 
-    def __init__(self, record: Any, message: str) -> None:
+    def __init__(self, record: Any, failure: TaskFailure, found_by: str) -> None:
         self.path, self.member = record.path, record.member
-        self.reason, self.advice = message, ""
-        self.transfer_syntax = getattr(record, "transfer_syntax_uid", "")
+        self.reason, self.advice = failure.message, failure.advice
+        self.transfer_syntax = failure.transfer_syntax or getattr(record, "transfer_syntax_uid", "")
+        self.found_by = found_by
 
 
 class MainWindow(QMainWindow):
@@ -179,6 +181,7 @@ class MainWindow(QMainWindow):
         self.grid.sig_record_activated.connect(img.show)
         self.grid.sig_thumbnail_failed.connect(self._on_grid_thumbnail_failed)
         img.sig_image_ready.connect(self._on_images_image_ready)
+        img.sig_decode_failed.connect(self._on_images_decode_failed)
         img.sig_image_failed.connect(self._on_images_image_failed)
         img.sig_header_ready.connect(self._on_images_header_ready)
         self.window_panel.sig_voi_chosen.connect(self.canvas.use_voi)
@@ -237,8 +240,11 @@ class MainWindow(QMainWindow):
     def _on_library_scan_finished(self, result: Any) -> None:
         self.status.set_busy(False)
         lib = self.library
+        scan = self.load_report.scan_count
         self.status.show_text(
-            f"{lib.files_seen} files, {len(lib.records)} images, {lib.problem_count} problems"
+            f"{lib.files_seen} files, {len(lib.records)} images, "
+            f"{scan} problem{'s' if scan != 1 else ''} found by the scan"
+            + (" (see Load Report)" if scan else "")
         )
         if self.canvas.prepared is None and self.images.current_pending is None:
             # Next event-loop turn: the browser was just rebuilt; keep each turn short.
@@ -253,8 +259,8 @@ class MainWindow(QMainWindow):
         if records and (self.canvas.radiograph is None or len(records) == 1):
             QTimer.singleShot(0, lambda: self.grid.select_row(0))  # its own event-loop turn
 
-    def _on_grid_thumbnail_failed(self, record: Any, message: str) -> None:
-        self.load_report.add_problems([ProblemRow(record, message)])
+    def _on_grid_thumbnail_failed(self, record: Any, failure: TaskFailure) -> None:
+        self.load_report.add_problems([ProblemRow(record, failure, "thumbnail")])
 
     def _on_images_image_ready(self, record: Any, prepared: PreparedImage, ms: float) -> None:
         self.view_state.reset_view()
@@ -267,9 +273,11 @@ class MainWindow(QMainWindow):
         self.last_display_ms = ms
         self.sig_image_displayed.emit(record, prepared)
 
+    def _on_images_decode_failed(self, record: Any, failure: TaskFailure) -> None:
+        self.load_report.add_problems([ProblemRow(record, failure, "display")])
+
     def _on_images_image_failed(self, record: Any, message: str) -> None:
         self.canvas.set_image(None)
-        self.load_report.add_problems([ProblemRow(record, message)])
         self.status.show_text(f"Cannot display this image: {message}")
 
     def _on_images_header_ready(self, record: Any, nodes: Any, message: str) -> None:

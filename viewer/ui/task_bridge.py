@@ -65,14 +65,33 @@ class TaskRequest:
     request_id: int = field(default=0, compare=False)
 
 
+@dataclass(frozen=True)
+class TaskFailure:
+    """Why a request failed, for the user: the error's ``message``, ``advice`` and (for
+    decoding errors) the (0002,0010) Transfer Syntax UID, when the exception carries them
+    (:class:`viewer.services.library.LoadError` does, also across the decode processes)."""
+
+    message: str
+    advice: str = ""
+    transfer_syntax: str = ""
+
+    @property
+    def text(self) -> str:
+        """One line: message and advice."""
+        return f"{self.message} {self.advice}".strip()
+
+
 class TaskBridge(QObject):
     """Executor-to-signal bridge with request ids, cancellation and orderly shutdown.
 
     Signals carry ``(channel, request_id, payload)`` and are emitted on the thread that owns the
-    bridge (the GUI thread), from :meth:`drain`.
+    bridge (the GUI thread), from :meth:`drain`. A failure is delivered twice, first as
+    ``sig_task_errored(channel, id, TaskFailure)`` then as ``sig_task_failed(channel, id, text)``;
+    a receiver connects to the one it needs.
     """
 
     sig_task_finished = Signal(str, int, object)
+    sig_task_errored = Signal(str, int, object)
     sig_task_failed = Signal(str, int, str)
     sig_task_progressed = Signal(str, int, int, int)
     sig_task_cancelled = Signal(str, int)
@@ -189,7 +208,7 @@ class TaskBridge(QObject):
             return
         except Exception as exc:  # noqa: BLE001 - every failure becomes a visible notification
             log.info("task %s #%d failed: %s", channel, rid, exc.__class__.__name__)
-            self._outbox.put(("failed", channel, rid, _describe(exc)))
+            self._outbox.put(("failed", channel, rid, _failure(exc)))
             self._forget(rid)
             return
         self._outbox.put(("finished" if request.exclusive else "finished_any", channel, rid, result))
@@ -216,7 +235,8 @@ class TaskBridge(QObject):
             elif kind == "cancelled":
                 self.sig_task_cancelled.emit(channel, rid)
             elif kind == "failed":
-                self.sig_task_failed.emit(channel, rid, payload)
+                self.sig_task_errored.emit(channel, rid, payload)
+                self.sig_task_failed.emit(channel, rid, payload.text)
             elif kind == "finished_any" or self.is_current(channel, rid):
                 self.sig_task_finished.emit(channel, rid, payload)
             # else: stale, a newer request superseded this one
@@ -248,8 +268,8 @@ class TaskBridge(QObject):
             self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _describe(exc: BaseException) -> str:
-    """A one-line user-facing description of a failure (message and advice when present)."""
+def _failure(exc: BaseException) -> TaskFailure:
+    """The user-facing fields of a failure (message, advice, transfer syntax when present)."""
     message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
-    advice = getattr(exc, "advice", "")
-    return f"{message} {advice}".strip()
+    return TaskFailure(str(message), str(getattr(exc, "advice", "") or ""),
+                       str(getattr(exc, "transfer_syntax", "") or ""))

@@ -139,7 +139,7 @@ class ThumbnailGrid(QListView):
     """Icon-mode list of thumbnails; ``sig_record_activated`` when the user picks one."""
 
     sig_record_activated = Signal(object)
-    sig_thumbnail_failed = Signal(object, str)
+    sig_thumbnail_failed = Signal(object, object)  # record, TaskFailure
     sig_thumbnails_idle = Signal()
 
     def __init__(
@@ -174,7 +174,7 @@ class ThumbnailGrid(QListView):
         self.selectionModel().currentChanged.connect(self._on_selection_current_changed)
         self.verticalScrollBar().valueChanged.connect(self._on_scroll_value_changed)
         bridge.sig_task_finished.connect(self._on_bridge_task_finished)
-        bridge.sig_task_failed.connect(self._on_bridge_task_failed)
+        bridge.sig_task_errored.connect(self._on_bridge_task_errored)
         bridge.sig_task_cancelled.connect(self._on_bridge_task_cancelled)
 
     # -- content ---------------------------------------------------------------------------
@@ -283,14 +283,14 @@ class ThumbnailGrid(QListView):
         self.thumb_model.set_icon(key, array_to_qimage(result))  # type: ignore[arg-type]
         self._pump()
 
-    def _on_bridge_task_failed(self, channel: str, rid: int, message: str) -> None:
+    def _on_bridge_task_errored(self, channel: str, rid: int, failure: object) -> None:
         key = self._in_flight.pop(rid, None)
         if channel != THUMB_CHANNEL or key is None:
             return
         self.thumb_model.set_icon(key, None)
         row = self.thumb_model.row_of(key)
         if row >= 0:
-            self.sig_thumbnail_failed.emit(self.thumb_model.records[row], message)
+            self.sig_thumbnail_failed.emit(self.thumb_model.records[row], failure)
         self._pump()
 
     def _on_bridge_task_cancelled(self, channel: str, rid: int) -> None:

@@ -2,7 +2,8 @@
 
 Reads only the requested frame (pydicom 3 ``pixel_array(index=...)``), converts YBR to RGB and
 applies a (0028,1101-1203) PALETTE COLOR lookup, and collects the modality transform, every
-window and VOI LUT the file offers, and the pixel spacing with the attribute it came from.
+window and VOI LUT the file offers, and the pixel spacing with the attribute it came from
+(attribute parsing: :mod:`viewer.dicom.attributes`).
 Every failure becomes a :class:`LoadError` whose message names the file's transfer syntax and,
 where one exists, the decoder that would read it.
 """
@@ -23,7 +24,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, pixel_array
 
-from viewer.core.radiograph import VOI, ModalityLUT, Radiograph
+from viewer.core.radiograph import ModalityLUT, Radiograph
+from viewer.dicom.attributes import modality_lut, pixel_spacing, to_rgb_u8, vois
 from viewer.dicom.codecs import codec_status, describe_transfer_syntax
 from viewer.dicom.reduced import decode_reduced, native_decimated
 from viewer.dicom.scan import InstanceRecord
@@ -134,102 +136,6 @@ def read_dataset(path: str, member: str | None = None, *, stop_before_pixels: bo
         raise LoadError(f"cannot read {name}: {exc.strerror or exc}") from exc
     except Exception as exc:
         raise LoadError(f"{name} has a damaged DICOM header ({type(exc).__name__}: {exc})") from exc
-
-
-# --------------------------------------------------------------------------------------------
-# Attributes -> value objects
-# --------------------------------------------------------------------------------------------
-
-
-def _lut_from_item(item: Dataset, signed: bool) -> tuple[np.ndarray, int, int]:
-    """(table, first mapped, bits) from an item with (0028,3002) LUT Descriptor/(0028,3006) LUT Data."""
-    desc = [int(v) for v in item.LUTDescriptor]
-    n = desc[0] or 65536
-    first = desc[1]
-    if signed and first > 32767:
-        first -= 65536
-    bits = desc[2] if len(desc) > 2 and desc[2] else 16
-    raw: Any = item.LUTData
-    if isinstance(raw, (bytes, bytearray)):
-        dtype = "<u1" if bits <= 8 and len(raw) == n else "<u2"
-        table = np.frombuffer(raw, dtype=dtype)
-    else:
-        table = np.asarray(raw if isinstance(raw, (list, tuple, pydicom.multival.MultiValue))
-                           else [raw], dtype=np.int64)
-    table = np.asarray(table[:n], dtype=np.float32)
-    return table, int(first), int(bits)
-
-
-def _modality_lut(ds: Dataset, signed: bool) -> ModalityLUT:
-    seq = ds.get("ModalityLUTSequence")
-    if seq:
-        try:
-            table, first, _bits = _lut_from_item(seq[0], signed)
-            return ModalityLUT(lut=table, first_mapped=first, units=str(seq[0].get("ModalityLUTType", "")))
-        except Exception:  # fall back to rescale when the table is malformed
-            pass
-    try:
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-    except (TypeError, ValueError):
-        slope, intercept = 1.0, 0.0
-    if not np.isfinite(slope) or slope == 0:
-        slope = 1.0
-    return ModalityLUT(slope=slope, intercept=intercept if np.isfinite(intercept) else 0.0,
-                       units=str(ds.get("RescaleType", "") or ""))
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-        return list(value)
-    return [value]
-
-
-def _vois(ds: Dataset, signed: bool) -> tuple[VOI, ...]:
-    """Every VOI in the file: (0028,3010) VOI LUT Sequence items first, then windows."""
-    out: list[VOI] = []
-    for i, item in enumerate(ds.get("VOILUTSequence") or []):
-        try:
-            table, first, bits = _lut_from_item(item, signed)
-        except Exception:
-            continue
-        label = str(item.get("LUTExplanation", "") or f"VOI LUT {i + 1}")
-        out.append(VOI(explanation=label, lut=table, first_mapped=first, bits=bits))
-    centers = _as_list(ds.get("WindowCenter"))
-    widths = _as_list(ds.get("WindowWidth"))
-    labels = _as_list(ds.get("WindowCenterWidthExplanation"))
-    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
-    for i, (c, w) in enumerate(zip(centers, widths)):
-        try:
-            cf, wf = float(c), float(w)
-        except (TypeError, ValueError):
-            continue
-        label = str(labels[i]).strip() if i < len(labels) and str(labels[i]).strip() else f"Window {i + 1}"
-        out.append(VOI(explanation=f"{label} (C {cf:g} / W {wf:g})", center=cf, width=wf, function=function))
-    return tuple(out)
-
-
-def _spacing(ds: Dataset) -> tuple[tuple[float, float] | None, Any]:
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
-        value = _as_list(ds.get(keyword))
-        if len(value) >= 2:
-            try:
-                row_sp, col_sp = float(value[0]), float(value[1])
-            except (TypeError, ValueError):
-                continue
-            if row_sp > 0 and col_sp > 0:
-                return (row_sp, col_sp), keyword
-    return None, None
-
-
-def _to_rgb_u8(arr: np.ndarray, bits: int) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr)
-    top = float(arr.max()) if arr.size else 1.0
-    scale = 255.0 / max(float(2 ** bits - 1) if bits else top, 1.0)
-    return np.clip(arr.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
 
 
 # Fastest permissive plugin per transfer syntax (measured on 2000x1600 12-bit: RLE pylibjpeg-rle
@@ -378,25 +284,25 @@ def _radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
                         transfer_syntax=ts) from exc
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     bits_stored = int(ds.get("BitsStored", bits_alloc) or bits_alloc)
-    spacing, kind = _lenient(lambda: _spacing(ds), (None, None))
+    spacing, kind = _lenient(lambda: pixel_spacing(ds), (None, None))
     if spacing is not None and factor != 1:
         spacing = (spacing[0] * factor, spacing[1] * factor)
     if arr.ndim == 3:
         out_photometric = "RGB"
         # Palette lookups give 8- or 16-bit entries whatever (0028,0101) Bits Stored says.
         colour_bits = 8 if arr.dtype == np.uint8 else (16 if photometric == "PALETTE COLOR" else bits_stored)
-        pixels = _to_rgb_u8(arr, colour_bits)
-        mlut, vois = ModalityLUT(), ()
+        pixels = to_rgb_u8(arr, colour_bits)
+        mlut, voi_list = ModalityLUT(), ()
     elif arr.ndim == 2:
         out_photometric = "MONOCHROME1" if photometric == "MONOCHROME1" else "MONOCHROME2"
         pixels = np.ascontiguousarray(arr)
-        mlut = _lenient(lambda: _modality_lut(ds, signed), ModalityLUT())
-        vois = _lenient(lambda: _vois(ds, signed), ())
+        mlut = _lenient(lambda: modality_lut(ds, signed), ModalityLUT())
+        voi_list = _lenient(lambda: vois(ds, signed), ())
     else:
         raise LoadError(f"{name}: unexpected pixel array shape {arr.shape}", transfer_syntax=ts)
     return Radiograph(
         pixels=pixels, photometric=out_photometric, bits_stored=bits_stored, signed=signed,
-        modality_lut=mlut, vois=vois, spacing_mm=spacing, spacing_kind=kind,
+        modality_lut=mlut, vois=voi_list, spacing_mm=spacing, spacing_kind=kind,
         frame_index=frame, frame_count=n_frames, source=source,
         sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
         modality=str(ds.get("Modality", "") or ""), body_part=str(ds.get("BodyPartExamined", "") or ""),

@@ -154,13 +154,15 @@ def scan_zip(path: str, cancel: CancelToken) -> tuple[list[InstanceRecord], list
         for info in infos:
             cancel.raise_if_cancelled()
             name = info.filename
-            base = os.path.basename(name.rstrip("/"))
+            base = os.path.basename(name.replace("\\", "/").rstrip("/"))
+            # Unsafe names first: "..\\..\\x.dcm" has no "/" and would pass for a dot-file.
+            if _unsafe_member(name):
+                seen += 1
+                problems.append(LoadProblem(path, f"unsafe member name {name!r} refused", member=name))
+                continue
             if _skipped(base) or base.upper() == "DICOMDIR":
                 continue
             seen += 1
-            if _unsafe_member(name):
-                problems.append(LoadProblem(path, f"unsafe member name {name!r} refused", member=name))
-                continue
             if info.file_size > MAX_MEMBER_BYTES or (
                     info.compress_size and info.file_size / info.compress_size > MAX_ZIP_RATIO):
                 problems.append(LoadProblem(path, "member too large or too compressed (zip bomb guard)",

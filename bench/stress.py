@@ -115,8 +115,12 @@ def gui_check(root: Path, kinds: dict[str, list[str]]) -> dict[str, Any]:
         try:
             idle = probe_idle(probe, 1.0)
             stats = probe_scan(window, root, probe)
+            report = window.load_report
+            deadline = time.perf_counter() + 30
+            while getattr(report, "pending", lambda: 0)() and time.perf_counter() < deadline:
+                app.processEvents()  # rows beyond the first chunk follow on later loop turns
             app.processEvents()
-            stats["load_report_rows"] = window.load_report.table.rowCount()
+            stats["load_report_rows"] = report.table.rowCount()
             stats["idle_max_ms"] = idle["max_ms"]
         finally:
             window.shutdown()

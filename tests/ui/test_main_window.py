@@ -280,3 +280,47 @@ def test_report_counts_scan_problems_and_later_decode_failures(
         window.images.show(bad_record)
     assert window.load_report.count() == 2
     assert window.docks["report"].windowTitle() == "Load Report (2)"
+
+
+def test_multiframe_navigation(qtbot: Any, make_window: Any, tmp_path: Path) -> None:
+    """Frames step with the shortcuts and the status-bar box; each frame is decoded on its own
+    (the displayed pixels are that frame's)."""
+    frames = np.stack([np.full((24, 32), 100 * (i + 1), np.uint16) for i in range(4)])
+    frames[:, 0, 0] = 4000  # same range in every frame
+    dicom_factory.write_dicom(tmp_path / "mf" / "cine.dcm", frames, bits_stored=12)
+    window = make_window()
+    open_and_wait(qtbot, window, [str(tmp_path / "mf")])
+    status, canvas = window.status, window.canvas
+    assert canvas.radiograph.frame_count == 4 and canvas.radiograph.frame_index == 0
+    assert status.frame_text() == "frame 1 / 4" and status.frame_spin.isEnabled()
+    canvas.zoom(2.0)
+    zoomed = canvas.viewbox.viewRange()
+    window.activateWindow()
+    canvas.setFocus()
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=10000):
+        qtbot.keyClick(canvas, Qt.Key.Key_Period)
+    rg = canvas.radiograph
+    assert rg.frame_index == 1 and int(rg.pixels[5, 5]) == 200
+    assert status.frame_text() == "frame 2 / 4"
+    assert "frame 2/4" in canvas.overlay_label.text()
+    assert canvas.viewbox.viewRange() == zoomed  # another frame keeps the zoom
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=10000):
+        qtbot.keyClick(canvas, Qt.Key.Key_Down, Qt.KeyboardModifier.ControlModifier)
+    assert canvas.radiograph.frame_index == 2
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=10000):
+        status.frame_spin.setValue(4)  # as if typed into the box
+    assert int(canvas.radiograph.pixels[5, 5]) == 400 and status.frame_text() == "frame 4 / 4"
+    window.step_frame(1)  # past the last frame: nothing to load
+    assert window.images.current_pending is None
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=10000):
+        qtbot.keyClick(canvas, Qt.Key.Key_Comma)
+    assert canvas.radiograph.frame_index == 2
+
+
+def test_single_frame_disables_the_frame_box(qtbot: Any, make_window: Any, small_study: Path) -> None:
+    window = make_window()
+    open_and_wait(qtbot, window, [str(small_study / "a")])
+    assert not window.status.frame_spin.isEnabled()
+    assert window.status.frame_text() == "frame 1 / 1"
+    window.step_frame(1)
+    assert window.images.current_pending is None

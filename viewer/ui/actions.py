@@ -37,6 +37,8 @@ SPECS: tuple[ActionSpec, ...] = (
     ActionSpec("overlay", "Patient &Overlay", ("O",), checkable=True),
     ActionSpec("next_image", "&Next Image", ("PgDown", "Right")),
     ActionSpec("previous_image", "&Previous Image", ("PgUp", "Left")),
+    ActionSpec("next_frame", "Next Fra&me", (".", "Ctrl+Down"), tip="Multi-frame images"),
+    ActionSpec("previous_frame", "Previous Fr&ame", (",", "Ctrl+Up"), tip="Multi-frame images"),
 )
 
 

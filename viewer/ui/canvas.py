@@ -113,9 +113,11 @@ class ImageCanvas(QWidget):
         window: WindowLevel | None = None,
         voi: VOI | None = None,
         overlay_text: str = "",
+        fit: bool = True,
     ) -> None:
         """Show a prepared image with ``window`` (fast path) or ``voi`` (full pipeline, for VOI
-        LUT tables and SIGMOID); ``None`` clears the canvas."""
+        LUT tables and SIGMOID); ``None`` clears the canvas. ``fit=False`` keeps the zoom and
+        pan (another frame of the same image)."""
         self.prepared = prepared
         self.radiograph = None if prepared is None else prepared.radiograph
         self.ruler.clear()
@@ -130,7 +132,7 @@ class ImageCanvas(QWidget):
             return
         self.voi = voi
         self.state.window = window  # set without notifying: the render below applies it
-        self._render(fit=True)
+        self._render(fit=fit)
         self.state.touch("window")
 
     def _render(self, fit: bool = False) -> None:

@@ -1,8 +1,9 @@
 """Showing an image: decode + prepare off the GUI thread, then hand it to the canvas.
 
-Decoding goes through an injected ``load_fn`` (``services.library.load_image``) behind the
-bounded :class:`~viewer.services.image_cache.ImageCache`; :func:`prepare_image` computes the
-default VOI, range and histogram on the worker too, so the GUI thread only sets the image.
+Decoding goes through an injected ``load_fn(record, frame)`` (``DecodePool.load_image``: one
+frame of a multi-frame image is decoded at a time) behind the bounded
+:class:`~viewer.services.image_cache.ImageCache`; :func:`prepare_image` computes the default
+VOI, range and histogram on the worker too, so the GUI thread only sets the image.
 Requests are exclusive: selecting another image drops the previous request's result.
 """
 
@@ -57,7 +58,7 @@ class ImageController(QObject):
     def __init__(
         self,
         bridge: TaskBridge,
-        load_fn: Callable[[Any], Radiograph],
+        load_fn: Callable[..., Radiograph],
         header_fn: Callable[[Any], Any] | None = None,
         cache: Any = None,
         parent: QObject | None = None,
@@ -68,6 +69,7 @@ class ImageController(QObject):
         self.header_fn = header_fn
         self.cache = cache
         self.current: Any = None
+        self.frame = 0
         self._image_request = 0
         self._header_request = 0
         self._started = 0.0
@@ -80,14 +82,15 @@ class ImageController(QObject):
         """The record being loaded, ``None`` when idle."""
         return self.current if self._image_request else None
 
-    def show(self, record: Any) -> int:
-        """Start loading ``record``; returns the request id."""
-        self.current = record
+    def show(self, record: Any, frame: int = 0) -> int:
+        """Start loading frame ``frame`` of ``record``; returns the request id."""
+        header_too = self.header_wanted and record is not self.current
+        self.current, self.frame = record, int(frame)
         self._started = time.perf_counter()
         self._image_request = self.bridge.submit(
-            TaskRequest(IMAGE_CHANNEL, self._load_prepared, (record,), with_progress=False)
+            TaskRequest(IMAGE_CHANNEL, self._load_prepared, (record, self.frame), with_progress=False)
         )
-        if self.header_wanted:
+        if header_too:
             self.load_header(record)
         return self._image_request
 
@@ -95,7 +98,7 @@ class ImageController(QObject):
         """Forget the current image and drop any load in flight (a new folder was opened)."""
         self.bridge.cancel_channel(IMAGE_CHANNEL)
         self.bridge.cancel_channel(HEADER_CHANNEL)
-        self.current = None
+        self.current, self.frame = None, 0
         self._image_request = self._header_request = 0
 
     def load_header(self, record: Any) -> None:
@@ -104,12 +107,13 @@ class ImageController(QObject):
                 TaskRequest(HEADER_CHANNEL, self.header_fn, (record,), with_progress=False)
             )
 
-    def _load_prepared(self, record: Any) -> PreparedImage:
-        """Worker side: decode (through the cache) and prepare."""
+    def _load_prepared(self, record: Any, frame: int = 0) -> PreparedImage:
+        """Worker side: decode one frame (through the cache) and prepare."""
         if self.cache is not None:
-            rg = self.cache.get_or_load(record.key, lambda: self.load_fn(record))
+            key = record.key if frame == 0 else (record.key, frame)
+            rg = self.cache.get_or_load(key, lambda: self.load_fn(record, frame))
         else:
-            rg = self.load_fn(record)
+            rg = self.load_fn(record, frame)
         return prepare_image(rg)
 
     def _on_bridge_task_finished(self, channel: str, rid: int, result: object) -> None:

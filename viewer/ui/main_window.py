@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.view_state = ViewState()
         self.last_display_ms = 0.0
+        self._shown_record: Any = None
         self._shutdown_hooks: list[Callable[[], object]] = []
 
         self.canvas = ImageCanvas(self.view_state)
@@ -146,6 +147,8 @@ class MainWindow(QMainWindow):
             "overlay": self._on_overlay_toggled,
             "next_image": lambda: self.step_image(1),
             "previous_image": lambda: self.step_image(-1),
+            "next_frame": lambda: self.step_frame(1),
+            "previous_frame": lambda: self.step_frame(-1),
         }
 
     def _build_menus(self) -> None:
@@ -160,7 +163,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(a["quit"])
         image_menu = self.menuBar().addMenu("&Image")
         for name in ("fit", "zoom_in", "zoom_out", "rotate_cw", "rotate_ccw", "flip_h", "flip_v",
-                     "invert", "reset", "auto_window", "ruler", "next_image", "previous_image"):
+                     "invert", "reset", "auto_window", "ruler", "next_image", "previous_image",
+                     "next_frame", "previous_frame"):
             image_menu.addAction(a[name])
         self.view_menu = self.menuBar().addMenu("&View")
         self.view_menu.addAction(a["overlay"])
@@ -187,6 +191,7 @@ class MainWindow(QMainWindow):
         self.window_panel.sig_voi_chosen.connect(self.canvas.use_voi)
         self.window_panel.sig_presets_changed.connect(self.settings.set_user_presets)
         self.canvas.sig_pixel_hovered.connect(self.status.show_probe)
+        self.status.sig_frame_chosen.connect(self.show_frame)
         self.canvas.sig_ruler_measured.connect(self.status.show_measurement)
         self.load_report.sig_count_changed.connect(self._on_report_count_changed)
         header_dock = self.docks["header"]
@@ -201,6 +206,8 @@ class MainWindow(QMainWindow):
         self.grid.set_records([])
         self.images.clear()
         self.canvas.set_image(None)
+        self._shown_record = None
+        self.status.set_frames(0, 1)
         self.window_panel.set_image(None)
         self.library.open_paths(paths)
         for path in paths:
@@ -263,12 +270,21 @@ class MainWindow(QMainWindow):
         self.load_report.add_problems([ProblemRow(record, failure, "thumbnail")])
 
     def _on_images_image_ready(self, record: Any, prepared: PreparedImage, ms: float) -> None:
-        self.view_state.reset_view()
-        self.actions["invert"].setChecked(False)
-        self.canvas.set_image(
-            prepared, voi_to_window(prepared.voi), prepared.voi,
-            overlay_text(record, prepared.radiograph),
-        )
+        shown = self.canvas.radiograph
+        rg = prepared.radiograph
+        # Another frame of the image on screen keeps the zoom, orientation and window.
+        same = shown is not None and self._shown_record is record and shown.frame_count > 1
+        self._shown_record = record
+        if same and self.view_state.window is not None:
+            self.canvas.set_image(prepared, self.view_state.window, None,
+                                  overlay_text(record, rg), fit=False)
+        else:
+            self.view_state.reset_view()
+            self.actions["invert"].setChecked(False)
+            self.canvas.set_image(
+                prepared, voi_to_window(prepared.voi), prepared.voi, overlay_text(record, rg),
+            )
+        self.status.set_frames(rg.frame_index, rg.frame_count)
         self.window_panel.set_image(prepared)
         self.last_display_ms = ms
         self.sig_image_displayed.emit(record, prepared)
@@ -278,6 +294,7 @@ class MainWindow(QMainWindow):
 
     def _on_images_image_failed(self, record: Any, message: str) -> None:
         self.canvas.set_image(None)
+        self._shown_record = None
         self.status.show_text(f"Cannot display this image: {message}")
 
     def _on_images_header_ready(self, record: Any, nodes: Any, message: str) -> None:
@@ -299,6 +316,21 @@ class MainWindow(QMainWindow):
         self.settings.set_overlay_visible(visible)
 
     # -- commands --------------------------------------------------------------------------
+    def show_frame(self, index: int) -> None:
+        """Show frame ``index`` (0-based) of the current multi-frame image."""
+        record = self.images.current
+        if record is None:
+            return
+        shown = self.canvas.radiograph
+        count = max(int(getattr(record, "frames", 1) or 1), shown.frame_count if shown else 1)
+        index = min(max(int(index), 0), count - 1)
+        if count > 1 and index != self.images.frame:
+            self.images.show(record, index)
+
+    def step_frame(self, step: int) -> None:
+        """Next (+1) or previous (-1) frame of a multi-frame image (stops at the ends)."""
+        self.show_frame(self.images.frame + step)
+
     def step_image(self, step: int) -> None:
         """Next (+1) or previous (-1) image in the thumbnail grid."""
         row = self.grid.currentIndex().row()

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QSpinBox,
     QStatusBar,
     QWidget,
 )
@@ -34,9 +35,11 @@ def probe_text(probe: PixelProbe | None) -> str:
 
 
 class StatusPanel(QStatusBar):
-    """The window's status bar."""
+    """The window's status bar. ``sig_frame_chosen(index)`` (0-based) when the user picks a
+    frame of a multi-frame image in the "frame i / n" box."""
 
     sig_cancel_requested = Signal()
+    sig_frame_chosen = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -53,7 +56,16 @@ class StatusPanel(QStatusBar):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("cancelScan")
         self.cancel_button.clicked.connect(self.sig_cancel_requested)
+        self.frame_spin = QSpinBox()
+        self.frame_spin.setObjectName("frameSpin")
+        self.frame_spin.setPrefix("frame ")
+        self.frame_spin.setKeyboardTracking(False)
+        self.frame_spin.setFixedWidth(130)  # no relayout of the window when the count changes
+        self.frame_spin.setToolTip("Frame of a multi-frame image (, and . or Ctrl+Up/Down)")
+        self.frame_spin.valueChanged.connect(self._on_frame_spin_value_changed)
+        self.set_frames(0, 1)
         self.addWidget(self.pixel_label, 1)
+        self.addPermanentWidget(self.frame_spin)
         self.addPermanentWidget(self.measure_label)
         self.addPermanentWidget(self.progress)
         self.addPermanentWidget(self.cancel_button)
@@ -72,6 +84,23 @@ class StatusPanel(QStatusBar):
         self.progress.setFormat("%v / %m" if busy else "idle")
         if text:
             self.show_text(text)
+
+    def set_frames(self, index: int, count: int) -> None:
+        """Show "frame index+1 / count"; the box is disabled for single-frame images."""
+        count = max(1, int(count))
+        self.frame_spin.blockSignals(True)
+        self.frame_spin.setRange(1, count)
+        self.frame_spin.setSuffix(f" / {count}")
+        self.frame_spin.setValue(min(max(int(index), 0), count - 1) + 1)
+        self.frame_spin.blockSignals(False)
+        self.frame_spin.setEnabled(count > 1)
+
+    def frame_text(self) -> str:
+        """The frame box as shown, e.g. "frame 2 / 5"."""
+        return self.frame_spin.text()
+
+    def _on_frame_spin_value_changed(self, value: int) -> None:
+        self.sig_frame_chosen.emit(value - 1)
 
     def show_text(self, text: str) -> None:
         """A status message in the stretch label (QStatusBar.showMessage relays out the window,

@@ -93,3 +93,38 @@ def test_ctrl_left_drag_windows_and_zoom_fit(qtbot: Any, make_window: Any, tmp_p
     window.actions["fit"].trigger()
     fitted = canvas.viewbox.viewRange()
     assert fitted[0][1] - fitted[0][0] == pytest.approx(view_range[0][1] - view_range[0][0], rel=0.05)
+
+
+def test_dicomdir_opens_in_the_browser(qtbot: Any, make_window: Any, tmp_path: Path) -> None:
+    """A DICOMDIR written by pydicom's FileSet: its patients, studies and images show in the
+    browser, the thumbnails and on the canvas, and the media folder is left as it was."""
+    import pydicom
+    from pydicom.fileset import FileSet
+
+    fs = FileSet()
+    for i, (pid, study, series, number) in enumerate(
+            [("DD1", "1.2.81", "1.2.81.1", 1), ("DD1", "1.2.81", "1.2.81.1", 2),
+             ("DD2", "1.2.82", "1.2.82.1", 1)]):
+        px = np.full((12, 16), 100 * (i + 1), dtype=np.uint16)
+        px[0, 0] = 1000
+        src = dicom_factory.write_dicom(
+            tmp_path / "src" / f"{i}.dcm", px, PatientID=pid, PatientName=f"Dir^{pid}",
+            StudyInstanceUID=study, SeriesInstanceUID=series, InstanceNumber=number,
+            StudyID="1", StudyTime="101010")
+        fs.add(pydicom.dcmread(src))
+    fs.write(tmp_path / "media")
+    media = tmp_path / "media"
+    before = sorted(str(p.relative_to(media)) for p in media.rglob("*"))
+    window = make_window()
+    with qtbot.waitSignal(window.grid.sig_thumbnails_idle, timeout=20000):
+        open_and_wait(qtbot, window, [str(media / "DICOMDIR")])
+    assert len(window.library.records) == 3
+    assert window.browser.counts() == (2, 2, 2)  # patients, studies, series
+    assert window.load_report.count() == 0  # the DICOMDIR itself is not a problem
+    grid = window.grid
+    shown = {Path(r.path).name for r in grid.thumb_model.records}
+    assert len(shown) in (1, 2) and all(name.startswith("IM") for name in shown)
+    qtbot.waitUntil(lambda: len(grid.thumb_model.icons) == grid.thumb_model.rowCount(), timeout=10000)
+    rg = window.canvas.radiograph
+    assert rg is not None and rg.pixels.shape == (12, 16) and int(rg.pixels[5, 5]) in (100, 200, 300)
+    assert sorted(str(p.relative_to(media)) for p in media.rglob("*")) == before

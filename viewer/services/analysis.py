@@ -177,8 +177,11 @@ class AnalysisService:
         t0 = time.perf_counter()
         shape = (int(inp.display.shape[0]), int(inp.display.shape[1]))
         views: dict[InputSpec, np.ndarray] = {}
-        gate_m = self.registry.gate()
-        chosen = [m for m in self.registry.available() if not m.gate
+        # One registry for the whole image: the UI may swap ``self.registry`` (a new models
+        # folder) while a batch runs; an image must not mix the old gate with the new models.
+        registry = self.registry
+        gate_m = registry.gate()
+        chosen = [m for m in registry.available() if not m.gate
                   and (models is None or m.id in models)]
         messages: list[str] = []
         results: list[ModelResult] = []
@@ -192,13 +195,13 @@ class AnalysisService:
                 gate = gate_answer(gate_m, out, inp)
                 res = _replace_label(res, gate)
             results.append(res)
-        elif self.registry.gate() is None and any(m.applies_to for m in chosen):
+        elif registry.gate() is None and any(m.applies_to for m in chosen):
             messages.append("no body-region model: inputs are not checked against intended use")
         classifiers = [m for m in chosen if m.task == "classification"]
         segmenters = [m for m in chosen if m.task == "segmentation"]
         outs: dict[str, ModelOutputs] = {}
         for m in classifiers + segmenters:
-            in_scope = _in_scope(m, gate, self.registry.gate() is not None)
+            in_scope = _in_scope(m, gate, registry.gate() is not None)
             forced = force is True or (not isinstance(force, bool) and m.id in force)
             if not in_scope and not forced:
                 results.append(_out_of_scope(m, gate))

@@ -74,9 +74,10 @@ def _run(root: Path, n: int, seed: int) -> tuple[dict[str, object], float]:
 
 
 def test_hostile_subset(tmp_path: Path) -> None:
-    """A fast 240-file slice of the corpus (every family represented)."""
-    report, elapsed = _run(tmp_path, 240, seed=7)
-    assert report["outcomes"].get("refused", 0) > 100  # type: ignore[union-attr]
+    """A fast 120-file slice of the corpus (every family represented)."""
+    report, elapsed = _run(tmp_path, 120, seed=7)
+    assert report["outcomes"].get("refused", 0) > 50  # type: ignore[union-attr]
+    assert len(report["families"]) >= 25  # type: ignore[arg-type]
     print(json.dumps({"elapsed_s": round(elapsed, 1), **report}))
 
 
@@ -90,6 +91,7 @@ def test_hostile_full_corpus(tmp_path: Path) -> None:
         Path(out).write_text(json.dumps({"elapsed_s": round(elapsed, 1), **report}, indent=1))
 
 
+@pytest.mark.slow
 def test_cli_on_hostile_subset(tmp_path: Path) -> None:
     """``radview analyze`` over a folder of hostile files: no traceback, a row or a "skipped"
     line with a reason for every file, exit status 1 (some files failed), and a complete CSV."""

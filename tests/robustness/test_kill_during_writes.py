@@ -60,6 +60,7 @@ def _reported(report: Path) -> list[str]:
     return [ln for ln in lines[:-1] if ln]  # the last piece has no newline: cut by the kill
 
 
+@pytest.mark.slow
 def test_history_survives_sigkill(tmp_path: Path, ctx: multiprocessing.context.BaseContext) -> None:
     from viewer.services.history import HistoryStore
 
@@ -111,6 +112,7 @@ def _complete(path: Path) -> None:
         assert ds.pixel_array.size > 0
 
 
+@pytest.mark.slow
 def test_exports_complete_or_absent_after_sigkill(tmp_path: Path,
                                                   ctx: multiprocessing.context.BaseContext) -> None:
     src = dicom_factory.write_dicom(tmp_path / "src.dcm",

@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2, help="inference threads of the batch")
+    parser.add_argument("--after-thumbnails", action="store_true",
+                        help="start the batch once every thumbnail is made (attribution)")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import psutil
@@ -93,6 +95,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if window.canvas.prepared is None:
                 wait_for([window.sig_image_displayed], 60)
             results["records"] = len(window.library.records)
+            if args.after_thumbnails and window.grid.pending():
+                wait_for([window.grid.sig_thumbnails_idle], 1200)
+            results["thumbnails_pending_at_start"] = window.grid.pending()
             ai.all_records = list(window.library.records)
             rss_before = proc.memory_info().rss
             sampler.start()

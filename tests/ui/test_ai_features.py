@@ -381,3 +381,23 @@ def test_user_models_folder_setting_rediscovers(qtbot: Any, ai_window: Any, mode
     assert window.settings.qsettings.value("ai/models_dir") == str(models_knee)
     # the bundled models with the same ids are listed as shadowed, not lost
     assert all("shadowed" in (e.reason or "") for e in window.ai.registry.unavailable())
+
+
+@pytest.mark.slow
+def test_real_gate_keeps_a_non_chest_image_out_of_scope(qtbot: Any, ai_window: Any,
+                                                        shared_dicom: Path) -> None:
+    """The veterinary radiograph in the shared set is not analysed by the chest models."""
+    from viewer.inference.registry import bundled_models_dir
+
+    dog = shared_dicom / "jpeg-baseline.dcm"
+    if not dog.exists():
+        pytest.skip("jpeg-baseline.dcm not in the shared data")
+    window = ai_window(bundled_models_dir())
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=60000):
+        window.open_paths([str(dog)])
+    result = _analyse(qtbot, window)
+    assert result.gate is not None and result.gate.region != "chest"
+    assert result.result("pneumonia").status == OUT_OF_SCOPE  # type: ignore[union-attr]
+    panel = window.ai.panel
+    assert "not analysed" in panel.state_label.text().lower() and panel.force_button.isEnabled()
+    assert "not analysed" in window.grid.thumb_model.badges[window.images.current.key]

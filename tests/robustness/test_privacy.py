@@ -285,11 +285,16 @@ def test_gui_session_opens_no_socket_and_leaves_study_untouched(qtbot: Any, tmp_
         with _all_logging() as logs:
             settings = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
             window = build_window(settings, tmp_path / "thumbs", io_workers=2, thumb_workers=1,
-                                  decode_processes=0)
+                                  decode_processes=0, history_path=tmp_path / "hist.sqlite")
             qtbot.addWidget(window)
             window.show()
             qtbot.waitExposed(window)
             open_and_wait(qtbot, window, [str(study)])
+            ai = getattr(window, "ai", None)
+            analysed = ai is not None and bool(ai.registry.available())
+            if analysed:  # analysis in the window too (stored in the history)
+                with qtbot.waitSignal(ai.controller.sig_result_ready, timeout=60000):
+                    ai.analyse_current()
             window.close()
             window.shutdown()
     finally:
@@ -297,8 +302,11 @@ def test_gui_session_opens_no_socket_and_leaves_study_untouched(qtbot: Any, tmp_
     assert _socket_events == []
     assert _socket_fds() - fds_before == set()
     assert _snapshot(study) == before
+    history = b"".join(p.read_bytes() for p in tmp_path.glob("hist.sqlite*"))
+    assert history or not analysed
     for marker in MARKERS:
         assert marker not in "\n".join(logs.lines)
+        assert marker.encode() not in history
 
 
 def test_deidentify_dataset_profile(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ class AiFeatures(QObject):
     """The AI part of the window: analysis on demand / automatic, panels, badges, exports."""
 
     def __init__(self, window: Any, registry: ModelRegistry, history_path: Path | None,
-                 batch_workers: int = 2) -> None:
+                 batch_workers: int = 1) -> None:
         super().__init__(window)
         self.window = window
         self.registry = registry
@@ -376,7 +376,7 @@ def _source_of(record: Any) -> str:
 
 
 def install_ai(window: Any, model_dirs: Sequence[Path] = (), history_path: Path | None = None,
-               batch_workers: int = 2) -> AiFeatures:
+               batch_workers: int = 1) -> AiFeatures:
     """Discover the models (user folders first, then the bundled ones) and add the AI UI."""
     user_dirs = [Path(d) for d in model_dirs]
     saved = window.settings.qsettings.value("ai/models_dir", "")

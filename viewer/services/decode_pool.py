@@ -5,10 +5,13 @@ holds the GIL for its whole run: OpenJPEG/GDCM/Pillow JPEG 2000 0.6-1.0 s, CharL
 160-270 ms, pylibjpeg-rle 20-60 ms. A decode on a worker *thread* therefore freezes the GUI
 thread (no repaint, no input) for that long. :class:`DecodePool` runs the expensive ones in a
 small spawn-context process pool and returns the :class:`~viewer.core.radiograph.Radiograph` (or
-thumbnail) to the calling thread, which waits with the GIL released. Cheap cases (uncompressed,
-small RLE, PNG/JPEG files, JPEG 2000 thumbnails decoded at reduced resolution) stay in the calling
-thread, where they cost less than the inter-process copy (RLE goes to a process from a
-megapixel up).
+thumbnail) to the calling thread, which waits with the GIL released. Uncompressed DICOM and
+PNG/JPEG files stay in the calling thread; so do full-size RLE frames under a megapixel, where
+the inter-process copy of the image would cost more than the decode. Every compressed thumbnail
+goes to a process (only the small thumbnail comes back): with reduced-resolution J2K and RLE
+thumbnails on the threads, the GUI probe (``bench.gui_probe``, 300 thumbnails) saw p99 gaps of
+31-78 ms and worst gaps of 184-205 ms; with them in processes (and a 1 ms GIL switch interval,
+:mod:`viewer.app`) p99 14 ms, worst 55 ms.
 
 Call its methods from a worker thread (they block until the result is ready), never from the
 GUI thread. Start-up (spawning interpreters that import pydicom, numpy and OpenCV) takes
@@ -35,9 +38,6 @@ from viewer.services.thumbnails import ThumbnailStore
 
 __all__ = ["DecodePool", "decodes_in_process"]
 
-_JPEG2000 = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92",
-             "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
-             "1.2.840.10008.1.2.4.203"}
 _CHEAP = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
           "1.2.840.10008.1.2.1.99", ""}
 _RLE = "1.2.840.10008.1.2.5"
@@ -50,14 +50,14 @@ def decodes_in_process(record: InstanceRecord, reduce_to: int | None = None) -> 
     """Whether decoding ``record`` holds the GIL long enough to be sent to a worker process."""
     if record.kind != "dicom" or record.transfer_syntax_uid in _CHEAP:
         return False
+    if reduce_to is not None:
+        # Every compressed thumbnail goes to a process: a reduced J2K (~20-30 ms) or an RLE
+        # decode (~20-50 ms) is short alone, but the thumbnail threads run them back to back
+        # and each holds the GIL throughout; on threads the GUI probe's p99 gap while a grid
+        # filled was 31-78 ms. Only a thumbnail comes back, so the round trip is cheap.
+        return True
     if record.transfer_syntax_uid == _RLE:
-        # Thumbnails stay on threads (a ~20-30 ms hold, and the process round trip cost the
-        # 1,000-thumbnail bench ~15 % throughput); a full-size display of a large frame does not.
-        return reduce_to is None and record.rows * record.cols >= _RLE_PROCESS_PIXELS
-    if reduce_to is not None and record.transfer_syntax_uid in _JPEG2000:
-        return False  # reduced-resolution J2K thumbnails take ~20 ms
-    if reduce_to is not None and record.transfer_syntax_uid == "1.2.840.10008.1.2.4.50":
-        return False  # DCT-scaled JPEG Baseline thumbnails are cheap too
+        return record.rows * record.cols >= _RLE_PROCESS_PIXELS
     return True
 
 
@@ -68,6 +68,11 @@ def _init_child() -> None:
     import viewer.services.thumbnails  # noqa: F401  (imports pydicom, which resets its logger)
 
     logging.getLogger("pydicom").setLevel(logging.ERROR)
+    import cv2
+
+    # One OpenCV thread per worker: the workers already fill the cores, and OpenCV's own pool
+    # in each of them oversubscribed the 2-core machine.
+    cv2.setNumThreads(1)
 
 
 def _make_thumbnail(store: ThumbnailStore, record: InstanceRecord, frame: int) -> np.ndarray:

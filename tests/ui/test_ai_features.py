@@ -204,7 +204,9 @@ def test_history_lists_and_reopens_with_overlays(qtbot: Any, ai_window: Any, mod
     _open(qtbot, window, study)
     _analyse(qtbot, window)
     hist = window.ai.history
-    assert hist.table.rowCount() == 3  # gate, classifier, lungs
+    assert hist.table.rowCount() == 0  # the dock is behind another tab: refreshed when shown
+    window.ai.history_dock.raise_()
+    qtbot.waitUntil(lambda: hist.table.rowCount() == 3, timeout=5000)  # gate, classifier, lungs
     hist.search.setText("pneumonia")
     hist.refresh()
     assert hist.table.rowCount() == 1

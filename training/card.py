@@ -28,6 +28,7 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
              "The split (file names only) is `training/splits/" + recipe.dataset + ".csv`: 70/15/15 "
              "train/validation/test, grouped by patient and by near-duplicate picture (32x32 "
              "correlation >= 0.95), so no patient or near-duplicate straddles two splits.", "",
+             ] + ([f"History: {recipe.history}.", ""] if recipe.history else []) + [
              "## Training data", ""]
     for d in manifest["training_data"]:
         extra = f", {d['images']} training images" if d.get("images") else ""

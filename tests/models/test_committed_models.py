@@ -39,7 +39,7 @@ KNOWN = [
     ("covid", "covid/COVID/COVID-775.jpg", "covid"),
     ("covid", "covid/Normal/Normal-6349.jpg", "normal"),
 ]
-LUNG_CASES = ["lungs/images/ieee8023/x.jpg"]
+LUNG_CASES = ["pneumonia/originals/NORMAL/IM-0269-0001.jpeg", "lungs/images/ieee8023/a361d7b7.jpg"]
 
 
 def _manifest(model_id: str) -> dict:

@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             ours = median_ms(session(manifest_path.parent / m["file"]), shape, args.runs)
             if (c, h, w) not in dense_cache:
                 dpath = Path(tmp) / f"densenet201_{h}x{w}.onnx"
-                torch.onnx.export(densenet201(c), (torch.zeros(shape),), str(dpath), input_names=["input"],
-                                  output_names=["logits"], opset_version=17, dynamo=False)
+                with warnings.catch_warnings():  # TorchScript exporter deprecation notice
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    torch.onnx.export(densenet201(c), (torch.zeros(shape),), str(dpath),
+                                      input_names=["input"], output_names=["logits"],
+                                      opset_version=17, dynamo=False)
                 dense_cache[(c, h, w)] = median_ms(session(dpath), shape, args.runs)
             dense = dense_cache[(c, h, w)]
             goal = "< 120 ms" if m["task"] == "segmentation" else "<= 0.25 x DenseNet-201"

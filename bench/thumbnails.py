@@ -2,8 +2,9 @@
 
 Targets (issue 2): first screenful < 1 s, all < 20 s, reopened from cache < 2 s. Thumbnails are
 made on a pool of 2 threads, visible ones first, through
-:class:`~viewer.services.decode_pool.DecodePool` (expensive decodes in 2 worker processes, so
-the GUI thread is not frozen by decoders holding the GIL); the threads-only variant is timed too. The folder is generated (2,000x1,600 12-bit CR-like images) with a
+:class:`~viewer.services.decode_pool.DecodePool` (every compressed thumbnail in one of 2 worker
+processes, so the GUI thread is not frozen by decoders holding the GIL); the threads-only
+variant is timed too. The folder is generated (2,000x1,600 12-bit CR-like images) with a
 mix of encodings, by default 5 uncompressed : 3 JPEG 2000 lossless : 1 RLE : 1 JPEG-LS; decode
 cost depends almost entirely on that mix, so the per-encoding cost is printed as well.
 Run: ``python -m bench.thumbnails [--count N] [--mix native:5,j2k:3,rle:1,jls:1]``.

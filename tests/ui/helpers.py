@@ -29,3 +29,19 @@ def open_and_wait(qtbot: Any, window: Any, paths: list[str], timeout: int = 2000
     """Open paths and wait until the scan has finished and the first image is displayed."""
     with qtbot.waitSignal(window.sig_image_displayed, timeout=timeout):
         window.open_paths(paths)
+
+
+def shown_canvas(qtbot: Any, width: int, height: int) -> Any:
+    """An :class:`~viewer.ui.canvas.ImageCanvas` of ``width`` x ``height``, shown and exposed."""
+    import pyqtgraph as pg
+
+    from viewer.state.view_state import ViewState
+    from viewer.ui.canvas import ImageCanvas
+
+    pg.setConfigOptions(imageAxisOrder="row-major")
+    widget = ImageCanvas(ViewState())
+    qtbot.addWidget(widget)
+    widget.resize(width, height)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget

@@ -11,24 +11,16 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
-from tests.ui.helpers import gradient_radiograph
+from tests.ui.helpers import gradient_radiograph, shown_canvas
 from viewer.core.radiograph import VOI
 from viewer.state.display_plan import prepare_image, voi_to_window
-from viewer.state.view_state import Orientation, ViewState
+from viewer.state.view_state import Orientation
 from viewer.ui.canvas import ImageCanvas, orientation_transform
 
 
 @pytest.fixture
 def canvas(qtbot: Any) -> ImageCanvas:
-    import pyqtgraph as pg
-
-    pg.setConfigOptions(imageAxisOrder="row-major")
-    widget = ImageCanvas(ViewState())
-    qtbot.addWidget(widget)
-    widget.resize(500, 400)
-    widget.show()
-    qtbot.waitExposed(widget)
-    return widget
+    return shown_canvas(qtbot, 500, 400)
 
 
 def show(canvas: ImageCanvas, **kwargs: Any) -> Any:

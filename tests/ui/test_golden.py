@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QImage
 
-from tests.ui.helpers import gradient_radiograph
+from tests.ui.helpers import gradient_radiograph, shown_canvas
 from viewer.core.radiograph import VOI
 from viewer.state.display_plan import prepare_image, voi_to_window
-from viewer.state.view_state import Orientation, ViewState
+from viewer.state.view_state import Orientation
 from viewer.ui.canvas import ImageCanvas
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -50,14 +50,7 @@ def compare_golden(name: str, image: QImage) -> None:
 
 @pytest.fixture
 def canvas(qtbot: Any) -> ImageCanvas:
-    import pyqtgraph as pg
-
-    pg.setConfigOptions(imageAxisOrder="row-major")
-    widget = ImageCanvas(ViewState())
-    qtbot.addWidget(widget)
-    widget.resize(320, 240)
-    widget.show()
-    qtbot.waitExposed(widget)
+    widget = shown_canvas(qtbot, 320, 240)
     widget.notice_label.hide()  # text rendering differs between machines; tested elsewhere
     widget.overlay_label.hide()
     return widget

@@ -111,8 +111,9 @@ class DecodePool:
         return self._workers
 
     def warm_up(self) -> list[Future[object]]:
-        """Start the workers and import the decoders in them (returns immediately)."""
-        if not self._workers:
+        """Start the workers and import the decoders in them (returns immediately; does nothing
+        once the pool is shut down, so a delayed call after closing is harmless)."""
+        if not self._workers or self._closed:
             return []
         pool = self._executor()
         return [pool.submit(decodes_in_process, InstanceRecord(path="")) for _ in range(self._workers)]

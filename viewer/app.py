@@ -22,7 +22,10 @@ from viewer import RESEARCH_NOTICE, __version__
 log = logging.getLogger("radview")
 GUI_SWITCH_INTERVAL_S = 0.001
 
-DEFAULT_DEMO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dicom"
+# The demo studies sit beside a checkout (../shared/data/dicom); a frozen bundle looks beside the
+# current folder instead, since its own files live in _internal/.
+DEFAULT_DEMO = (Path.cwd() if getattr(sys, "frozen", False) else Path(__file__).resolve().parents[1]) \
+    / ".." / "shared" / "data" / "dicom"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -112,6 +115,10 @@ def build_window(settings: Any = None, cache_dir: Path | None = None, io_workers
 def main(argv: Sequence[str]) -> int:
     """GUI entry point; returns the process exit code."""
     args = parse_args(argv)
+    if args.demo is not None and not Path(args.demo).is_dir():
+        print(f"radview: demo folder not found: {args.demo} (give one: radview --demo DIR)",
+              file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     headless = (args.demo is not None or args.screenshot) and not has_display()

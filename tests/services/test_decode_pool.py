@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import numpy as np
@@ -110,3 +111,11 @@ def test_zero_workers_decodes_in_the_calling_thread(tmp_path):
     assert p._pool is None  # never started a process
     p.shutdown()
     p.shutdown()  # idempotent
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process niceness on this platform")
+def test_workers_run_at_lower_priority(pool):
+    from viewer.services.decode_worker import WORKER_NICENESS
+
+    child = pool._executor().submit(os.nice, 0).result(timeout=60)
+    assert child == min(os.nice(0) + WORKER_NICENESS, 19)

@@ -34,6 +34,7 @@ from viewer.core.radiograph import Radiograph
 from viewer.dicom.scan import InstanceRecord
 from viewer.services.library import load_image
 from viewer.services.tasks import CancelToken
+from viewer.services.decode_worker import init_decode_worker
 from viewer.services.thumbnails import ThumbnailStore
 
 __all__ = ["DecodePool", "decodes_in_process"]
@@ -59,20 +60,6 @@ def decodes_in_process(record: InstanceRecord, reduce_to: int | None = None) -> 
     if record.transfer_syntax_uid == _RLE:
         return record.rows * record.cols >= _RLE_PROCESS_PIXELS
     return True
-
-
-def _init_child() -> None:
-    """Worker start-up: pydicom's per-file warnings are reported by the load report instead."""
-    import logging
-
-    import viewer.services.thumbnails  # noqa: F401  (imports pydicom, which resets its logger)
-
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
-    import cv2
-
-    # One OpenCV thread per worker: the workers already fill the cores, and OpenCV's own pool
-    # in each of them oversubscribed the 2-core machine.
-    cv2.setNumThreads(1)
 
 
 def _make_thumbnail(store: ThumbnailStore, record: InstanceRecord, frame: int) -> np.ndarray:
@@ -102,7 +89,7 @@ class DecodePool:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(self._workers,
                                                  mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_init_child)
+                                                 initializer=init_decode_worker)
             return self._pool
 
     @property

@@ -1,0 +1,32 @@
+"""Start-up of a :class:`~viewer.services.decode_pool.DecodePool` worker process.
+
+Kept in a module that imports nothing heavy, so the worker lowers its CPU priority *before* it
+imports pydicom, numpy and OpenCV: spawning two workers at launch (0.3-3 s of imports each)
+competed with the GUI process for a 2-core machine's cores, and a freshly opened window showed
+GUI gaps of 76-236 ms while they started (``bench.gui_probe``, thumbnails reopened). A worker
+shares no GIL with the GUI process, so a lower priority cannot make the GUI wait on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+WORKER_NICENESS = 5
+
+
+def init_decode_worker(niceness: int = WORKER_NICENESS) -> None:
+    """Lower this process's priority, import the decoders, quiet pydicom, one OpenCV thread."""
+    if niceness and hasattr(os, "nice"):
+        try:
+            os.nice(niceness)
+        except OSError:
+            pass  # not permitted: run at the inherited priority
+    import cv2
+
+    import viewer.services.thumbnails  # noqa: F401  (imports pydicom, which resets its logger)
+
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # One OpenCV thread per worker: the workers already fill the cores, and OpenCV's own pool
+    # in each of them oversubscribed the 2-core machine.
+    cv2.setNumThreads(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 
 import numpy as np
 import pydicom
@@ -119,3 +120,16 @@ def test_workers_run_at_lower_priority(pool):
 
     child = pool._executor().submit(os.nice, 0).result(timeout=60)
     assert child == min(os.nice(0) + WORKER_NICENESS, 19)
+
+
+def test_warm_up_in_background_starts_the_workers():
+    p = DecodePool(workers=1)
+    try:
+        p.warm_up_in_background()
+        deadline = time.monotonic() + 60
+        while p._pool is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert p._pool is not None
+    finally:
+        p.shutdown()
+    p.warm_up_in_background()  # after shutdown: a no-op, no error in the thread

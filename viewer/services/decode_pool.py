@@ -23,6 +23,7 @@ the window joins it on close.
 
 from __future__ import annotations
 
+import _thread
 import multiprocessing
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -104,6 +105,18 @@ class DecodePool:
             return []
         pool = self._executor()
         return [pool.submit(decodes_in_process, InstanceRecord(path="")) for _ in range(self._workers)]
+
+    def warm_up_in_background(self) -> None:
+        """:meth:`warm_up` from a short-lived thread: spawning the workers cost the calling
+        (GUI) thread 8-31 ms on the loaded 2-core machine."""
+
+        def run() -> None:
+            try:
+                self.warm_up()
+            except RuntimeError:
+                pass  # shut down meanwhile: nothing to warm
+
+        _thread.start_new_thread(run, ())
 
     def _run(self, fn, *args, cancel: CancelToken | None = None, **kwargs):  # type: ignore[no-untyped-def]
         try:

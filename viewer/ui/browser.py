@@ -24,7 +24,7 @@ MAX_INSTANCE_ROWS = 1000
 class BrowserTree(QTreeWidget):
     """The study tree. ``sig_records_selected`` carries the records under the chosen node."""
 
-    sig_records_selected = Signal(list)
+    sig_records_selected = Signal(object)  # a list; Signal(list) converted it element by element
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

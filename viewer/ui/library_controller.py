@@ -72,7 +72,7 @@ class LibraryController(QObject):
     sig_scan_progressed = Signal(int, int)
     sig_scan_finished = Signal(object)
     sig_tree_changed = Signal(object)
-    sig_problems_found = Signal(list)
+    sig_problems_found = Signal(object)  # a list (Signal(list) copies it element by element)
     sig_scan_failed = Signal(str)
 
     def __init__(self, bridge: TaskBridge, scan_fn: ScanFn, parent: QObject | None = None) -> None:

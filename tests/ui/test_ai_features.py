@@ -287,6 +287,33 @@ def test_exports_from_the_ui(qtbot: Any, ai_window: Any, models_chest: Path, stu
     assert "study folder" in ai.last_message
 
 
+def test_deidentified_exports_from_the_ui(qtbot: Any, ai_window: Any, models_chest: Path,
+                                          study: Path, tmp_path: Path) -> None:
+    import pydicom
+
+    window = ai_window(models_chest)
+    _open(qtbot, window, study)
+    _analyse(qtbot, window)
+    ai, out = window.ai, tmp_path / "deid"
+    ai.actions["export_deidentify"].setChecked(True)
+    src = pydicom.dcmread(window.images.current.path)
+    csv_text = ai.export_to("results_image", out / "r.csv").read_text()
+    assert str(src.PatientID) not in csv_text and str(src.SOPInstanceUID) not in csv_text
+    assert Path(window.images.current.path).name not in csv_text
+    seg_ds = pydicom.dcmread(ai.export_to("seg", out / "seg.dcm"))
+    sc_path = ai.export_to("sc", out / "sc.dcm")
+    sc_ds = pydicom.dcmread(sc_path)
+    for ds in (seg_ds, sc_ds):
+        assert str(ds.PatientName) != str(src.PatientName) and ds.PatientID != src.PatientID
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.StudyInstanceUID != src.StudyInstanceUID
+    # the SEG still references the source under its new (consistent within one export) UID
+    assert seg_ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0] \
+        .ReferencedSOPInstanceUID != src.SOPInstanceUID
+    # the generated file has no (0028,0301) Burned In Annotation: the user is warned
+    assert "Burned In Annotation" in ai.last_message and str(sc_path) in ai.last_message
+
+
 @pytest.mark.slow
 def test_real_models_on_a_real_chest_dicom(qtbot: Any, ai_window: Any, shared_dicom: Path) -> None:
     """End to end with the committed models: a real chest CR is gated as chest and the

@@ -29,6 +29,7 @@ from viewer.ui.overlay_panel import OverlayPanel
 from viewer.ui.results_panel import ResultsPanel, badge_text, suspicion, top_finding
 
 AUTO_KEY = "ai/auto_analyse"
+DEID_KEY = "export/deidentify"
 SORT_ORDERS = ("Folder order", "Most suspicious first")
 
 
@@ -146,6 +147,13 @@ class AiFeatures(QObject):
             action = export_menu.addAction(text)
             action.setObjectName(f"action_export_{kind}")
             action.triggered.connect(lambda _=False, k=kind: self.export_dialog(k))
+        export_menu.addSeparator()
+        deid = export_menu.addAction("De-identify Exports (DICOM basic profile)")
+        deid.setObjectName("action_export_deidentify")
+        deid.setCheckable(True)
+        deid.setChecked(str(w.settings.qsettings.value(DEID_KEY, "false")).lower() == "true")
+        deid.toggled.connect(lambda on: w.settings.qsettings.setValue(DEID_KEY, bool(on)))
+        self.actions["export_deidentify"] = deid
 
     def _connect(self) -> None:
         w, c = self.window, self.controller
@@ -348,26 +356,37 @@ class AiFeatures(QObject):
         """Write export ``kind`` to ``dest``; a refusal or failure is shown, never raised."""
         w = self.window
         folders = ex.study_folders(w.library.records, w.settings.recent_paths()[:1])
+        deid = self.actions["export_deidentify"].isChecked()
+        caution = None
         try:
             if kind.startswith("results"):
-                path = ex.export_results(self._scope(kind), dest, folders)
+                path = ex.export_results(self._scope(kind), dest, folders, deidentify=deid)
             elif kind == "png":
                 path = ex.export_png(w.canvas, dest, folders)
+                if deid:
+                    caution = ("a PNG 'as seen' carries no attributes; hide the patient overlay "
+                               "(O) and check the pixels before sharing it")
             else:
                 result = self.controller.current_result
                 if result is None or self.current_record is None:
                     raise ex.ExportError("analyse the image first")
                 if kind == "seg":
-                    path = ex.export_segmentation(self.current_record, result, dest, folders)
+                    path = ex.export_segmentation(self.current_record, result, dest, folders,
+                                                  deidentify=deid)
                 else:
                     rg = self.current_prepared.radiograph
                     display = input_from_radiograph(rg, plain=self.current_record.kind != "dicom").display
                     path = ex.export_heatmap_capture(self.current_record, result, display, dest,
-                                                     folders, self.overlays.heat_colormap.currentText())
+                                                     folders, self.overlays.heat_colormap.currentText(),
+                                                     deidentify=deid)
+                    caution = ex.pixel_text_warning(self.current_record) if deid else None
         except Exception as exc:  # noqa: BLE001 - every failure is shown to the user
             self.notify(f"Export failed: {getattr(exc, 'message', None) or exc}", box=True)
             return None
-        self.notify(f"Exported to {path}")
+        if caution:
+            self.notify(f"Exported to {path} (de-identified). Caution: {caution}", box=True)
+        else:
+            self.notify(f"Exported to {path}" + (" (de-identified)" if deid else ""))
         return path
 
     def _scope(self, kind: str) -> Sequence[AnalysisResult]:

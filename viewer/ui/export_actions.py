@@ -7,6 +7,7 @@ carry the model version, threshold, calibrated probability, forced flag and rese
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -15,7 +16,10 @@ from PySide6.QtGui import QImage
 
 from viewer import RESEARCH_NOTICE
 from viewer.core.overlay import apply_colormap, blend
-from viewer.dicom.export import write_heatmap_capture, write_lung_segmentation
+from viewer.dicom.deidentify import UidMap, burned_in_annotation_warning
+from viewer.dicom.export import (
+    BurnedInAnnotationWarning, write_heatmap_capture, write_lung_segmentation,
+)
 from viewer.dicom.load import read_dataset
 from viewer.services.analysis_types import AnalysisResult
 from viewer.services.export import (
@@ -23,7 +27,7 @@ from viewer.services.export import (
 )
 
 __all__ = ["ExportError", "study_folders", "export_results", "grab_rgb", "export_png",
-           "export_segmentation", "export_heatmap_capture"]
+           "export_segmentation", "export_heatmap_capture", "pixel_text_warning"]
 
 
 def study_folders(records: Iterable[Any], opened: Iterable[str] = ()) -> set[Path]:
@@ -35,14 +39,16 @@ def study_folders(records: Iterable[Any], opened: Iterable[str] = ()) -> set[Pat
     return folders
 
 
-def export_results(results: Sequence[AnalysisResult], dest: Path, folders: Iterable[Path]) -> Path:
-    """Rows of ``results`` as CSV or JSON (chosen by the file's suffix)."""
+def export_results(results: Sequence[AnalysisResult], dest: Path, folders: Iterable[Path],
+                   deidentify: bool = False) -> Path:
+    """Rows of ``results`` as CSV or JSON (chosen by the file's suffix); ``deidentify`` replaces
+    file paths and SOP Instance UIDs (services.export.RowDeidentifier)."""
     if not results:
         raise ExportError("nothing to export: no analysed image in this scope")
     rows = iter_rows(results)
     if Path(dest).suffix.lower() == ".json":
-        return write_json(rows, Path(dest), tuple(folders))
-    return write_csv(rows, Path(dest), tuple(folders))
+        return write_json(rows, Path(dest), tuple(folders), deidentify=deidentify)
+    return write_csv(rows, Path(dest), tuple(folders), deidentify=deidentify)
 
 
 def grab_rgb(widget: Any) -> np.ndarray:
@@ -72,13 +78,20 @@ def _model_result(result: AnalysisResult, task: str, need: str) -> Any:
     return res
 
 
+def pixel_text_warning(record: Any) -> str | None:
+    """The (0028,0301) Burned In Annotation warning for a de-identified DICOM export, if any."""
+    return burned_in_annotation_warning(_dataset(record))
+
+
 def export_segmentation(record: Any, result: AnalysisResult, dest: Path,
-                        folders: Iterable[Path]) -> Path:
-    """The lung mask as a BINARY DICOM Segmentation referencing the source instance."""
+                        folders: Iterable[Path], deidentify: bool = False) -> Path:
+    """The lung mask as a BINARY DICOM Segmentation referencing the source instance
+    (de-identified per the basic confidentiality profile when ``deidentify``)."""
     target = check_destination(Path(dest), tuple(folders))
     res = _model_result(result, "segmentation", "mask")
     return write_lung_segmentation(_dataset(record), res.mask, target,
-                                   algorithm_name=res.model_id, algorithm_version=res.model_version)
+                                   algorithm_name=res.model_id, algorithm_version=res.model_version,
+                                   deidentify=UidMap() if deidentify else None)
 
 
 def heatmap_view(display: np.ndarray, heatmap: np.ndarray, colormap: str = "inferno",
@@ -89,10 +102,16 @@ def heatmap_view(display: np.ndarray, heatmap: np.ndarray, colormap: str = "infe
 
 
 def export_heatmap_capture(record: Any, result: AnalysisResult, display: np.ndarray, dest: Path,
-                           folders: Iterable[Path], colormap: str = "inferno") -> Path:
-    """The heatmap view as a DICOM Secondary Capture referencing the source instance."""
+                           folders: Iterable[Path], colormap: str = "inferno",
+                           deidentify: bool = False) -> Path:
+    """The heatmap view as a DICOM Secondary Capture referencing the source instance
+    (de-identified per the basic confidentiality profile when ``deidentify``)."""
     target = check_destination(Path(dest), tuple(folders))
     res = _model_result(result, "classification", "heatmap")
     rgb = heatmap_view(display, res.heatmap, colormap)
     description = f"Grad-CAM++ {res.model_id} {res.heatmap_label} {res.model_version}"
-    return write_heatmap_capture(_dataset(record), rgb, target, description=description)
+    with warnings.catch_warnings():
+        # The caller shows pixel_text_warning() to the user; no duplicate Python warning.
+        warnings.simplefilter("ignore", BurnedInAnnotationWarning)
+        return write_heatmap_capture(_dataset(record), rgb, target, description=description,
+                                     deidentify=UidMap() if deidentify else None)

@@ -9,9 +9,6 @@ folder the user chose and renamed into place; the caller makes sure it is not a 
 from __future__ import annotations
 
 import copy
-import errno
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian
 
+from viewer.core.files import atomic_write
 from viewer.dicom.deidentify import (
     UidMap, burned_in_annotation_warning, deidentify_dataset, mark_deidentified,
 )
@@ -42,16 +40,6 @@ class DicomWriteError(RuntimeError):
     """A DICOM export could not be written (disk full, read-only folder); message for the user."""
 
 
-def _write_failure(dest: Path, exc: OSError) -> DicomWriteError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        text = f"not enough free space to write {dest.name} in {dest.parent}; free some space or choose another folder"
-    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        text = f"the folder {dest.parent} is read-only or not writable; choose another folder for {dest.name}"
-    else:
-        text = f"cannot write {dest.name} in {dest.parent}: {exc.strerror or exc}"
-    return DicomWriteError(text)
-
-
 def atomic_save(ds: Dataset, dest: Path) -> Path:
     """Save ``ds`` to a temporary file beside ``dest`` and rename it into place.
 
@@ -60,26 +48,8 @@ def atomic_save(ds: Dataset, dest: Path) -> Path:
     DicomWriteError
         When the folder cannot be written (no partial file is left under ``dest``'s name).
     """
-    dest = Path(dest)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as exc:
-        raise _write_failure(dest, exc) from exc
-    try:
-        # Through the descriptor, flushed and fsynced before the rename, so that the final
-        # name never points at a file whose data did not reach the disk.
-        with os.fdopen(fd, "wb") as fh:
-            ds.save_as(fh, enforce_file_format=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _write_failure(dest, exc) from exc
-        raise
-    return dest
+    return atomic_write(Path(dest), lambda fh: ds.save_as(fh, enforce_file_format=True),
+                        DicomWriteError)
 
 
 # Type 2 attributes highdicom copies from the source: present but empty when the source lacks them.

@@ -9,7 +9,6 @@ file system), and never into a folder the caller marks as a study folder.
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import json
 import os
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 
 from viewer import RESEARCH_NOTICE
+from viewer.core.files import atomic_write, write_failure_text
 from viewer.dicom.deidentify import UidMap
 from viewer.services.analysis_types import AnalysisResult
 
@@ -53,14 +53,7 @@ class ExportError(RuntimeError):
 
 def write_failure(target: Path, exc: OSError) -> ExportError:
     """A user-facing :class:`ExportError` for an ``OSError`` met while writing ``target``."""
-    folder = target.parent
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        text = f"not enough free space to write {target.name} in {folder}; free some space or choose another folder"
-    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        text = f"the folder {folder} is read-only or not writable; choose another folder for {target.name}"
-    else:
-        text = f"cannot write {target.name} in {folder}: {exc.strerror or exc}"
-    return ExportError(text)
+    return ExportError(write_failure_text(target, exc))
 
 
 class RowDeidentifier:
@@ -116,23 +109,7 @@ def atomic_write_bytes(
 ) -> Path:
     """Call ``write(fh)`` on a temporary file beside ``dest``, then rename it to ``dest``."""
     target = check_destination(dest, study_folders)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    except OSError as exc:
-        raise write_failure(target, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise write_failure(target, exc) from exc
-        raise
-    return target
+    return atomic_write(target, write, ExportError)  # type: ignore[arg-type]
 
 
 def _csv_value(key: str, value: object) -> object:

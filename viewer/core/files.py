@@ -1,0 +1,64 @@
+"""Atomic file writes with user-facing failure messages (stdlib only).
+
+Every export (CSV/JSON/PNG in ``services.export``, DICOM in ``dicom.export``) writes through
+:func:`atomic_write`: a temporary ``.part`` file beside the destination, flushed and fsynced,
+then renamed, so the final name never points at a partial file, even after a kill.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+__all__ = ["atomic_write", "write_failure_text"]
+
+
+def write_failure_text(target: Path, exc: OSError) -> str:
+    """A message for the user about an ``OSError`` met while writing ``target``."""
+    folder = target.parent
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"not enough free space to write {target.name} in {folder}; "
+                "free some space or choose another folder")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"the folder {folder} is read-only or not writable; "
+                f"choose another folder for {target.name}")
+    return f"cannot write {target.name} in {folder}: {exc.strerror or exc}"
+
+
+def atomic_write(dest: Path, write: Callable[[BinaryIO], object],
+                 error: Callable[[str], Exception]) -> Path:
+    """Call ``write(fh)`` on a temporary file beside ``dest``, then rename it to ``dest``.
+
+    Parameters
+    ----------
+    dest
+        Final path; its folder is created if needed.
+    write
+        Writes the content to the open binary file.
+    error
+        Builds the exception raised (from the ``OSError``) when the folder cannot be written;
+        no partial file is left under ``dest``'s name.
+    """
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        raise error(write_failure_text(dest, exc)) from exc
+    try:
+        # Through the descriptor, flushed and fsynced before the rename, so that the final
+        # name never points at a file whose data did not reach the disk.
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise error(write_failure_text(dest, exc)) from exc
+        raise
+    return dest

@@ -68,3 +68,34 @@ def small_study(tmp_path: Path) -> Path:
     dicom_factory.write_sr(root / "b" / "report.dcm")
     (root / "notes.txt").write_text("not an image")
     return root
+
+
+@pytest.fixture
+def ai_window(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201 - pytest-qt fixture
+    """Factory: a window whose only models are those of ``folder`` (bundled ones hidden), with
+    its settings, thumbnails and history in ``tmp_path``; closed and joined afterwards."""
+    from PySide6.QtCore import QSettings
+
+    from viewer.app import build_window
+    from viewer.inference.registry import ModelRegistry
+    from viewer.ui.ai_features import AiFeatures
+    from viewer.ui.settings import AppSettings
+
+    windows: list = []
+
+    def _make(folder: Path):  # noqa: ANN202
+        settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+        window = build_window(settings, tmp_path / "thumbs", io_workers=2, thumb_workers=1,
+                              decode_processes=0, ai=False)
+        window.ai = AiFeatures(window, ModelRegistry([folder]), tmp_path / "hist" / "h.sqlite")
+        qtbot.addWidget(window)
+        window.resize(1200, 800)
+        window.show()
+        qtbot.waitExposed(window)
+        windows.append(window)
+        return window
+
+    yield _make
+    for window in windows:
+        window.close()  # saves the layout and joins the executors
+        window.shutdown()

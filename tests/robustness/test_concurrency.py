@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -137,34 +137,6 @@ def test_models_swapped_mid_analysis_do_not_mix(tmp_path: Path, models: tuple[Pa
 # ---------------------------------------------------------------------------------------------
 # The window's AI controller
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def ai_window(qtbot: Any, tmp_path: Path) -> Iterator[Any]:
-    from PySide6.QtCore import QSettings
-
-    from viewer.app import build_window
-    from viewer.ui.ai_features import AiFeatures
-    from viewer.ui.settings import AppSettings
-
-    made: list[Any] = []
-
-    def _make(folder: Path) -> Any:
-        settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-        window = build_window(settings, tmp_path / "thumbs", io_workers=2, thumb_workers=1,
-                              decode_processes=0, ai=False)
-        window.ai = AiFeatures(window, ModelRegistry([folder]), tmp_path / "hist" / "h.sqlite")
-        qtbot.addWidget(window)
-        window.resize(1000, 700)
-        window.show()
-        qtbot.waitExposed(window)
-        made.append(window)
-        return window
-
-    yield _make
-    for window in made:
-        window.close()
-        window.shutdown()
 
 
 def _start_batch(qtbot: Any, window: Any, folder: Path) -> Any:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
 
 from tests import dicom_factory
 from tests.inference.tiny_models import make_model_set
@@ -48,34 +47,6 @@ def study(tmp_path: Path) -> Path:
                                   StudyInstanceUID="1.2.826.0.1.3680043.8.498.1",
                                   SeriesInstanceUID="1.2.826.0.1.3680043.8.498.1.1")
     return root
-
-
-@pytest.fixture
-def ai_window(qtbot: Any, tmp_path: Path) -> Iterator[Any]:
-    """Factory: a window whose only models are ``folder`` (bundled ones hidden) and whose
-    history lives in ``tmp_path``."""
-    from viewer.app import build_window
-    from viewer.ui.ai_features import AiFeatures
-    from viewer.ui.settings import AppSettings
-
-    windows: list[Any] = []
-
-    def _make(folder: Path) -> Any:
-        settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-        window = build_window(settings, tmp_path / "thumbs", io_workers=2, thumb_workers=1,
-                              decode_processes=0, ai=False)
-        window.ai = AiFeatures(window, ModelRegistry([folder]), tmp_path / "hist" / "h.sqlite")
-        qtbot.addWidget(window)
-        window.resize(1200, 800)
-        window.show()
-        qtbot.waitExposed(window)
-        windows.append(window)
-        return window
-
-    yield _make
-    for window in windows:
-        window.close()
-        window.shutdown()
 
 
 def _open(qtbot: Any, window: Any, study: Path) -> None:

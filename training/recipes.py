@@ -64,10 +64,11 @@ RECIPES: dict[str, Recipe] = {
     "covid": Recipe(
         model_id="covid", dataset="covid", task="classification",
         labels=("normal", "covid"), positive="covid", spec=_CLS_SPEC, cache_size=144,
-        epochs=16, batch=32, lr=2e-3, name="Adult COVID-19 vs normal classifier", aug=AugConfig(),
-        epoch_samples=2400, version="1.3.0",
+        epochs=28, batch=32, lr=2e-3, name="Adult COVID-19 vs normal classifier", aug=AugConfig(),
+        epoch_samples=2400, version="1.4.0",
         history="committed weights: 6 epochs (v1.0.0), continued with `--resume --epochs 8` "
-                "(v1.1.0), `--resume --epochs 12` (v1.2.0) and `--resume --epochs 16` (v1.3.0); "
+                "(v1.1.0), `--resume --epochs 12` (v1.2.0), `--resume --epochs 16` (v1.3.0) and "
+                "`--resume --epochs 28` (v1.4.0); "
                 "each resume recomputes the cosine "
                 "schedule for the new length (a short warm restart)",
     ),

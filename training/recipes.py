@@ -75,12 +75,14 @@ RECIPES: dict[str, Recipe] = {
     "lungs": Recipe(
         model_id="lungs", dataset="lungs", task="segmentation", labels=("background", "lung"),
         spec=InputSpec(height=256, width=256, channels=1, mean=0.5, std=0.25), cache_size=272,
-        epochs=8, batch=8, lr=3e-3, epoch_samples=800, name="Lung field segmentation (U-Net)",
+        epochs=14, batch=8, lr=3e-3, epoch_samples=800, name="Lung field segmentation (U-Net)",
+        version="1.1.0",
         aug=AugConfig(scale=(0.85, 1.1), aspect=(0.85, 1.18), rotate_deg=8, shift=0.05,
                       hflip=0.0, clahe_p=0.15, resample_p=0.25, resample=(0.5, 0.9)),
         widths=(12, 24, 48, 96, 128),
         history="committed weights: started with a 10-epoch schedule, stopped after epoch 5 "
-                "(CPU contention) and continued with `--resume --epochs 8`",
+                "(CPU contention), continued with `--resume --epochs 8` (v1.0.0) and "
+                "`--resume --epochs 14` (v1.1.0)",
     ),
 }
 

@@ -70,26 +70,25 @@ def small_study(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def ai_window(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201 - pytest-qt fixture
-    """Factory: a window whose only models are those of ``folder`` (bundled ones hidden), with
-    its settings, thumbnails and history in ``tmp_path``; closed and joined afterwards."""
+def window_factory(qtbot, settings_path: Path, cache_dir: Path, size: tuple[int, int], **build):  # noqa: ANN001, ANN201
+    """Generator behind the window fixtures: yields ``make(setup=None)`` which builds, shows and
+    returns a MainWindow (``setup(window)`` runs before it is shown); every window is closed and
+    its executors joined afterwards."""
     from PySide6.QtCore import QSettings
 
     from viewer.app import build_window
-    from viewer.inference.registry import ModelRegistry
-    from viewer.ui.ai_features import AiFeatures
     from viewer.ui.settings import AppSettings
 
     windows: list = []
 
-    def _make(folder: Path):  # noqa: ANN202
-        settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-        window = build_window(settings, tmp_path / "thumbs", io_workers=2, thumb_workers=1,
-                              decode_processes=0, ai=False)
-        window.ai = AiFeatures(window, ModelRegistry([folder]), tmp_path / "hist" / "h.sqlite")
+    def _make(setup=None):  # noqa: ANN001, ANN202
+        settings = AppSettings(QSettings(str(settings_path), QSettings.Format.IniFormat))
+        window = build_window(settings, cache_dir, io_workers=2, thumb_workers=1,
+                              decode_processes=0, **build)
+        if setup is not None:
+            setup(window)
         qtbot.addWidget(window)
-        window.resize(1200, 800)
+        window.resize(*size)
         window.show()
         qtbot.waitExposed(window)
         windows.append(window)
@@ -99,3 +98,21 @@ def ai_window(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201 - pytest-qt fixtur
     for window in windows:
         window.close()  # saves the layout and joins the executors
         window.shutdown()
+
+
+@pytest.fixture
+def ai_window(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201 - pytest-qt fixture
+    """Factory: a window whose only models are those of ``folder`` (bundled ones hidden), with
+    its settings, thumbnails and history in ``tmp_path``; closed and joined afterwards."""
+    from viewer.inference.registry import ModelRegistry
+    from viewer.ui.ai_features import AiFeatures
+
+    def attach(folder: Path):  # noqa: ANN202
+        def setup(window) -> None:  # noqa: ANN001
+            window.ai = AiFeatures(window, ModelRegistry([folder]), tmp_path / "hist" / "h.sqlite")
+        return setup
+
+    factory = window_factory(qtbot, tmp_path / "s.ini", tmp_path / "thumbs", (1200, 800), ai=False)
+    make = next(factory)
+    yield lambda folder: make(attach(folder))
+    next(factory, None)

@@ -9,6 +9,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.conftest import window_factory
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Qt messages of level WARNING and above fail the UI tests (pytest-qt's own mechanism)."""
@@ -38,25 +40,4 @@ def settings_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_window(qtbot: Any, tmp_path: Path, settings_path: Path) -> Iterator[Any]:
     """Factory building a MainWindow with an INI settings file and a temporary cache."""
-    from PySide6.QtCore import QSettings
-
-    from viewer.app import build_window
-    from viewer.ui.settings import AppSettings
-
-    windows: list[Any] = []
-
-    def _make() -> Any:
-        settings = AppSettings(QSettings(str(settings_path), QSettings.Format.IniFormat))
-        window = build_window(settings, tmp_path / "thumbs", io_workers=2, thumb_workers=1,
-                              decode_processes=0)
-        qtbot.addWidget(window)
-        window.resize(1100, 750)
-        window.show()
-        qtbot.waitExposed(window)
-        windows.append(window)
-        return window
-
-    yield _make
-    for window in windows:
-        window.close()  # saves the layout and joins the executors
-        window.shutdown()
+    yield from window_factory(qtbot, settings_path, tmp_path / "thumbs", (1100, 750))

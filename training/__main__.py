@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import MODEL_IDS
 
@@ -15,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("model", choices=MODEL_IDS)
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     ap.add_argument("--resume", action="store_true", help="continue from runs/<model>/last.pt")
+    ap.add_argument("--init", default=None,
+                    help="start training from the weights of this checkpoint (fine-tune)")
     args = ap.parse_args(argv)
 
     from .recipes import get
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         print(summary(recipe.dataset))
     if args.command in ("train", "all"):
         from .loop import train
-        train(recipe, epochs=args.epochs, resume=args.resume)
+        train(recipe, epochs=args.epochs, resume=args.resume,
+              init=Path(args.init) if args.init else None)
     if args.command in ("evaluate", "all"):
         from .evaluate import evaluate
         print(json.dumps(evaluate(recipe), indent=1)[:4000])

@@ -7,6 +7,7 @@ is chosen on the validation split only (ROC AUC / balanced accuracy / Dice).
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,9 +103,16 @@ def seg_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = None,
-          limit: int | None = None, resume: bool = False, run_dir: Path | None = None) -> Path:
-    """Train ``recipe`` from scratch (or resume) and return the run directory."""
-    torch.set_num_threads(2)
+          limit: int | None = None, resume: bool = False, run_dir: Path | None = None,
+          init: Path | None = None) -> Path:
+    """Train ``recipe`` from scratch (or resume) and return the run directory.
+
+    ``init`` starts from the weights of another checkpoint (a fine-tune with a fresh optimiser
+    and schedule, e.g. at a larger input size: the networks are fully convolutional).
+    ``RADVIEW_TRAIN_THREADS`` sets torch's thread count (default 2; 1 when two runs share
+    the machine).
+    """
+    torch.set_num_threads(int(os.environ.get("RADVIEW_TRAIN_THREADS", "2")))
     run = run_dir or RUNS / recipe.model_id
     run.mkdir(parents=True, exist_ok=True)
     log = get_logger(recipe.model_id, run / "train.log")
@@ -114,6 +122,9 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
     tr = split_arrays(recipe, "train", limit)
     va = split_arrays(recipe, "val", limit)
     model = recipe.build()
+    if init is not None and not resume:
+        model.load_state_dict(torch.load(init, weights_only=False)["model"])
+        log.info("initialised from %s", init)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     per_epoch = min(len(tr.images), recipe.epoch_samples or len(tr.images))
     steps_per_epoch = max(1, per_epoch // recipe.batch)

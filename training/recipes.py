@@ -49,11 +49,10 @@ RECIPES: dict[str, Recipe] = {
         # Strong source-style augmentation: resolution, CLAHE on/off, crops, contrast.
         aug=AugConfig(scale=(0.75, 1.3), aspect=(0.75, 1.33), rotate_deg=15, shift=0.1,
                       clahe_p=0.5, resample_p=0.5, resample=(0.3, 0.9), blur_p=0.2, noise_p=0.2),
-        outlier_exposure=True,
-        history="committed weights: started with a 14-epoch schedule, stopped after epoch 4 "
-                "(CPU contention) and continued with `--resume` under this 8-epoch schedule; "
-                "best validation epoch 5; trained before the `scene`, `text` and `cells` outlier "
-                "kinds were added to outliers.py",
+        outlier_exposure=True, version="1.1.0",
+        history="committed weights: one run of this schedule from scratch with every outlier "
+                "kind in outliers.py (v1.0.0 had been trained before the `scene`, `text` and "
+                "`cells` kinds were added)",
     ),
     "pneumonia": Recipe(
         model_id="pneumonia", dataset="pneumonia", task="classification",
@@ -63,26 +62,27 @@ RECIPES: dict[str, Recipe] = {
     ),
     "covid": Recipe(
         model_id="covid", dataset="covid", task="classification",
-        labels=("normal", "covid"), positive="covid", spec=_CLS_SPEC, cache_size=144,
-        epochs=28, batch=32, lr=2e-3, name="Adult COVID-19 vs normal classifier", aug=AugConfig(),
-        epoch_samples=2400, version="1.4.0",
-        history="committed weights: 6 epochs (v1.0.0), continued with `--resume --epochs 8` "
-                "(v1.1.0), `--resume --epochs 12` (v1.2.0), `--resume --epochs 16` (v1.3.0) and "
-                "`--resume --epochs 28` (v1.4.0); "
-                "each resume recomputes the cosine "
-                "schedule for the new length (a short warm restart)",
+        labels=("normal", "covid"), positive="covid",
+        # The images are stored at 224 px: cache them at that size and feed 192 px.
+        spec=InputSpec(height=192, width=192, channels=1, mean=0.5, std=0.25), cache_size=224,
+        epochs=14, batch=32, lr=1e-3, name="Adult COVID-19 vs normal classifier", aug=AugConfig(),
+        epoch_samples=2400, version="2.0.0",
+        history="committed weights: v1.x trained at 128 px (6 epochs, then `--resume` to 8, "
+                "12, 16 and 28 epochs, v1.4.0); v2.0.0 starts from the v1.4.0 weights "
+                "(`--init`, the network is fully convolutional) and is fine-tuned at 192 px "
+                "for this 14-epoch schedule with a fresh optimiser",
     ),
     "lungs": Recipe(
         model_id="lungs", dataset="lungs", task="segmentation", labels=("background", "lung"),
         spec=InputSpec(height=256, width=256, channels=1, mean=0.5, std=0.25), cache_size=272,
-        epochs=14, batch=8, lr=3e-3, epoch_samples=800, name="Lung field segmentation (U-Net)",
-        version="1.1.0",
+        epochs=28, batch=8, lr=3e-3, epoch_samples=800, name="Lung field segmentation (U-Net)",
+        version="2.0.0",
         aug=AugConfig(scale=(0.85, 1.1), aspect=(0.85, 1.18), rotate_deg=8, shift=0.05,
                       hflip=0.0, clahe_p=0.15, resample_p=0.25, resample=(0.5, 0.9)),
-        widths=(12, 24, 48, 96, 128),
-        history="committed weights: started with a 10-epoch schedule, stopped after epoch 5 "
-                "(CPU contention), continued with `--resume --epochs 8` (v1.0.0) and "
-                "`--resume --epochs 14` (v1.1.0)",
+        # v1.x (widths 12..128, 0.77 M parameters) underfitted: train Dice 0.955 = val 0.953.
+        widths=(16, 32, 64, 128, 192),
+        history="committed weights: one run of this schedule from scratch (v1.x was a "
+                "narrower U-Net, widths 12-128, trained for 14 epochs with two resumes)",
     ),
 }
 

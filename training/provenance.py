@@ -37,10 +37,12 @@ INFO = {
                       "(OAI joint crops), adolescent scoliosis spine films, adult abdomen and infant pelvis",
         "training_data": BODY, "applies_to": {},
     },
-    "pneumonia": {"population": "paediatric (1-5 years)", "training_data": [KERMANY],
+    # age_years: [min, max] at the study (null = open); the viewer cautions outside it.
+    "pneumonia": {"population": "paediatric (1-5 years)", "age_years": [1, 6], "training_data": [KERMANY],
                   "applies_to": {"body_region": ["chest"]}},
-    "covid": {"population": "adult", "training_data": [COVID_DB], "applies_to": {"body_region": ["chest"]}},
+    "covid": {"population": "adult", "age_years": [18, None], "training_data": [COVID_DB], "applies_to": {"body_region": ["chest"]}},
     "lungs": {"population": "paediatric (Kermany, 1-5 years) and adult (ieee8023) frontal chest films",
+              "age_years": [1, None],
               "training_data": [V7, dict(KERMANY, match={"source": ["kermany"]}), IEEE], "applies_to": {"body_region": ["chest"]}},
 }
 

@@ -26,7 +26,8 @@ EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_OUTPUT = 0, 1, 2, 3
 _EPILOG = f"""\
 output columns: file, image_id, model_id, model_version, status (ok | out_of_scope | error),
 reason, label, confidence, band (green/orange/red), threshold, positive_label,
-positive_probability, probabilities (JSON object of every class), forced, heatmap_in_lung, notice.
+positive_probability, probabilities (JSON object of every class), forced, caution (set when the
+patient's age in the DICOM header is outside the model's population), heatmap_in_lung, notice.
 
 exit status: 0 every image was analysed (out_of_scope counts as analysed); 1 at least one file
 could not be read or a model failed on it (rows with status "error" say why); 2 usage error

@@ -401,3 +401,20 @@ def test_real_gate_keeps_a_non_chest_image_out_of_scope(qtbot: Any, ai_window: A
     panel = window.ai.panel
     assert "not analysed" in panel.state_label.text().lower() and panel.force_button.isEnabled()
     assert "not analysed" in window.grid.thumb_model.badges[window.images.current.key]
+
+
+def test_panel_shows_a_population_caution(qtbot: Any) -> None:
+    from viewer.services.analysis_types import ModelResult
+    from viewer.ui.results_panel import ResultsPanel
+
+    panel = ResultsPanel()
+    qtbot.addWidget(panel)
+    caution = "patient age 4 years is outside this model's population (adult): trained on 18 years and older"
+    res = ModelResult("covid", "2.0.0", "classification", OK, label="normal",
+                      probabilities={"normal": 0.8, "covid": 0.2}, confidence=0.8, band="orange",
+                      threshold=0.5, positive_label="covid", caution=caution)
+    panel.set_result(AnalysisResult("img", "/x.dcm", (10, 10), None, (res,)), {})
+    head = panel.tree.topLevelItem(0)
+    rows = [head.child(i).text(0) for i in range(head.childCount())]
+    assert any("Caution" in r and caution in r for r in rows)
+    assert "80.0%" in head.text(1)  # still analysed: the caution is advisory

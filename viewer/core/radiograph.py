@@ -64,6 +64,9 @@ class Radiograph:
         The modality transform and every VOI the file carries (may be empty).
     spacing_mm, spacing_kind
         Row and column spacing in mm and the attribute it came from; ``None`` when unknown.
+    patient_age_years
+        Age at the study from (0010,1010) Patient's Age or the birth and study dates; used only
+        to warn when a model's intended population does not cover the patient.
     """
 
     pixels: np.ndarray
@@ -81,6 +84,7 @@ class Radiograph:
     modality: str = ""
     body_part: str = ""
     view_position: str = ""
+    patient_age_years: float | None = None
 
     @property
     def rows(self) -> int:

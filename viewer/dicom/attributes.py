@@ -6,6 +6,7 @@ data set; damaged optional attributes are skipped by the caller.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,10 @@ from pydicom.dataset import Dataset
 
 from viewer.core.radiograph import VOI, ModalityLUT
 
-__all__ = ["as_list", "lut_from_item", "modality_lut", "pixel_spacing", "to_rgb_u8", "vois"]
+__all__ = [
+    "as_list", "lut_from_item", "modality_lut", "patient_age_years", "pixel_spacing", "to_rgb_u8",
+    "vois",
+]
 
 
 def lut_from_item(item: Dataset, signed: bool) -> tuple[np.ndarray, int, int]:
@@ -112,3 +116,34 @@ def to_rgb_u8(arr: np.ndarray, bits: int) -> np.ndarray:
     top = float(arr.max()) if arr.size else 1.0
     scale = 255.0 / max(float(2 ** bits - 1) if bits else top, 1.0)
     return np.clip(arr.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
+
+
+_AGE_UNITS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
+
+
+def patient_age_years(ds: Dataset) -> float | None:
+    """Age in years at the study: (0010,1010) Patient's Age, else Study/Content date minus
+    (0010,0030) Patient's Birth Date; ``None`` when neither is present and valid.
+
+    Patient's Age is an Age String (VR AS): three digits and a unit, D, W, M or Y.
+    """
+    text = str(ds.get("PatientAge", "") or "").strip().upper()
+    if len(text) == 4 and text[:3].isdigit() and text[3] in _AGE_UNITS:
+        return int(text[:3]) * _AGE_UNITS[text[3]]
+    birth = _dicom_date(ds.get("PatientBirthDate"))
+    when = next((d for d in (_dicom_date(ds.get(k)) for k in
+                             ("StudyDate", "AcquisitionDate", "ContentDate", "SeriesDate"))
+                 if d is not None), None)
+    if birth is None or when is None or when < birth:
+        return None
+    return (when - birth).days / 365.25
+
+
+def _dicom_date(value: Any) -> "date | None":
+    text = str(value or "").strip()
+    if len(text) < 8 or not text[:8].isdigit():
+        return None
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None

@@ -25,7 +25,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, pixel_array
 
 from viewer.core.radiograph import ModalityLUT, Radiograph
-from viewer.dicom.attributes import modality_lut, pixel_spacing, to_rgb_u8, vois
+from viewer.dicom.attributes import modality_lut, patient_age_years, pixel_spacing, to_rgb_u8, vois
 from viewer.dicom.codecs import codec_status, describe_transfer_syntax
 from viewer.dicom.reduced import decode_reduced, native_decimated
 from viewer.dicom.scan import InstanceRecord
@@ -307,6 +307,7 @@ def _radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
         sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
         modality=str(ds.get("Modality", "") or ""), body_part=str(ds.get("BodyPartExamined", "") or ""),
         view_position=str(ds.get("ViewPosition", "") or ""),
+        patient_age_years=_lenient(lambda: patient_age_years(ds), None),
     )
 
 

@@ -54,6 +54,8 @@ class ModelManifest:
     ood: Mapping[str, Any] | None = None
     gradcam_output: str | None = None
     gradcam_weight: tuple[tuple[float, ...], ...] | None = None
+    age_range: tuple[float | None, float | None] | None = None  # population.age_years
+    population: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def output_of_kind(self, kind: str) -> str | None:
@@ -104,6 +106,18 @@ def _threshold(raw: Mapping[str, Any], task: str) -> float | None:
     return t
 
 
+def _age_range(value: Any) -> tuple[float | None, float | None] | None:
+    """``age_years``: ``[min, max]`` in years at the study, either may be ``null`` (open)."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ManifestError("age_years must be [min, max] (null for an open end)")
+    low, high = (None if v is None else float(v) for v in value)
+    if low is not None and high is not None and low > high:
+        raise ManifestError(f"age_years minimum {low} is above the maximum {high}")
+    return low, high
+
+
 def _parse(raw: Mapping[str, Any], manifest_path: Path, verify_checksum: bool) -> ModelManifest:
     if int(raw.get("schema", 1)) != 1:
         raise ManifestError(f"unsupported schema {raw.get('schema')!r}")
@@ -145,6 +159,7 @@ def _parse(raw: Mapping[str, Any], manifest_path: Path, verify_checksum: bool) -
     if positive is not None and positive not in labels:
         raise ManifestError(f"positive_label {positive!r} is not one of the labels")
     applies = {str(k): tuple(str(x) for x in v) for k, v in (raw.get("applies_to") or {}).items()}
+    population = raw.get("population") or ""
     return ModelManifest(
         id=str(_require(raw, "id")),
         version=str(_require(raw, "version")),
@@ -164,6 +179,8 @@ def _parse(raw: Mapping[str, Any], manifest_path: Path, verify_checksum: bool) -
         ood=MappingProxyType(dict(raw["ood"])) if raw.get("ood") else None,
         gradcam_output=None if gradcam is None else str(gradcam.get("activations_output", "activations")),
         gradcam_weight=weight,
+        age_range=_age_range(raw.get("age_years")),
+        population=str(population),
         raw=MappingProxyType(dict(raw)),
     )
 

@@ -29,7 +29,7 @@ from viewer.inference.runner import ModelOutputs, RunTerminated, run_model
 from viewer.inference.sessions import SessionPool
 from viewer.services.analysis_types import (
     ERROR, OK, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON, AnalysisInput, AnalysisResult, GateAnswer,
-    ModelResult, confidence_band,
+    ModelResult, age_caution, confidence_band,
 )
 from viewer.services.tasks import CancelToken, Cancelled, ProgressFn, no_progress
 
@@ -221,7 +221,9 @@ class AnalysisService:
     def _run_one(self, m: ModelManifest, inp: AnalysisInput, term: _Terminator, forced: bool,
                  views: dict[InputSpec, np.ndarray]) -> tuple[ModelResult, ModelOutputs | None]:
         base = ModelResult(m.id, m.version, m.task, ERROR, forced=forced, threshold=m.threshold,
-                           positive_label=m.positive_label)
+                           positive_label=m.positive_label,
+                           caution=None if m.gate else age_caution(inp.patient_age_years,
+                                                                   m.age_range, m.population))
         try:
             info = self.sessions.get(m.onnx_path)
             with term.options() as ro:

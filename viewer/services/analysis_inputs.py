@@ -41,6 +41,7 @@ def input_from_radiograph(rg: Radiograph, source: str = "", *, plain: bool = Fal
         body_part_examined=rg.body_part or None,
         view_position=rg.view_position or None,
         sop_instance_uid=uid,
+        patient_age_years=rg.patient_age_years,
     )
 
 

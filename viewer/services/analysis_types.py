@@ -10,6 +10,7 @@ import numpy as np
 from viewer import RESEARCH_NOTICE
 
 __all__ = [
+    "age_caution",
     "OK",
     "OUT_OF_SCOPE",
     "ERROR",
@@ -34,6 +35,29 @@ def confidence_band(confidence: float, bands: Mapping[str, float]) -> str:
     return "red"
 
 
+def _years(value: float) -> str:
+    return f"{value:.1f} years" if value < 2 else f"{value:.0f} years"
+
+
+def age_caution(age_years: float | None, age_range: tuple[float | None, float | None] | None,
+                population: str = "") -> str | None:
+    """A caution when a known patient age lies outside a model's ``[min, max]`` age range.
+
+    The model still runs (age is advisory: the header may be wrong or de-identified), but the
+    result says the patient is outside the population the model was trained on.
+    """
+    if age_years is None or age_range is None:
+        return None
+    low, high = age_range
+    if (low is None or age_years >= low) and (high is None or age_years <= high):
+        return None
+    bounds = (f"{_years(low) if low is not None else '0'} to {_years(high)}" if high is not None
+              else f"{_years(low or 0)} and older")
+    who = f" ({population})" if population else ""
+    return (f"patient age {_years(age_years)} is outside this model's population{who}: "
+            f"trained on {bounds}")
+
+
 @dataclass(frozen=True)
 class AnalysisInput:
     """One image to analyse.
@@ -49,6 +73,9 @@ class AnalysisInput:
         File path (shown in exports; never logged with patient data).
     body_part_examined, view_position
         (0018,0015) Body Part Examined and (0018,5101) View Position, reported beside the gate.
+    patient_age_years
+        Age at the study from the DICOM header (``None`` for PNG/JPEG or when absent); checked
+        against each model's ``population.age_years`` range.
     """
 
     display: np.ndarray
@@ -57,6 +84,7 @@ class AnalysisInput:
     body_part_examined: str | None = None
     view_position: str | None = None
     sop_instance_uid: str | None = None
+    patient_age_years: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +119,7 @@ class ModelResult:
     threshold: float | None = None
     positive_label: str | None = None
     forced: bool = False
+    caution: str | None = None  # e.g. the patient's age is outside the model's population
     mask: np.ndarray | None = field(default=None, repr=False, compare=False)
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
     heatmap_label: str | None = None
@@ -127,6 +156,7 @@ class ModelResult:
             ),
             "probabilities": {k: round(float(v), 6) for k, v in self.probabilities.items()},
             "forced": self.forced,
+            "caution": self.caution or "",
             "heatmap_in_lung": (
                 None if self.heatmap_in_lung is None else round(self.heatmap_in_lung, 4)
             ),

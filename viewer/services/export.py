@@ -42,7 +42,7 @@ __all__ = [
 CSV_FIELDS = (
     "file", "image_id", "model_id", "model_version", "status", "reason", "label", "confidence",
     "band", "threshold", "positive_label", "positive_probability", "probabilities", "forced",
-    "heatmap_in_lung", "notice",
+    "caution", "heatmap_in_lung", "notice",
 )
 
 

@@ -184,6 +184,8 @@ class ResultsPanel(QWidget):
         head = QTreeWidgetItem([f"{name}  v{res.model_version}", "", ""])
         head.setData(0, Qt.ItemDataRole.UserRole, res.model_id)
         self.tree.addTopLevelItem(head)
+        if res.caution:
+            QTreeWidgetItem(head, [f"  \u26a0 Caution: {res.caution}", "", ""])
         if res.status != OK:
             text, colour = STATUS_STYLE.get(res.status, (res.status, QColor(90, 90, 90)))
             head.setText(1, text)

@@ -1,0 +1,112 @@
+"""Patient age against a model's population: DICOM age parsing, manifest range, caution row."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+
+from tests.inference.tiny_models import make_model_set
+from viewer.dicom.attributes import patient_age_years
+from viewer.inference.manifest import load_manifest
+from viewer.inference.registry import ModelRegistry
+from viewer.inference.sessions import SessionPool
+from viewer.services.analysis import AnalysisService
+from viewer.services.analysis_types import AnalysisInput, age_caution
+from viewer.services.export import CSV_FIELDS, result_rows, write_csv
+from tests.services.test_analysis import _input
+
+
+def _ds(**kw: str) -> Dataset:
+    ds = Dataset()
+    for k, v in kw.items():
+        setattr(ds, k, v)
+    return ds
+
+
+@pytest.mark.parametrize(("kw", "years"), [
+    ({"PatientAge": "045Y"}, 45.0),
+    ({"PatientAge": "018M"}, 1.5),
+    ({"PatientAge": "026W"}, 26 * 7 / 365.25),
+    ({"PatientAge": "010D"}, 10 / 365.25),
+    ({"PatientBirthDate": "20200301", "StudyDate": "20230301"}, 3.0),
+    ({"PatientAge": "bad", "PatientBirthDate": "19800101", "ContentDate": "20000101"}, 20.0),
+])
+def test_patient_age_from_header(kw: dict[str, str], years: float) -> None:
+    assert patient_age_years(_ds(**kw)) == pytest.approx(years, abs=0.01)
+
+
+@pytest.mark.parametrize("kw", [{}, {"PatientAge": "45"}, {"PatientBirthDate": "20200301"},
+                                {"PatientBirthDate": "20201340", "StudyDate": "20230101"},
+                                {"PatientBirthDate": "20240101", "StudyDate": "20230101"}])
+def test_unknown_or_invalid_age_is_none(kw: dict[str, str]) -> None:
+    assert patient_age_years(_ds(**kw)) is None
+
+
+def test_age_caution_text_and_bounds() -> None:
+    assert age_caution(None, (18, None)) is None
+    assert age_caution(40, None) is None
+    assert age_caution(18, (18, None)) is None and age_caution(6, (1, 6)) is None
+    msg = age_caution(3, (18, None), "adult")
+    assert msg is not None and "3.0 years" not in msg and "3 years" in msg
+    assert "adult" in msg and "18 years and older" in msg
+    assert "1.0 years to 6 years" in (age_caution(40, (1, 6)) or "")
+
+
+@pytest.fixture(scope="module")
+def adult_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = make_model_set(tmp_path_factory.mktemp("models") / "adult")
+    path = folder / "pneumonia.json"
+    doc = json.loads(path.read_text())
+    doc.update(population="adult (test)", age_years=[18, None])
+    path.write_text(json.dumps(doc))
+    return folder
+
+
+def test_child_on_an_adult_model_is_analysed_with_a_caution(adult_models: Path, tmp_path: Path) -> None:
+    service = AnalysisService(ModelRegistry([adult_models]), SessionPool(1))
+    child = service.analyse(_input(patient_age_years=4.0))
+    adult = service.analyse(_input(patient_age_years=40.0))
+    unknown = service.analyse(_input())
+    clf = child.result("pneumonia")
+    assert clf.status == "ok" and clf.caution and "adult (test)" in clf.caution
+    assert child.result("body_region").caution is None  # the gate has no population
+    assert child.result("lungs").caution is None  # no age range in its manifest
+    assert adult.result("pneumonia").caution is None and unknown.result("pneumonia").caution is None
+    out = write_csv(result_rows(child), tmp_path / "r.csv")
+    rows = list(csv.DictReader(out.open()))
+    assert "caution" in CSV_FIELDS
+    assert [r["caution"] for r in rows if r["model_id"] == "pneumonia"] == [clf.caution]
+
+
+@pytest.mark.parametrize("bad", [[18], "adult", [30, 10]])
+def test_bad_age_range_makes_the_model_unavailable(adult_models: Path, tmp_path: Path, bad: object) -> None:
+    doc = json.loads((adult_models / "pneumonia.json").read_text())
+    (tmp_path / "pneumonia.onnx").write_bytes((adult_models / "pneumonia.onnx").read_bytes())
+    doc["age_years"] = bad
+    (tmp_path / "pneumonia.json").write_text(json.dumps(doc))
+    entry = load_manifest(tmp_path / "pneumonia.json")
+    assert not entry.available and "age_years" in (entry.reason or "")
+
+
+def test_committed_adult_and_paediatric_models_declare_ages() -> None:
+    models = Path(__file__).resolve().parents[2] / "models"
+    covid = load_manifest(models / "covid.json", verify_checksum=False).manifest
+    pneu = load_manifest(models / "pneumonia.json", verify_checksum=False).manifest
+    assert covid is not None and covid.age_range == (18.0, None)
+    assert pneu is not None and pneu.age_range == (1.0, 6.0)
+
+
+def test_age_reaches_the_analysis_input_from_dicom(make_dicom: Callable[..., Path]) -> None:
+    from viewer.services.analysis_inputs import input_from_record
+    from viewer.services.library import scan_paths
+
+    pixels = np.arange(30 * 20, dtype=np.uint16).reshape(30, 20)
+    path = make_dicom("child.dcm", pixels, bits_stored=12, PatientAge="004Y")
+    rec = scan_paths([str(path)], workers=1).index.records()[0]
+    assert input_from_record(rec).patient_age_years == pytest.approx(4.0)

@@ -2,7 +2,9 @@
 
 Every export (CSV/JSON/PNG in ``services.export``, DICOM in ``dicom.export``) writes through
 :func:`atomic_write`: a temporary ``.part`` file beside the destination, flushed and fsynced,
-then renamed, so the final name never points at a partial file, even after a kill.
+then renamed, so the final name never points at a partial file, even after a kill. A
+``.part`` file orphaned by a kill is removed by the next write to the same destination once it
+is stale (:func:`remove_stale_parts`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import time
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-__all__ = ["atomic_write", "write_failure_text"]
+__all__ = ["atomic_write", "remove_stale_parts", "temp_beside", "write_failure_text"]
+
+STALE_PART_S = 15 * 60  # a .part file untouched this long belongs to a killed writer
 
 
 def write_failure_text(target: Path, exc: OSError) -> str:
@@ -26,6 +32,36 @@ def write_failure_text(target: Path, exc: OSError) -> str:
         return (f"the folder {folder} is read-only or not writable; "
                 f"choose another folder for {target.name}")
     return f"cannot write {target.name} in {folder}: {exc.strerror or exc}"
+
+
+def remove_stale_parts(dest: Path, older_than_s: float = STALE_PART_S) -> int:
+    """Delete ``.<name>.*.part`` files beside ``dest`` left by a writer that was killed.
+
+    Only our own temporary names for this destination are touched, and only when they have not
+    been modified for ``older_than_s`` seconds (a writer still running keeps its file fresh).
+    Returns how many were removed; errors are ignored (the next export tries again).
+    """
+    dest = Path(dest)
+    removed = 0
+    try:
+        now = time.time()
+        for part in dest.parent.glob(f".{glob_escape(dest.name)}.*.part"):
+            try:
+                if now - part.stat().st_mtime >= older_than_s:
+                    part.unlink()
+                    removed += 1
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return removed
+
+
+def temp_beside(dest: Path) -> tuple[int, str]:
+    """``mkstemp`` beside ``dest`` with our ``.part`` naming, after removing stale ones."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(dest)
+    return tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
 
 
 def atomic_write(dest: Path, write: Callable[[BinaryIO], object],
@@ -44,8 +80,7 @@ def atomic_write(dest: Path, write: Callable[[BinaryIO], object],
     """
     dest = Path(dest)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        fd, tmp = temp_beside(dest)
     except OSError as exc:
         raise error(write_failure_text(dest, exc)) from exc
     try:

@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator, TextIO
 
@@ -20,7 +19,7 @@ import cv2
 import numpy as np
 
 from viewer import RESEARCH_NOTICE
-from viewer.core.files import atomic_write, write_failure_text
+from viewer.core.files import atomic_write, temp_beside, write_failure_text
 from viewer.dicom.deidentify import UidMap
 from viewer.services.analysis_types import AnalysisResult
 
@@ -129,9 +128,7 @@ class CsvResultWriter:
     def __init__(self, dest: Path, study_folders: Collection[Path] = ()) -> None:
         self.dest = check_destination(dest, study_folders)
         try:
-            self.dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(prefix=f".{self.dest.name}.", suffix=".part",
-                                             dir=self.dest.parent)
+            fd, self._tmp = temp_beside(self.dest)
         except OSError as exc:
             raise write_failure(self.dest, exc) from exc
         self._fh: TextIO = os.fdopen(fd, "w", newline="", encoding="utf-8")

@@ -49,10 +49,13 @@ RECIPES: dict[str, Recipe] = {
         # Strong source-style augmentation: resolution, CLAHE on/off, crops, contrast.
         aug=AugConfig(scale=(0.75, 1.3), aspect=(0.75, 1.33), rotate_deg=15, shift=0.1,
                       clahe_p=0.5, resample_p=0.5, resample=(0.3, 0.9), blur_p=0.2, noise_p=0.2),
-        outlier_exposure=True, version="1.1.0",
-        history="committed weights: one run of this schedule from scratch with every outlier "
-                "kind in outliers.py (v1.0.0 had been trained before the `scene`, `text` and "
-                "`cells` kinds were added)",
+        outlier_exposure=True,
+        # A from-scratch rerun of this schedule with every outlier kind (2026-11-22) was not
+        # shipped: validation balanced accuracy 0.964 vs 0.998, and it accepted a black frame.
+        history="committed weights: started with a 14-epoch schedule, stopped after epoch 4 "
+                "(CPU contention) and continued with `--resume` under this 8-epoch schedule; "
+                "best validation epoch 5; trained before the `scene`, `text` and `cells` outlier "
+                "kinds were added to outliers.py",
     ),
     "pneumonia": Recipe(
         model_id="pneumonia", dataset="pneumonia", task="classification",

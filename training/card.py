@@ -76,7 +76,10 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
                       f"as wrong) {_pct(t['gate_accuracy'])}; {_pct(t['rejected_as_unknown'])} of test "
                       "radiographs were rejected as unknown.", "",
                       f"OOD rule: unknown if energy = -logsumexp(logits) > {ood['threshold']} "
-                      f"({ood['fitted_on']}) or calibrated top-class probability < {ood['confidence_floor']}.", "",
+                      f"({ood['fitted_on']}) or calibrated top-class probability < {ood['confidence_floor']}"
+                      + (f"; before the network, unknown if more than {_pct(ood['max_colour_fraction'])} of "
+                         "the pixels are clearly coloured (radiographs are greyscale)."
+                         if "max_colour_fraction" in ood else "."), "",
                       "| class | n | accuracy | rejected as unknown |", "|---|---:|---:|---:|"]
             for cl, v in t["per_class"].items():
                 lines.append(f"| {cl} | {v['n']} | {_pct(v['accuracy'])} | {_pct(v['rejected_as_unknown'])} |")
@@ -84,11 +87,15 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
             for s, v in t["per_source"].items():
                 lines.append(f"| {s} | {v['n']} | {_pct(v['accuracy'])} | {_pct(v['gate_accuracy'])} |")
             o = ev["ood_test"]
+            by_net = (f" ({o['rejected_by_network']}/{o['n']} by the network alone, without the "
+                      "colour rule)" if "rejected_by_network" in o else "")
             lines += ["", f"Test-only outliers (scikit-image photographs, noise, blank frames): "
-                      f"{o['rejected']}/{o['n']} rejected.", "",
-                      "| image | verdict | top class | calibrated conf. | energy |", "|---|---|---|---:|---:|"]
+                      f"{o['rejected']}/{o['n']} rejected{by_net}.", "",
+                      "| image | verdict | network alone | colour fraction | top class | calibrated conf. | energy |",
+                      "|---|---|---|---:|---|---:|---:|"]
             for name, v in o["items"].items():
-                lines.append(f"| {name} | {v['verdict']} | {v['top']} | {v['confidence']} | {v['energy']} |")
+                lines.append(f"| {name} | {v['verdict']} | {v.get('network', v['verdict'])} | "
+                             f"{v.get('colour', '')} | {v['top']} | {v['confidence']} | {v['energy']} |")
             lines += ["", "Real DICOM files in `shared/data/dicom/` (outside `broken/`):", "",
                       "| file | verdict | top class | calibrated conf. | energy |", "|---|---|---|---:|---:|"]
             for name, v in ev["dicom"].items():

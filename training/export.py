@@ -105,7 +105,8 @@ def build_manifest(recipe: Recipe, model: nn.Module, onnx_path: Path, ev: dict[s
                             "gate_accuracy": round(t["gate_accuracy"], 4),
                             "per_class_accuracy": {c: round(v["accuracy"], 4) for c, v in t["per_class"].items()}})
             m["gate"] = True
-            m["ood"] = {k: ev["ood"][k] for k in ("score", "definition", "threshold", "confidence_floor", "fitted_on")}
+            m["ood"] = {k: ev["ood"][k] for k in ("score", "definition", "threshold", "confidence_floor",
+                                                  "max_colour_fraction", "fitted_on") if k in ev["ood"]}
         m["metrics"] = metrics
     m["applies_to"] = info["applies_to"]
     m["population"] = info["population"]

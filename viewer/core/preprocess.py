@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "COLOUR_MIN_CHROMA",
+    "colour_fraction",
     "InputSpec",
     "to_gray_u8",
     "model_view",
@@ -105,6 +107,31 @@ def to_gray_u8(image: np.ndarray) -> np.ndarray:
         grey = (rgb[:, :, 0] * 299 + rgb[:, :, 1] * 587 + rgb[:, :, 2] * 114 + 500) // 1000
         return grey.astype(np.uint8)
     raise ValueError(f"expected a 2-D grey or RGB(A) image, got shape {arr.shape}")
+
+
+COLOUR_MIN_CHROMA = 24  # max - min over R, G, B (8-bit) from which a pixel counts as coloured
+
+
+def colour_fraction(image: np.ndarray, min_chroma: int = COLOUR_MIN_CHROMA,
+                    max_samples: int = 1 << 18) -> float:
+    """Share of pixels whose channels differ by at least ``min_chroma`` (0.0 for grey images).
+
+    Radiographs are greyscale; an RGB radiograph (secondary capture, a figure with a coloured
+    arrow) is grey almost everywhere, while a colour photograph or a stained micrograph is not.
+    Large images are sampled on a regular grid of at most ``max_samples`` pixels.
+    """
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] < 3:
+        return 0.0
+    step = max(1, int(np.ceil(np.sqrt(arr.shape[0] * arr.shape[1] / max_samples))))
+    rgb = arr[::step, ::step, :3].astype(np.float32)
+    if rgb.size == 0:
+        return 0.0
+    if arr.dtype != np.uint8:  # put other ranges on the 8-bit scale of ``min_chroma``
+        lo, hi = float(rgb.min()), float(rgb.max())
+        rgb = (rgb - lo) * (255.0 / (hi - lo) if hi > lo else 0.0)
+    chroma = rgb.max(axis=2) - rgb.min(axis=2)
+    return float(np.mean(chroma >= min_chroma))
 
 
 def model_view(display_u8: np.ndarray, spec: InputSpec) -> np.ndarray:

@@ -41,8 +41,10 @@ T = TypeVar("T")
 def gate_answer(manifest: ModelManifest, out: ModelOutputs, inp: AnalysisInput) -> GateAnswer:
     """Turn the gate's outputs into a region, applying its OOD rule (docs/MODELS.md).
 
-    The answer is "unknown" when the energy score ``-logsumexp(logits)`` is above
-    ``ood.threshold`` or the calibrated top-class confidence is below ``ood.confidence_floor``.
+    The answer is "unknown" when the image is mostly colour (its colour fraction is above
+    ``ood.max_colour_fraction``: radiographs are greyscale), when the energy score
+    ``-logsumexp(logits)`` is above ``ood.threshold``, or when the calibrated top-class
+    confidence is below ``ood.confidence_floor``.
     """
     probs = out.probabilities
     assert probs is not None
@@ -50,7 +52,11 @@ def gate_answer(manifest: ModelManifest, out: ModelOutputs, inp: AnalysisInput) 
     confidence = float(probs[top])
     ood = manifest.ood or {}
     reason = None
-    if "threshold" in ood and out.energy is not None and out.energy > float(ood["threshold"]):
+    max_colour = ood.get("max_colour_fraction")
+    if max_colour is not None and inp.colour_fraction > float(max_colour):
+        reason = (f"a colour image ({100 * inp.colour_fraction:.0f}% of pixels coloured, "
+                  f"limit {100 * float(max_colour):.0f}%): radiographs are greyscale")
+    elif "threshold" in ood and out.energy is not None and out.energy > float(ood["threshold"]):
         reason = f"energy {out.energy:.2f} above {float(ood['threshold']):.2f}"
     elif confidence < float(ood.get("confidence_floor", 0.0)):
         reason = f"confidence {confidence:.2f} below {float(ood['confidence_floor']):.2f}"

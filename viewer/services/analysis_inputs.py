@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from viewer.core.preprocess import to_gray_u8
+from viewer.core.preprocess import colour_fraction, to_gray_u8
 from viewer.core.radiograph import Radiograph
 from viewer.core.windowing import display_image
 from viewer.dicom.scan import InstanceRecord
@@ -42,6 +42,7 @@ def input_from_radiograph(rg: Radiograph, source: str = "", *, plain: bool = Fal
         view_position=rg.view_position or None,
         sop_instance_uid=uid,
         patient_age_years=rg.patient_age_years,
+        colour_fraction=colour_fraction(rg.pixels) if rg.is_colour else 0.0,
     )
 
 

@@ -73,6 +73,10 @@ class AnalysisInput:
         File path (shown in exports; never logged with patient data).
     body_part_examined, view_position
         (0018,0015) Body Part Examined and (0018,5101) View Position, reported beside the gate.
+    colour_fraction
+        Share of clearly coloured pixels in the decoded image
+        (:func:`viewer.core.preprocess.colour_fraction`); the gate calls a mostly colour image
+        "not a radiograph" (``ood.max_colour_fraction``).
     patient_age_years
         Age at the study from the DICOM header (``None`` for PNG/JPEG or when absent); checked
         against each model's ``population.age_years`` range.
@@ -85,6 +89,7 @@ class AnalysisInput:
     view_position: str | None = None
     sop_instance_uid: str | None = None
     patient_age_years: float | None = None
+    colour_fraction: float = 0.0
 
 
 @dataclass(frozen=True)

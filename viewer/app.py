@@ -10,6 +10,7 @@ first image is shown and exits (README screenshots under Xvfb).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -114,7 +115,23 @@ def build_window(settings: Any = None, cache_dir: Path | None = None, io_workers
             data = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
             history_path = Path(data or Path.home() / ".local" / "share" / "radview") / "history.sqlite"
         install_ai(window, model_dirs, history_path)
+    freeze_startup_heap(window)
     return window
+
+
+def freeze_startup_heap(window: Any) -> None:
+    """Keep the objects made at start-up (modules, Qt wrappers, the window: ~170,000) out of
+    Python's cyclic garbage collection until ``window`` shuts down.
+
+    A full (generation 2) collection walks every tracked object while holding the GIL; whichever
+    thread triggers it (usually a scan or thumbnail worker, which allocate the most) blocks the
+    GUI thread for the whole walk: 100-130 ms here with the start-up heap, the longest GUI stall
+    while scanning 10,000 files (measured with gc.callbacks against the gap probe). Frozen
+    objects are still freed by reference counting; only cycles among them wait for
+    :func:`gc.unfreeze` at shutdown, which hands them back to the collector.
+    """
+    gc.freeze()
+    window.add_shutdown_hook(gc.unfreeze)
 
 
 def main(argv: Sequence[str]) -> int:

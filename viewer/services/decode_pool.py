@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import _thread
 import multiprocessing
+import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,8 +35,8 @@ import numpy as np
 from viewer.core.radiograph import Radiograph
 from viewer.dicom.scan import InstanceRecord
 from viewer.services.library import load_image
-from viewer.services.tasks import CancelToken
-from viewer.services.decode_worker import init_decode_worker
+from viewer.services.tasks import CancelToken, background_priority
+from viewer.services.decode_worker import WORKER_NICENESS, init_decode_worker
 from viewer.services.thumbnails import ThumbnailStore
 
 __all__ = ["DecodePool", "decodes_in_process"]
@@ -67,6 +68,17 @@ def _make_thumbnail(store: ThumbnailStore, record: InstanceRecord, frame: int) -
     return store.make(record, frame)
 
 
+def _worker_nice() -> int | None:
+    """The workers' nice value: the process's main (GUI) thread's plus WORKER_NICENESS, however
+    low the priority of the thread that starts the pool already is."""
+    if not hasattr(os, "getpriority"):
+        return None
+    try:
+        return min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + WORKER_NICENESS)
+    except OSError:
+        return None
+
+
 class DecodePool:
     """A lazily started process pool for expensive decodes.
 
@@ -90,7 +102,8 @@ class DecodePool:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(self._workers,
                                                  mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=init_decode_worker)
+                                                 initializer=init_decode_worker,
+                                                 initargs=(WORKER_NICENESS, _worker_nice()))
             return self._pool
 
     @property
@@ -111,6 +124,10 @@ class DecodePool:
         (GUI) thread 8-31 ms on the loaded 2-core machine."""
 
         def run() -> None:
+            # Below the GUI thread's priority before spawning: the workers inherit it while
+            # they start (about a second of imports each, which otherwise took the cores from
+            # the GUI thread) and so do the pool's result threads.
+            background_priority(WORKER_NICENESS)
             try:
                 self.warm_up()
             except RuntimeError:

@@ -15,11 +15,17 @@ import os
 WORKER_NICENESS = 5
 
 
-def init_decode_worker(niceness: int = WORKER_NICENESS) -> None:
-    """Lower this process's priority, import the decoders, quiet pydicom, one OpenCV thread."""
-    if niceness and hasattr(os, "nice"):
+def init_decode_worker(niceness: int = WORKER_NICENESS, target: int | None = None) -> None:
+    """Lower this process's priority, import the decoders, quiet pydicom, one OpenCV thread.
+
+    ``target``: the nice value to reach (the GUI process's plus :data:`WORKER_NICENESS`) when
+    the worker may already have inherited a lower priority from the thread that spawned it;
+    otherwise the nice value is raised by ``niceness``."""
+    if hasattr(os, "nice"):
+        step = niceness if target is None else max(0, target - os.nice(0))
         try:
-            os.nice(niceness)
+            if step:
+                os.nice(step)
         except OSError:
             pass  # not permitted: run at the inherited priority
     import cv2

@@ -7,10 +7,12 @@ pool (the pool is then cancelled by not submitting more chunks).
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from typing import Callable
 
-__all__ = ["Cancelled", "CancelToken", "ProgressFn", "no_progress"]
+__all__ = ["Cancelled", "CancelToken", "ProgressFn", "background_priority", "no_progress"]
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``; called from worker threads, must be cheap and thread-safe."""
@@ -59,3 +61,16 @@ class CancelToken:
 
 def no_progress(done: int, total: int) -> None:
     """A :data:`ProgressFn` that ignores its arguments."""
+
+
+def background_priority(step: int = 10) -> None:
+    """Thread initializer: raise this thread's nice value by ``step`` (Linux; elsewhere a
+    no-op). Threads and processes it starts later (onnxruntime's pool, a scan's process pool)
+    inherit the value."""
+    if not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except OSError:
+        pass

@@ -10,9 +10,7 @@ the :class:`HistoryStore` on the worker.
 
 from __future__ import annotations
 
-import os
 import queue
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +24,7 @@ from viewer.services.analysis import AnalysisService
 from viewer.services.analysis_inputs import input_from_radiograph, input_from_record
 from viewer.services.analysis_types import AnalysisResult
 from viewer.services.history import HistoryStore
-from viewer.services.tasks import CancelToken, ProgressFn
+from viewer.services.tasks import CancelToken, ProgressFn, background_priority
 from viewer.ui.task_bridge import TaskBridge, TaskRequest
 
 ANALYSIS_CHANNEL = "analysis"
@@ -252,18 +250,6 @@ class AnalysisController(QObject):
             self._history.close()
             self._history = None
             self.history_path = None
-
-
-def background_priority(step: int = 10) -> None:
-    """Thread initializer: raise this thread's nice value by ``step`` (Linux; elsewhere a
-    no-op). Threads it starts later (onnxruntime's pool) inherit the value."""
-    if not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
-    except OSError:
-        pass
 
 
 def _analyse_one(service: AnalysisService, store: Callable[[], HistoryStore | None],

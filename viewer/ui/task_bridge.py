@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from viewer.services.tasks import CancelToken, Cancelled
+from viewer.services.tasks import CancelToken, Cancelled, background_priority
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ JobFn = Callable[..., Any]
 PROGRESS_INTERVAL_S = 0.05
 DRAIN_INTERVAL_MS = 5
 DRAIN_BUDGET_S = 0.008  # leave the event loop after this long; the rest waits one tick
+WORKER_NICENESS = 5  # added to the nice value of the bridge's own worker threads (Linux)
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,12 @@ class TaskBridge(QObject):
     ) -> None:
         super().__init__(parent)
         self._own_executor = executor is None
+        # The workers run below the GUI thread's priority (as QThread::LowPriority would), and
+        # so do the processes they spawn (a scan's process pool): on a busy 2-core machine the
+        # GUI thread otherwise waited in the run queue behind them for half of every stall.
         self._executor: Executor = executor or ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="radview-io"
+            max_workers=max_workers, thread_name_prefix="radview-io",
+            initializer=background_priority, initargs=(WORKER_NICENESS,),
         )
         self._ids = itertools.count(1)
         self._lock = threading.Lock()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 
-WORKER_NICENESS = 5
+WORKER_NICENESS = 10
 
 
 def init_decode_worker(niceness: int = WORKER_NICENESS, target: int | None = None) -> None:

@@ -54,6 +54,7 @@ def demo_analysis(window: Any, records: Sequence[Any], screenshot: Path,
     shown = None
     if chest is not None:
         shown = _show_analysed(window, chest, timeout_s)
+        window.window_panel.flush_histogram()
         window.grab().save(str(screenshot))
     sessions = ai.service.sessions
     return {

@@ -93,6 +93,7 @@ def run_demo(window: MainWindow, folder: str, out_dir: Path, all_images: bool = 
         if window.grid.pending():
             wait_for([window.grid.sig_thumbnails_idle], 120)
     screenshot = out_dir / "demo-screenshot.png"
+    window.window_panel.flush_histogram()
     window.grab().save(str(screenshot))
     first = window.images.current
     if all_images:
@@ -152,5 +153,6 @@ def take_screenshot(window: MainWindow, paths: list[str], target: Path,
     if window.grid.pending():
         wait_for([window.grid.sig_thumbnails_idle], 120)
     target.parent.mkdir(parents=True, exist_ok=True)
+    window.window_panel.flush_histogram()
     window.grab().save(str(target))
     return shown

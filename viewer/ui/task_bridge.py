@@ -36,7 +36,7 @@ JobFn = Callable[..., Any]
 PROGRESS_INTERVAL_S = 0.05
 DRAIN_INTERVAL_MS = 5
 DRAIN_BUDGET_S = 0.008  # leave the event loop after this long; the rest waits one tick
-WORKER_NICENESS = 5  # added to the nice value of the bridge's own worker threads (Linux)
+WORKER_NICENESS = 10  # added to the nice value of the bridge's own worker threads (Linux)
 
 
 @dataclass(frozen=True)

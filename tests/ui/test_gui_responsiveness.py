@@ -80,3 +80,42 @@ def test_flush_histogram_draws_a_pending_histogram_now(qtbot: Any, make_window: 
     panel.set_image(window.canvas.prepared)  # restarts the timer
     panel.flush_histogram()
     assert len(panel.curve.xData) == len(window.canvas.prepared.hist_edges)
+
+
+class _Rec:
+    def __init__(self, i: int) -> None:
+        self.path, self.member = f"/x/{i}.dcm", None
+        self.key = (self.path, None)
+        self.display_name, self.modality, self.body_part = f"{i}.dcm", "CR", "CHEST"
+        self.cols = self.rows = 8
+
+
+def test_thumbnail_icons_are_announced_together(qtbot: Any) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QImage
+
+    from viewer.ui.thumbnails import ICON_FLUSH_MS, ThumbnailGrid
+
+    bridge = TaskBridge(max_workers=1)
+    grid = ThumbnailGrid(bridge, lambda rec: None, size=16)
+    qtbot.addWidget(grid)
+    try:
+        records = [_Rec(i) for i in range(10)]
+        grid.thumb_model.set_records(records)
+        changed: list[tuple[int, int]] = []
+        grid.thumb_model.dataChanged.connect(
+            lambda a, b, roles: changed.append((a.row(), b.row())))
+        image = QImage(16, 16, QImage.Format.Format_Grayscale8)
+        image.fill(128)
+        for row in (2, 0, 1, 7):
+            grid.thumb_model.set_icon(records[row].key, image)
+        assert changed == []  # nothing announced (and so nothing repainted) per icon
+        icon = grid.thumb_model.index(1).data(Qt.ItemDataRole.DecorationRole)
+        assert icon.cacheKey() == grid.thumb_model.icons[records[1].key].cacheKey()  # in place
+        qtbot.waitUntil(lambda: bool(changed), timeout=ICON_FLUSH_MS * 20)
+        assert changed == [(0, 2), (7, 7)]  # one range per run of rows, never over row 3-6
+        grid.thumb_model.set_icon(records[4].key, image)
+        grid.thumb_model.flush_icons()
+        assert changed[-1] == (4, 4)
+    finally:
+        bridge.shutdown()

@@ -30,6 +30,7 @@ from viewer.ui.task_bridge import TaskBridge, TaskRequest
 THUMB_CHANNEL = "thumb"
 MAX_IN_FLIGHT = 16  # queued in the executor; still cancellable before they start
 PREFETCH = 256  # rows beyond the visible ones queued at a time
+ICON_FLUSH_MS = 50  # new icons are announced to the view at most this often (one repaint each)
 BADGE_ROLE = Qt.ItemDataRole.UserRole + 2
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
 BADGE_COLOURS = {"green": (40, 110, 50), "orange": (150, 95, 20), "red": (140, 35, 35)}
@@ -72,11 +73,20 @@ class ThumbnailModel(QAbstractListModel):
         self._empty = _placeholder(size)
         self._broken = _placeholder(size, broken=True)
         self.failed: set[Any] = set()
+        # Icons arrive one by one (hundreds a second from the disk cache); announcing each one
+        # repainted the grid on every event-loop turn and kept the GUI thread ~busy. They are
+        # announced together, as one dataChanged over the rows that changed, per flush.
+        self._dirty_rows: set[int] = set()
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.setInterval(ICON_FLUSH_MS)
+        self._flush_timer.timeout.connect(self.flush_icons)
 
     def set_records(self, records: Sequence[Any]) -> None:
         self.beginResetModel()
         self.records = list(records)
         self._rows = {rec.key: row for row, rec in enumerate(self.records)}
+        self._dirty_rows.clear()  # the reset repaints everything anyway
         self.endResetModel()
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
@@ -115,8 +125,22 @@ class ThumbnailModel(QAbstractListModel):
             self.icons[key] = QIcon(QPixmap.fromImage(image))
         row = self.row_of(key)
         if row >= 0:
-            idx = self.index(row)
-            self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+            self._dirty_rows.add(row)
+            if not self._flush_timer.isActive():
+                self._flush_timer.start()
+
+    def flush_icons(self) -> None:
+        """Announce the icons set since the last flush: one ``dataChanged`` (decoration role)
+        per run of consecutive rows (runs on a timer; tests may call it). Never one span over
+        unchanged rows: the icon-mode view re-measures every row of a changed range."""
+        self._flush_timer.stop()
+        rows, self._dirty_rows = sorted(self._dirty_rows), set()
+        start = 0
+        for i in range(1, len(rows) + 1):
+            if i == len(rows) or rows[i] != rows[i - 1] + 1:
+                self.dataChanged.emit(self.index(rows[start]), self.index(rows[i - 1]),
+                                      [Qt.ItemDataRole.DecorationRole])
+                start = i
 
     def set_badge(self, key: Any, text: str, band: str | None = None) -> None:
         """Show a short text under a thumbnail (AI results); empty removes it. ``band``

@@ -5,7 +5,8 @@ well above the interval is time the GUI thread could not respond. Measured while
 folder of generated DICOM files (default 10,000) and while a thumbnail grid of generated images
 fills. Target: never blocked for more than 50 ms.
 
-Run: ``QT_QPA_PLATFORM=offscreen python -m bench.gui_probe [--files 10000] [--thumbs 300]``
+Run: ``QT_QPA_PLATFORM=offscreen python -m bench.gui_probe [--files 10000] [--thumbs 300]
+[--explain]`` (``--explain``: what each long gap was made of; see docs/ARCHITECTURE.md)
 """
 
 from __future__ import annotations
@@ -51,6 +52,60 @@ class GapProbe:
         now = time.perf_counter()
         self.gaps.append(now - self._last)
         self._last = now
+
+
+class ExplainingProbe(GapProbe):
+    """:class:`GapProbe` that explains each gap over ``long_s`` (``--explain``): how much of it
+    the GUI thread spent on a CPU and how much waiting in the run queue (Linux schedstat; the
+    rest it slept, e.g. waiting for the GIL), and the garbage collections over 5 ms meanwhile
+    (which thread, which generation). Printed as one line per event, times from the start."""
+
+    def __init__(self, interval_ms: int = 2, long_s: float = 0.03) -> None:
+        import gc
+        import threading
+
+        super().__init__(interval_ms)
+        self.long_s, self.t0 = long_s, time.perf_counter()
+        self.events: list[str] = []
+        self._gc_start: dict[int, float] = {}
+        try:
+            self._schedstat = open("/proc/thread-self/schedstat")  # noqa: SIM115 - kept open
+        except OSError:
+            self._schedstat = None
+        self._sched = self._read_sched()
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            now, tid = time.perf_counter(), threading.get_ident()
+            if phase == "start":
+                self._gc_start[tid] = now
+            elif now - self._gc_start.get(tid, now) > 0.005:
+                self.events.append(
+                    f"{self._gc_start[tid] - self.t0:8.3f} s  gc gen {info['generation']} "
+                    f"{(now - self._gc_start[tid]) * 1000:.1f} ms in {threading.current_thread().name}")
+
+        gc.callbacks.append(on_gc)
+
+    def _read_sched(self) -> tuple[int, int]:
+        if self._schedstat is None:
+            return (0, 0)
+        self._schedstat.seek(0)
+        run_ns, wait_ns, _ = map(int, self._schedstat.read().split())
+        return run_ns, wait_ns
+
+    def start(self) -> None:
+        self.events.append(f"{time.perf_counter() - self.t0:8.3f} s  phase starts")
+        super().start()
+        self._sched = self._read_sched()
+
+    def _on_timer_timeout(self) -> None:
+        now = time.perf_counter()
+        sched, before = self._read_sched(), self._sched
+        self._sched = sched
+        if now - self._last > self.long_s:
+            self.events.append(
+                f"{self._last - self.t0:8.3f} s  gap {(now - self._last) * 1000:.1f} ms: on CPU "
+                f"{(sched[0] - before[0]) / 1e6:.1f} ms, run queue {(sched[1] - before[1]) / 1e6:.1f} ms")
+        super()._on_timer_timeout()
 
 
 def _wait(signal: Any, timeout_s: float) -> bool:
@@ -139,6 +194,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--thumbs", type=int, default=300)
+    parser.add_argument("--explain", action="store_true",
+                        help="print each gap over 30 ms with the GUI thread's CPU and run-queue "
+                             "time, and the garbage collections over 5 ms")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QSettings
@@ -162,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         window.resize(1400, 900)
         window.show()
         app.processEvents()
-        probe = GapProbe()
+        probe = ExplainingProbe() if args.explain else GapProbe()
         try:
             results["idle"] = probe_idle(probe)
             print("idle baseline:", json.dumps(results["idle"]), flush=True)
@@ -189,6 +247,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         finally:
             window.shutdown()
             window.close()
+            if args.explain:
+                print("\n".join(probe.events))
     worst = max(results["scan"]["max_ms"], results["thumbnails"]["max_ms"],
                 results["thumbnails_reopen"]["max_ms"])
     results["gui_blocked_max_ms"] = worst

@@ -26,6 +26,12 @@ the GUI thread for ~5 ms of latency. JPEG 2000 / JPEG-LS / JPEG decoders hold th
 whole decode, so compressed images are decoded in a spawn process pool
 (:class:`viewer.services.decode_pool.DecodePool`, created by ``viewer.app``).
 
+GUI-thread stalls (target <= 50 ms, ``bench.gui_probe`` / ``bench.gui_batch``; see
+docs/ARCHITECTURE.md): the start-up heap is frozen out of the cyclic GC (a full collection in a
+worker holds the GIL for 100+ ms); bridge, inference and decode workers run at nice +10 below
+the GUI thread; the histogram is drawn on a later turn than the image; the thumbnail model
+announces new icons every 50 ms instead of one repaint per icon.
+
 Extension points for the AI features
 ------------------------------------
 - ``MainWindow.add_side_panel(name, title, widget)``: a dock in the right area (results panel).

@@ -155,3 +155,18 @@ def test_committed_models(inputs: list[Path], tmp_path: Path) -> None:
     chest = [r for r in rows if Path(r["file"]).name == "IM-0117-0001.jpeg"
              and r["model_id"] != gate_id]
     assert all(r["status"] == "ok" for r in chest)
+
+
+def test_committed_gate_refuses_colour_photographs_from_files(tmp_path: Path) -> None:
+    skdata = pytest.importorskip("skimage.data")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "rocket.png"), np.ascontiguousarray(skdata.rocket()[..., ::-1]))
+    cv2.imwrite(str(folder / "ihc.jpg"), np.ascontiguousarray(skdata.immunohistochemistry()[..., ::-1]))
+    out = tmp_path / "r.csv"
+    assert analyze_main([str(folder), "--out", str(out), "--quiet"]) == 0
+    rows = _rows(out)
+    gate = [r for r in rows if r["model_id"] == "body_region"]
+    assert len(gate) == 2
+    assert all(r["label"] == "unknown" and "colour image" in r["reason"] for r in gate)
+    assert all(r["status"] == "out_of_scope" for r in rows if r["model_id"] != "body_region")

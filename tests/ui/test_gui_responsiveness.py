@@ -42,12 +42,17 @@ def test_bridge_workers_run_below_the_gui_thread(qtbot: Any) -> None:
         bridge.shutdown()
 
 
-def test_histogram_follows_the_image_on_a_later_turn(qtbot: Any, make_window: Any,
-                                                     tmp_path: Path) -> None:
-    path = dicom_factory.write_dicom(
-        tmp_path / "h" / "h.dcm", np.tile(np.arange(0, 4000, 50, dtype=np.uint16), (40, 1)),
+def _ramp_dicom(folder: Path) -> Path:
+    """A 12-bit horizontal ramp (80 distinct values) for histogram tests."""
+    return dicom_factory.write_dicom(
+        folder / "ramp.dcm", np.tile(np.arange(0, 4000, 50, dtype=np.uint16), (40, 1)),
         bits_stored=12,
     )
+
+
+def test_histogram_follows_the_image_on_a_later_turn(qtbot: Any, make_window: Any,
+                                                     tmp_path: Path) -> None:
+    path = _ramp_dicom(tmp_path / "h")
     window = make_window()
     panel = window.window_panel
     assert not panel.controls_enabled() and panel.plot.isEnabled()
@@ -69,10 +74,7 @@ def test_histogram_follows_the_image_on_a_later_turn(qtbot: Any, make_window: An
 
 def test_flush_histogram_draws_a_pending_histogram_now(qtbot: Any, make_window: Any,
                                                        tmp_path: Path) -> None:
-    path = dicom_factory.write_dicom(
-        tmp_path / "f" / "f.dcm", np.tile(np.arange(0, 4000, 50, dtype=np.uint16), (40, 1)),
-        bits_stored=12,
-    )
+    path = _ramp_dicom(tmp_path / "f")
     window = make_window()
     open_and_wait(qtbot, window, [str(path)])
     panel = window.window_panel

@@ -285,19 +285,25 @@ def test_deidentified_exports_from_the_ui(qtbot: Any, ai_window: Any, models_che
     assert "Burned In Annotation" in ai.last_message and str(sc_path) in ai.last_message
 
 
+def _analyse_shared_file(qtbot: Any, ai_window: Any, shared_dicom: Path,
+                         name: str) -> tuple[Any, AnalysisResult]:
+    """Open one file of the shared DICOM set with the committed models and analyse it."""
+    from viewer.inference.registry import bundled_models_dir
+
+    path = shared_dicom / name
+    if not path.exists():
+        pytest.skip(f"{name} not in the shared data")
+    window = ai_window(bundled_models_dir())
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=60000):
+        window.open_paths([str(path)])
+    return window, _analyse(qtbot, window)
+
+
 @pytest.mark.slow
 def test_real_models_on_a_real_chest_dicom(qtbot: Any, ai_window: Any, shared_dicom: Path) -> None:
     """End to end with the committed models: a real chest CR is gated as chest and the
     pneumonia model's score, band, threshold and version reach the panel and the badge."""
-    from viewer.inference.registry import bundled_models_dir
-
-    chest = shared_dicom / "RG1_JLSN.dcm"
-    if not chest.exists():
-        pytest.skip("RG1_JLSN.dcm not in the shared data")
-    window = ai_window(bundled_models_dir())
-    with qtbot.waitSignal(window.sig_image_displayed, timeout=60000):
-        window.open_paths([str(chest)])
-    result = _analyse(qtbot, window)
+    window, result = _analyse_shared_file(qtbot, ai_window, shared_dicom, "RG1_JLSN.dcm")
     assert result.gate is not None and result.gate.region == "chest"
     res = result.result("pneumonia")
     assert res is not None and res.status == OK and res.heatmap is not None
@@ -387,15 +393,7 @@ def test_user_models_folder_setting_rediscovers(qtbot: Any, ai_window: Any, mode
 def test_real_gate_keeps_a_non_chest_image_out_of_scope(qtbot: Any, ai_window: Any,
                                                         shared_dicom: Path) -> None:
     """The veterinary radiograph in the shared set is not analysed by the chest models."""
-    from viewer.inference.registry import bundled_models_dir
-
-    dog = shared_dicom / "jpeg-baseline.dcm"
-    if not dog.exists():
-        pytest.skip("jpeg-baseline.dcm not in the shared data")
-    window = ai_window(bundled_models_dir())
-    with qtbot.waitSignal(window.sig_image_displayed, timeout=60000):
-        window.open_paths([str(dog)])
-    result = _analyse(qtbot, window)
+    window, result = _analyse_shared_file(qtbot, ai_window, shared_dicom, "jpeg-baseline.dcm")
     assert result.gate is not None and result.gate.region != "chest"
     assert result.result("pneumonia").status == OUT_OF_SCOPE  # type: ignore[union-attr]
     panel = window.ai.panel

@@ -16,7 +16,8 @@ import pytest
 
 from tests import dicom_factory
 from tests.ui.helpers import open_and_wait
-from viewer.ui.task_bridge import WORKER_NICENESS, TaskBridge, TaskRequest
+from viewer.services.tasks import BACKGROUND_NICENESS as WORKER_NICENESS
+from viewer.ui.task_bridge import TaskBridge, TaskRequest
 
 
 def test_window_freezes_the_startup_heap_until_shutdown(make_window: Any) -> None:

@@ -35,8 +35,8 @@ import numpy as np
 from viewer.core.radiograph import Radiograph
 from viewer.dicom.scan import InstanceRecord
 from viewer.services.library import load_image
-from viewer.services.tasks import CancelToken, background_priority
-from viewer.services.decode_worker import WORKER_NICENESS, init_decode_worker
+from viewer.services.tasks import BACKGROUND_NICENESS, CancelToken, background_priority
+from viewer.services.decode_worker import init_decode_worker
 from viewer.services.thumbnails import ThumbnailStore
 
 __all__ = ["DecodePool", "decodes_in_process"]
@@ -69,12 +69,12 @@ def _make_thumbnail(store: ThumbnailStore, record: InstanceRecord, frame: int) -
 
 
 def _worker_nice() -> int | None:
-    """The workers' nice value: the process's main (GUI) thread's plus WORKER_NICENESS, however
+    """The workers' nice value: the process's main (GUI) thread's plus BACKGROUND_NICENESS, however
     low the priority of the thread that starts the pool already is."""
     if not hasattr(os, "getpriority"):
         return None
     try:
-        return min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + WORKER_NICENESS)
+        return min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + BACKGROUND_NICENESS)
     except OSError:
         return None
 
@@ -103,7 +103,7 @@ class DecodePool:
                 self._pool = ProcessPoolExecutor(self._workers,
                                                  mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=init_decode_worker,
-                                                 initargs=(WORKER_NICENESS, _worker_nice()))
+                                                 initargs=(_worker_nice(),))
             return self._pool
 
     @property
@@ -127,7 +127,7 @@ class DecodePool:
             # Below the GUI thread's priority before spawning: the workers inherit it while
             # they start (about a second of imports each, which otherwise took the cores from
             # the GUI thread) and so do the pool's result threads.
-            background_priority(WORKER_NICENESS)
+            background_priority()
             try:
                 self.warm_up()
             except RuntimeError:

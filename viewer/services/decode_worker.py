@@ -12,17 +12,17 @@ from __future__ import annotations
 import logging
 import os
 
-WORKER_NICENESS = 10
+from viewer.services.tasks import BACKGROUND_NICENESS as WORKER_NICENESS
 
 
-def init_decode_worker(niceness: int = WORKER_NICENESS, target: int | None = None) -> None:
+def init_decode_worker(target: int | None = None) -> None:
     """Lower this process's priority, import the decoders, quiet pydicom, one OpenCV thread.
 
-    ``target``: the nice value to reach (the GUI process's plus :data:`WORKER_NICENESS`) when
-    the worker may already have inherited a lower priority from the thread that spawned it;
-    otherwise the nice value is raised by ``niceness``."""
+    ``target``: the nice value to reach (the GUI process's plus :data:`WORKER_NICENESS`; the
+    worker may have inherited part of it from the thread that spawned it); ``None`` raises the
+    inherited value by :data:`WORKER_NICENESS`."""
     if hasattr(os, "nice"):
-        step = niceness if target is None else max(0, target - os.nice(0))
+        step = WORKER_NICENESS if target is None else max(0, target - os.nice(0))
         try:
             if step:
                 os.nice(step)

@@ -12,7 +12,14 @@ import sys
 import threading
 from typing import Callable
 
-__all__ = ["Cancelled", "CancelToken", "ProgressFn", "background_priority", "no_progress"]
+__all__ = [
+    "BACKGROUND_NICENESS", "Cancelled", "CancelToken", "ProgressFn", "background_priority",
+    "no_progress",
+]
+
+BACKGROUND_NICENESS = 10
+"""Added to the nice value of every background thread and worker process (Linux): they run
+below the GUI thread, which otherwise waited in the run queue behind them on 2 cores."""
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``; called from worker threads, must be cheap and thread-safe."""
@@ -63,7 +70,7 @@ def no_progress(done: int, total: int) -> None:
     """A :data:`ProgressFn` that ignores its arguments."""
 
 
-def background_priority(step: int = 10) -> None:
+def background_priority(step: int = BACKGROUND_NICENESS) -> None:
     """Thread initializer: raise this thread's nice value by ``step`` (Linux; elsewhere a
     no-op). Threads and processes it starts later (onnxruntime's pool, a scan's process pool)
     inherit the value."""

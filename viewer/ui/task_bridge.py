@@ -36,7 +36,6 @@ JobFn = Callable[..., Any]
 PROGRESS_INTERVAL_S = 0.05
 DRAIN_INTERVAL_MS = 5
 DRAIN_BUDGET_S = 0.008  # leave the event loop after this long; the rest waits one tick
-WORKER_NICENESS = 10  # added to the nice value of the bridge's own worker threads (Linux)
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ class TaskBridge(QObject):
         # GUI thread otherwise waited in the run queue behind them for half of every stall.
         self._executor: Executor = executor or ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="radview-io",
-            initializer=background_priority, initargs=(WORKER_NICENESS,),
+            initializer=background_priority,
         )
         self._ids = itertools.count(1)
         self._lock = threading.Lock()

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from viewer.core.preprocess import normalise
 
@@ -132,6 +133,8 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
     warm = max(1, min(200, total // 15))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema), use_buffers=True)
+           if recipe.ema else None)
     rng = np.random.default_rng(SEED)
     start_epoch, step, best = 0, 0, -1.0
     last = run / "last.pt"
@@ -140,6 +143,8 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
+        if ema is not None and "ema" in ck:
+            ema.load_state_dict(ck["ema"])
         rng.bit_generator.state = ck["rng"]
         torch.set_rng_state(ck["torch_rng"])
         start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck["best"]
@@ -192,20 +197,25 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             losses.append(loss.item())
             if b % 50 == 0:
                 log.info("epoch %d step %d/%d loss %.4f lr %.2e", epoch, b, steps_per_epoch,
                          np.mean(losses[-50:]), sched.get_last_lr()[0])
-        score = val_score(recipe, predict(model, recipe, va.images), va)
+        kept = model if ema is None else ema.module  # the weights that are validated and kept
+        score = val_score(recipe, predict(kept, recipe, va.images), va)
         improved = score > best
         best = max(best, score)
         ck = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
               "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "epoch": epoch,
               "step": step, "best": best, "score": score, "recipe": recipe.model_id}
+        if ema is not None:
+            ck["ema"] = ema.state_dict()
         torch.save(ck, last)
         if improved:
-            torch.save({"model": model.state_dict(), "epoch": epoch, "score": score}, run / "best.pt")
+            torch.save({"model": kept.state_dict(), "epoch": epoch, "score": score}, run / "best.pt")
         log.info("epoch %d done in %.0fs: train loss %.4f, val score %.4f%s", epoch,
                  time.time() - t0, float(np.mean(losses)) if losses else float("nan"), score,
                  " (best)" if improved else "")

@@ -70,11 +70,14 @@ def test_segmentation_mask_at_image_resolution(registry: ModelRegistry) -> None:
     logits = sess.run(["mask_logits"], {"input": prepare_input(img, m.input_spec)})[0]
     expected = POSTPROCESSORS["segmentation_logits"](logits, m, (100, 150))
     np.testing.assert_array_equal(out.mask, expected)
-    # The threshold on the logit is the threshold on the sigmoid, resized nearest.
+    # As in the training evaluation: logits resized bilinearly to the image, then the sigmoid
+    # thresholded (not a model-resolution mask enlarged with staircase borders).
     import cv2
 
-    small = (1 / (1 + np.exp(-logits[0, 0].astype(np.float64))) > 0.5).astype(np.uint8)
-    np.testing.assert_array_equal(out.mask, cv2.resize(small, (150, 100), interpolation=cv2.INTER_NEAREST))
+    full = cv2.resize(logits[0, 0].astype(np.float32), (150, 100), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(out.mask, (1 / (1 + np.exp(-full.astype(np.float64))) > 0.5))
+    staircase = cv2.resize((logits[0, 0] > 0).astype(np.uint8), (150, 100), interpolation=cv2.INTER_NEAREST)
+    assert not np.array_equal(out.mask, staircase) or out.mask.all() or not out.mask.any()
 
 
 def test_rgb_input_is_converted_to_grey(registry: ModelRegistry) -> None:

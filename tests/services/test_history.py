@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from viewer.services.analysis_types import AnalysisResult, ModelResult
-from viewer.services.history import HistoryStore, decode_heatmap, encode_heatmap
+from viewer.services.history import SCHEMA_VERSION, HistoryStore, decode_heatmap, encode_heatmap
 
 
 def _result(image_id: str = "1.2.3", p: float = 0.8, source: str = "/x/a.dcm") -> AnalysisResult:
@@ -79,6 +80,58 @@ def test_entries_persist_across_reopen(tmp_path: Path) -> None:
         store.record(store.new_run(), _result())
     with HistoryStore(path) as store:
         assert store.count() == 3 and store.messages == []
+
+
+def test_population_caution_is_stored_and_reopened(tmp_path: Path) -> None:
+    res = _result()
+    warned = dataclasses.replace(res.results[0], caution="patient aged 40 y; model trained on ages 1-6 y")
+    res = dataclasses.replace(res, results=(warned, *res.results[1:]))
+    path = tmp_path / "h.sqlite"
+    with HistoryStore(path) as store:
+        store.record(store.new_run(), res)
+    with HistoryStore(path) as store:
+        by_model = {e.model_id: e for e in store.entries()}
+    assert by_model["pneumonia"].caution == "patient aged 40 y; model trained on ages 1-6 y"
+    assert by_model["lungs"].caution == ""
+
+
+# The schema of viewer versions before the caution column (user_version 1), written out here
+# so the migration is tested against what those versions actually created.
+_SCHEMA_V1 = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY, started REAL NOT NULL, note TEXT NOT NULL DEFAULT '');
+CREATE TABLE entries (
+    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),
+    image_id TEXT NOT NULL, source TEXT NOT NULL, model_id TEXT NOT NULL,
+    model_version TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
+    label TEXT NOT NULL DEFAULT '', band TEXT NOT NULL DEFAULT '', confidence REAL,
+    threshold REAL, probabilities TEXT NOT NULL DEFAULT '{}', forced INTEGER NOT NULL DEFAULT 0,
+    heatmap_in_lung REAL, created REAL NOT NULL, mask_png BLOB, heatmap_png BLOB,
+    UNIQUE (run_id, image_id, model_id, model_version));
+INSERT INTO runs VALUES (1, 1700000000.0, 'old');
+INSERT INTO entries(run_id, image_id, source, model_id, model_version, status, label,
+    confidence, created) VALUES (1, '9.8.7', '/old/b.dcm', 'pneumonia', '1.0.0', 'ok',
+    'normal', 0.91, 1700000001.0);
+PRAGMA user_version = 1;
+"""
+
+
+def test_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA_V1)
+    conn.close()
+    with HistoryStore(path) as store:
+        assert store.messages == []  # migrated, not moved aside
+        (old,) = store.entries()
+        assert (old.image_id, old.label, old.confidence, old.caution) == ("9.8.7", "normal", 0.91, "")
+        store.record(store.new_run(), dataclasses.replace(
+            _result(), results=(dataclasses.replace(_result().results[0], caution="age"),)))
+        assert store.entries(model_id="pneumonia")[0].caution == "age"
+        assert store.count() == 2
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()
+    assert not list(tmp_path.glob("*.corrupt-*"))
 
 
 def test_corrupt_database_is_moved_aside_with_a_message(tmp_path: Path) -> None:

@@ -416,3 +416,25 @@ def test_panel_shows_a_population_caution(qtbot: Any) -> None:
     rows = [head.child(i).text(0) for i in range(head.childCount())]
     assert any("Caution" in r and caution in r for r in rows)
     assert "80.0%" in head.text(1)  # still analysed: the caution is advisory
+
+
+def test_history_table_shows_a_stored_caution(qtbot: Any, tmp_path: Path) -> None:
+    from viewer.services.analysis_types import ModelResult
+    from viewer.services.history import HistoryStore
+    from viewer.ui.history_dock import COLUMNS, HistoryPanel
+
+    caution = "patient age 40 years is outside this model's population (paediatric)"
+    warned = ModelResult("pneumonia", "1.0.0", "classification", OK, label="normal",
+                         probabilities={"normal": 0.9, "pneumonia": 0.1}, confidence=0.9,
+                         band="green", threshold=0.5, caution=caution)
+    plain = ModelResult("lungs", "2.0.0", "segmentation", OK, label="lung")
+    with HistoryStore(tmp_path / "h.sqlite") as store:
+        store.record(store.new_run(), AnalysisResult("img", "/x/a.dcm", (10, 10), None, (warned, plain)))
+        panel = HistoryPanel(lambda: store)
+        qtbot.addWidget(panel)
+        panel.refresh()
+        col = COLUMNS.index("Caution")
+        cells = {panel.table.item(r, 2).text(): panel.table.item(r, col) for r in range(2)}
+        assert cells["pneumonia"].text() == "\u26a0 " + caution
+        assert cells["pneumonia"].toolTip() == caution
+        assert cells["lungs"].text() == ""

@@ -1,7 +1,7 @@
 """Analysis history: an SQLite database in the user data folder (path injected by the caller).
 
 One row per image x model version x run, with the identifiers (SOP Instance UID or a content
-hash), the outputs and the time. Masks and heatmaps are stored as compressed PNG blobs so an
+hash), the outputs (with any population caution) and the time. Masks and heatmaps are stored as compressed PNG blobs so an
 entry can reopen its overlays. The database uses WAL and one transaction per write. A database
 that SQLite cannot read is moved aside (renamed with a timestamp) and a fresh one is created;
 the message saying so is kept in :attr:`HistoryStore.messages` for the UI, never silently lost.
@@ -22,7 +22,7 @@ import numpy as np
 
 from viewer.services.analysis_types import AnalysisResult
 
-__all__ = ["HistoryEntry", "HistoryStore", "encode_mask", "decode_mask", "encode_heatmap",
+__all__ = ["SCHEMA_VERSION", "HistoryEntry", "HistoryStore", "encode_mask", "decode_mask", "encode_heatmap",
            "decode_heatmap"]
 
 _SCHEMA = """
@@ -38,11 +38,27 @@ CREATE TABLE IF NOT EXISTS entries (
     confidence REAL, threshold REAL, probabilities TEXT NOT NULL DEFAULT '{}',
     forced INTEGER NOT NULL DEFAULT 0, heatmap_in_lung REAL,
     created REAL NOT NULL, mask_png BLOB, heatmap_png BLOB,
+    caution TEXT NOT NULL DEFAULT '',
     UNIQUE (run_id, image_id, model_id, model_version));
 CREATE INDEX IF NOT EXISTS entries_image ON entries(image_id);
 CREATE INDEX IF NOT EXISTS entries_created ON entries(created);
-PRAGMA user_version = 1;
 """
+SCHEMA_VERSION = 2  # 1 -> 2: entries.caution (a result outside the model's population)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database written by an older version up to :data:`SCHEMA_VERSION` in place.
+
+    Runs inside the caller's transaction; a newer database (a later version of the viewer) is
+    left as it is.
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
+    if "caution" not in columns:
+        conn.execute("ALTER TABLE entries ADD COLUMN caution TEXT NOT NULL DEFAULT ''")
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version < SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
@@ -94,11 +110,12 @@ class HistoryEntry:
     created: float
     has_mask: bool
     has_heatmap: bool
+    caution: str = ""
 
 
 _COLUMNS = ("id, run_id, image_id, source, model_id, model_version, status, reason, label, band, "
             "confidence, threshold, probabilities, forced, heatmap_in_lung, created, "
-            "mask_png IS NOT NULL, heatmap_png IS NOT NULL")
+            "mask_png IS NOT NULL, heatmap_png IS NOT NULL, caution")
 
 
 class HistoryStore:
@@ -134,6 +151,7 @@ class HistoryStore:
                 raise sqlite3.DatabaseError(f"integrity check failed: {check}")
             with conn:
                 conn.executescript(_SCHEMA)
+                _migrate(conn)
         except sqlite3.DatabaseError:
             conn.close()
             raise
@@ -181,15 +199,15 @@ class HistoryStore:
             rows.append((run_id, result.image_id, result.source, r.model_id, r.model_version,
                          r.status, r.reason or "", r.label or "", r.band or "", r.confidence,
                          r.threshold, json.dumps(dict(r.probabilities)), int(r.forced),
-                         r.heatmap_in_lung, now, mask, heat))
+                         r.heatmap_in_lung, now, mask, heat, r.caution or ""))
         ids: list[int] = []
         with self._lock, self._conn:
             for row in rows:
                 cur = self._conn.execute(
                     "INSERT OR REPLACE INTO entries(run_id, image_id, source, model_id, "
                     "model_version, status, reason, label, band, confidence, threshold, "
-                    "probabilities, forced, heatmap_in_lung, created, mask_png, heatmap_png) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+                    "probabilities, forced, heatmap_in_lung, created, mask_png, heatmap_png, "
+                    "caution) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
                 ids.append(int(cur.lastrowid or 0))
         return ids
 
@@ -255,5 +273,5 @@ def _entry(row: tuple[Any, ...]) -> HistoryEntry:
         model_version=row[5], status=row[6], reason=row[7], label=row[8], band=row[9],
         confidence=row[10], threshold=row[11], probabilities=json.loads(row[12]),
         forced=bool(row[13]), heatmap_in_lung=row[14], created=row[15],
-        has_mask=bool(row[16]), has_heatmap=bool(row[17]),
+        has_mask=bool(row[16]), has_heatmap=bool(row[17]), caution=row[18] or "",
     )

@@ -16,7 +16,8 @@ from PySide6.QtWidgets import (
     QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-COLUMNS = ("When", "File", "Model", "Version", "Status", "Label", "Confidence", "Band", "Forced")
+COLUMNS = ("When", "File", "Model", "Version", "Status", "Label", "Confidence", "Band", "Forced",
+           "Caution")
 
 
 class HistoryPanel(QWidget):
@@ -79,11 +80,14 @@ class HistoryPanel(QWidget):
             conf = "" if e.confidence is None else f"{100 * e.confidence:.1f}%"
             values = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.created)),
                       e.source.rsplit("/", 1)[-1], e.model_id, e.model_version, e.status, e.label,
-                      conf, e.band, "forced" if e.forced else "")
+                      conf, e.band, "forced" if e.forced else "",
+                      "\u26a0 " + e.caution if e.caution else "")
             for col, value in enumerate(values):
                 item = QTableWidgetItem(value)
                 if col == 1:
                     item.setToolTip(e.source)
+                elif col == len(values) - 1 and e.caution:
+                    item.setToolTip(e.caution)
                 self.table.setItem(row, col, item)
 
     def reopen_selected(self) -> None:

@@ -28,8 +28,8 @@ from viewer.inference.registry import ModelRegistry
 from viewer.inference.runner import ModelOutputs, RunTerminated, run_model
 from viewer.inference.sessions import SessionPool
 from viewer.services.analysis_types import (
-    ERROR, OK, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON, AnalysisInput, AnalysisResult, GateAnswer,
-    ModelResult, age_caution, confidence_band,
+    ERROR, NOT_PROJECTION_RADIOGRAPHY, OK, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON, AnalysisInput,
+    AnalysisResult, GateAnswer, ModelResult, age_caution, confidence_band,
 )
 from viewer.services.tasks import CancelToken, Cancelled, ProgressFn, no_progress
 
@@ -41,8 +41,9 @@ T = TypeVar("T")
 def gate_answer(manifest: ModelManifest, out: ModelOutputs, inp: AnalysisInput) -> GateAnswer:
     """Turn the gate's outputs into a region, applying its OOD rule (docs/MODELS.md).
 
-    The answer is "unknown" when the image is mostly colour (its colour fraction is above
-    ``ood.max_colour_fraction``: radiographs are greyscale), when the energy score
+    The answer is "unknown" when the DICOM modality is not projection radiography (CT, MR,
+    US, ...: :data:`NOT_PROJECTION_RADIOGRAPHY`), when the image is mostly colour (its colour
+    fraction is above ``ood.max_colour_fraction``: radiographs are greyscale), when the energy score
     ``-logsumexp(logits)`` is above ``ood.threshold``, or when the calibrated top-class
     confidence is below ``ood.confidence_floor``.
     """
@@ -53,7 +54,10 @@ def gate_answer(manifest: ModelManifest, out: ModelOutputs, inp: AnalysisInput) 
     ood = manifest.ood or {}
     reason = None
     max_colour = ood.get("max_colour_fraction")
-    if max_colour is not None and inp.colour_fraction > float(max_colour):
+    modality = inp.modality.strip().upper()
+    if modality in NOT_PROJECTION_RADIOGRAPHY:
+        reason = f"DICOM modality {modality}: not a projection radiograph"
+    elif max_colour is not None and inp.colour_fraction > float(max_colour):
         reason = (f"a colour image ({100 * inp.colour_fraction:.0f}% of pixels coloured, "
                   f"limit {100 * float(max_colour):.0f}%): radiographs are greyscale")
     elif "threshold" in ood and out.energy is not None and out.energy > float(ood["threshold"]):

@@ -10,6 +10,7 @@ import numpy as np
 from viewer import RESEARCH_NOTICE
 
 __all__ = [
+    "NOT_PROJECTION_RADIOGRAPHY",
     "age_caution",
     "OK",
     "OUT_OF_SCOPE",
@@ -37,6 +38,15 @@ def confidence_band(confidence: float, bands: Mapping[str, float]) -> str:
 
 def _years(value: float) -> str:
     return f"{value:.1f} years" if value < 2 else f"{value:.0f} years"
+
+
+# DICOM (0008,0060) Modality values that are never a projection radiograph: the models here
+# were trained on CR/DX radiographs only. CR, DX, RG, MG, XA, RF, OT and SC (a scanned or
+# captured film may be a radiograph) are left to the gate network.
+NOT_PROJECTION_RADIOGRAPHY = frozenset({
+    "CT", "MR", "US", "NM", "PT", "OCT", "OP", "OPT", "IVUS", "ES", "SM", "XC", "GM", "ECG",
+    "EPS", "HD", "RTIMAGE", "RTDOSE", "RTSTRUCT", "RTPLAN", "SEG", "PX", "IO", "BMD", "DOC",
+})
 
 
 def age_caution(age_years: float | None, age_range: tuple[float | None, float | None] | None,
@@ -80,6 +90,9 @@ class AnalysisInput:
     patient_age_years
         Age at the study from the DICOM header (``None`` for PNG/JPEG or when absent); checked
         against each model's ``population.age_years`` range.
+    modality
+        (0008,0060) Modality ("" for PNG/JPEG); the gate calls an image of a modality in
+        :data:`NOT_PROJECTION_RADIOGRAPHY` (CT, MR, US, ...) "not a radiograph".
     """
 
     display: np.ndarray
@@ -90,6 +103,7 @@ class AnalysisInput:
     sop_instance_uid: str | None = None
     patient_age_years: float | None = None
     colour_fraction: float = 0.0
+    modality: str = ""
 
 
 @dataclass(frozen=True)

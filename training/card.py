@@ -28,7 +28,12 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
              "The split (file names only) is `training/splits/" + recipe.dataset + ".csv`: 70/15/15 "
              "train/validation/test, grouped by patient and by near-duplicate picture (32x32 "
              "correlation >= 0.95), so no patient or near-duplicate straddles two splits.", "",
-             ] + ([f"History: {recipe.history}.", ""] if recipe.history else []) + [
+             ] + ([f"History: {recipe.history}.", ""] if recipe.history else []) + (
+             ["Test-time augmentation: the exported graph runs the image and its mirror image and "
+              "averages their last-block activations (mirrored back) before the head, so the "
+              "logits are the mean of both views and Grad-CAM++ from the manifest stays exact. "
+              "Every metric below is of this averaged classifier.", ""]
+             if manifest.get("test_time_augmentation") else []) + [
              "## Training data", ""]
     for d in manifest["training_data"]:
         extra = f", {d['images']} training images" if d.get("images") else ""

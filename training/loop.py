@@ -24,6 +24,7 @@ from .augment import augment, centre_view
 from .common import RUNS, SEED, get_logger, seed_everything
 from .data import load_cache
 from .metrics import balanced_accuracy, dice, roc_auc
+from .nets import FlipAveraged
 from .recipes import Recipe
 from .splits import read_split
 
@@ -225,8 +226,16 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
 
 
 def load_trained(recipe: Recipe, run_dir: Path | None = None) -> torch.nn.Module:
-    """The best validation checkpoint of a finished run, in eval mode."""
+    """The best validation checkpoint of a finished run, in eval mode.
+
+    With ``recipe.tta_hflip`` it is wrapped in :class:`training.nets.FlipAveraged`: what is
+    evaluated, calibrated and exported is the flip-averaged classifier.
+    """
     run = run_dir or RUNS / recipe.model_id
     model = recipe.build()
     model.load_state_dict(torch.load(run / "best.pt", weights_only=False)["model"])
+    if recipe.tta_hflip:
+        if recipe.task != "classification" or recipe.aug.hflip <= 0:
+            raise ValueError(f"{recipe.model_id}: flip averaging needs a classifier trained with flips")
+        model = FlipAveraged(model)
     return model.eval()

@@ -66,6 +66,28 @@ class SmallResNet(nn.Module):
         return self.head(self.dropout(pooled)), act
 
 
+class FlipAveraged(nn.Module):
+    """Test-time augmentation inside the graph: the image and its mirror image, averaged.
+
+    The mirror image's activations are mirrored back and averaged with the image's; the head
+    then runs on the average. Global average pooling does not see the mirroring, so
+    ``logits = W @ mean_hw(A) + b`` still holds exactly for the exported ``A`` (Grad-CAM++ from
+    the manifest stays exact) and the logits are the mean of the two views' logits.
+    """
+
+    def __init__(self, net: SmallResNet) -> None:
+        super().__init__()
+        self.net = net
+        self.head = net.head
+        self.n_channels = net.n_channels
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.net.features(self.net.stem(x))
+        b = self.net.features(self.net.stem(torch.flip(x, dims=(3,))))
+        act = 0.5 * (a + torch.flip(b, dims=(3,)))
+        return self.head(act.mean(dim=(2, 3))), act
+
+
 class _Down(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()

@@ -35,6 +35,9 @@ class Recipe:
     # Exponential moving average of the weights (and BatchNorm statistics), validated and
     # kept as ``best.pt`` instead of the raw weights when set (e.g. 0.998 per step).
     ema: float | None = None
+    # Evaluate and export the classifier as the average over the image and its mirror image
+    # (training.nets.FlipAveraged); only for recipes trained with horizontal flips.
+    tta_hflip: bool = False
 
     def build(self) -> nn.Module:
         if self.task == "segmentation":
@@ -77,7 +80,7 @@ RECIPES: dict[str, Recipe] = {
         aug=AugConfig(scale=(0.9, 1.1), aspect=(0.9, 1.12), rotate_deg=7.0, shift=0.05,
                       gamma=(0.8, 1.25), contrast=(0.9, 1.1), clahe_p=0.1, resample_p=0.15,
                       blur_p=0.05, noise_p=0.05),
-        ema=0.997, version="2.2.0",
+        ema=0.997, version="2.2.0", tta_hflip=True,
         history="committed weights: v1.x trained at 128 px (6 epochs, then `--resume` to 8, "
                 "12, 16 and 28 epochs, v1.4.0); v2.0.0 started from the v1.4.0 weights "
                 "(`--init`, the network is fully convolutional) and was fine-tuned at 192 px "

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 from training import MODEL_IDS, data as tdata, splits as tsplits  # noqa: E402
@@ -76,3 +76,4 @@ def test_resume_continues_from_last_checkpoint(data_root: Path, tmp_path: Path,
     train(recipe, epochs=2, resume=True, run_dir=run)
     log = (run / "train.log").read_text()
     assert "resumed from epoch 0" in log and "epoch 1 done" in log
+    assert recipe.ema and "ema" in torch.load(run / "last.pt", weights_only=False)  # EMA resumes too

@@ -105,3 +105,25 @@ def test_pneumonia_224_and_original_copies_of_a_study_share_a_split() -> None:
         for r in csv.DictReader(fh):
             by_stem[Path(r["path"]).name].add(r["split"])
     assert all(len(s) == 1 for s in by_stem.values())
+
+
+def test_flip_averaged_classifier_is_the_mean_of_both_views_and_keeps_the_gap_head() -> None:
+    import torch
+
+    from training.nets import FlipAveraged, SmallResNet
+
+    torch.manual_seed(0)
+    net = SmallResNet(2, 1, (8, 16, 24, 32)).eval()
+    wrapped = FlipAveraged(net).eval()
+    x = torch.randn(3, 1, 64, 48)
+    with torch.no_grad():
+        logits, act = wrapped(x)
+        a, _ = net(x)
+        b, _ = net(torch.flip(x, dims=(3,)))
+        flipped, _ = wrapped(torch.flip(x, dims=(3,)))
+    torch.testing.assert_close(logits, 0.5 * (a + b), atol=1e-5, rtol=1e-5)
+    # The manifest's closed form (logits = W mean_hw(A) + b) holds for the exported A.
+    torch.testing.assert_close(logits, act.mean(dim=(2, 3)) @ net.head.weight.T + net.head.bias,
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(flipped, logits, atol=1e-5, rtol=1e-5)  # mirror-invariant
+    assert not torch.allclose(a, b, atol=1e-3)  # the plain network is not

@@ -110,6 +110,23 @@ def test_logits_are_gap_linear_of_activations(model_id: str) -> None:
     np.testing.assert_allclose(act.mean(axis=(2, 3)) @ weight.T + bias, logits, atol=2e-4)
 
 
+@pytest.mark.parametrize("model_id", ("body_region", "pneumonia", "covid"))
+def test_declared_flip_averaging_is_in_the_graph(model_id: str) -> None:
+    """A manifest that says the graph averages the image and its mirror gives mirror-invariant
+    logits and mirrored activations; the others do not claim it."""
+    m = _manifest(model_id)
+    h, w = m["input"]["size"]
+    x = np.random.default_rng(1).normal(size=(1, 1, h, w)).astype(np.float32)
+    sess = _session(m)
+    logits, act = sess.run(None, {"input": x})
+    logits_m, act_m = sess.run(None, {"input": np.ascontiguousarray(x[..., ::-1])})
+    if m.get("test_time_augmentation"):
+        np.testing.assert_allclose(logits_m, logits, atol=1e-4)
+        np.testing.assert_allclose(act_m[..., ::-1], act, atol=1e-4)
+    else:
+        assert not np.allclose(logits_m, logits, atol=1e-4)
+
+
 def _classify(m: dict, display: np.ndarray) -> str:
     logits = _session(m).run(["logits"], {"input": prepare_input(display, InputSpec.from_manifest(m["input"]))})[0][0]
     z = logits / m["calibration"]["temperature"]

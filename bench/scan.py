@@ -55,7 +55,7 @@ def generate(root: Path, count: int) -> None:
             templates[key] = buf.getvalue()
         folder = root / f"P{patient:03d}" / f"S{study}" / f"SE{series}"
         folder.mkdir(parents=True, exist_ok=True)
-        uid = f"{_UID_SLOT[:-9]}{i:09d}"
+        uid = f"{_UID_SLOT[:-9]}{100_000_000 + i}"  # same length, no leading zero (valid UI)
         data = templates[key].replace(_UID_SLOT.encode(), uid.encode())
         data = data.replace(_INSTANCE_SLOT.encode(), f"{i:06d}".encode())
         (folder / f"IM{i:06d}.dcm").write_bytes(data)

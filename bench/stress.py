@@ -9,7 +9,7 @@ Corrupt files are damaged so that they cannot be shown: cut inside the header be
 (0028,0010) Rows, zero length, or a valid preamble followed by garbage. Non-DICOM files are
 text, random bytes and a PDF header, with and without a ``.dcm`` name.
 
-Run: ``python -m bench.stress [--files 20000] [--gui] [--json out.json]``
+Run: ``python -m bench.stress [--files 20000] [--gui [--explain]] [--json out.json]``
 """
 
 from __future__ import annotations
@@ -94,13 +94,16 @@ def scan_check(root: Path, kinds: dict[str, list[str]], **scan_kw: Any) -> dict[
     }
 
 
-def gui_check(root: Path, kinds: dict[str, list[str]]) -> dict[str, Any]:
-    """Open ``root`` in a window; GUI-thread gaps while scanning and the Load Report's rows."""
+def gui_check(root: Path, kinds: dict[str, list[str]], explain: bool = False) -> dict[str, Any]:
+    """Open ``root`` in a window; GUI-thread gaps while scanning and the Load Report's rows.
+
+    ``explain``: print what each gap over 30 ms was made of (``bench.gui_probe.ExplainingProbe``).
+    """
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from bench.gui_probe import GapProbe, probe_idle, probe_scan
+    from bench.gui_probe import ExplainingProbe, GapProbe, probe_idle, probe_scan
     from viewer.app import build_window
     from viewer.ui.settings import AppSettings
 
@@ -111,7 +114,7 @@ def gui_check(root: Path, kinds: dict[str, list[str]]) -> dict[str, Any]:
         window.resize(1400, 900)
         window.show()
         app.processEvents()
-        probe = GapProbe()
+        probe = ExplainingProbe() if explain else GapProbe()
         try:
             idle = probe_idle(probe, 1.0)
             stats = probe_scan(window, root, probe)
@@ -125,6 +128,8 @@ def gui_check(root: Path, kinds: dict[str, list[str]]) -> dict[str, Any]:
         finally:
             window.shutdown()
             window.close()
+            if explain:
+                print("\n".join(probe.events))  # type: ignore[attr-defined]
     stats["expected_report_rows"] = len(kinds["corrupt"]) + len(kinds["non_dicom"])
     return stats
 
@@ -135,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--gui", action="store_true", help="also open the folder in a window")
     parser.add_argument("--workers", type=int, default=None, help="scan worker processes")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--explain", action="store_true",
+                        help="with --gui: what each GUI-thread gap over 30 ms was made of")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="radview-stress-") as tmp:
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["scan"] = scan_check(root, kinds, workers=args.workers)
         print("headless scan:", json.dumps(results["scan"]), flush=True)
         if args.gui:
-            results["gui"] = gui_check(root, kinds)
+            results["gui"] = gui_check(root, kinds, args.explain)
             print("window scan:", json.dumps(results["gui"]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

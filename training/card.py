@@ -125,7 +125,12 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
                       "- Not for adults. Patient IDs cannot be verified across Kermany copies."],
         "covid": ["- Source confounds the label: COVID images come from many hospitals and papers, "
                   "normals from one source (RSNA/NIH). The model may partly learn the source.",
-                  "- No patient IDs; near-duplicates were grouped by picture similarity only."],
+                  "- No patient IDs; near-duplicates were grouped by picture similarity only.",
+                  "- Every test image is from the same database (224-px squashed PNG copies). On "
+                  "full-resolution clinical files the model is outside its data: the two real chest "
+                  "films in `shared/data/dicom/` (966_fixed.dcm, an undated DX; RG1_*.dcm, a 2004 "
+                  "CR, so not COVID-19, in several codecs) get P(covid) 0.44 and 0.55, above the "
+                  "operating threshold, in the low-confidence (red) band."],
         "body_region": ["- 'other' has very few training images (abdomen and infant pelvis only).",
                         "- Each non-chest class has one or two sources; the model may partly learn the source."],
         "lungs": ["- Masks follow V7's convention (retro-cardiac region included)."],

@@ -18,7 +18,7 @@ import torch
 
 from viewer.core.preprocess import model_view, normalise, resize_to_image
 
-from .calibration import energy, fit_temperature, softmax
+from .calibration import fit_temperature, softmax
 from .common import DATA, RUNS, get_logger
 from .data import read_image, read_mask, records
 from .loop import load_trained

@@ -1,10 +1,12 @@
 """Analysis history: an SQLite database in the user data folder (path injected by the caller).
 
 One row per image x model version x run, with the identifiers (SOP Instance UID or a content
-hash), the outputs (with any population caution) and the time. Masks and heatmaps are stored as compressed PNG blobs so an
-entry can reopen its overlays. The database uses WAL and one transaction per write. A database
-that SQLite cannot read is moved aside (renamed with a timestamp) and a fresh one is created;
-the message saying so is kept in :attr:`HistoryStore.messages` for the UI, never silently lost.
+hash), the outputs (with any population caution) and the time. Masks and heatmaps are stored
+as compressed PNG blobs so an entry can reopen its overlays. The database uses WAL and one
+transaction per write; ``PRAGMA user_version`` is the schema version, and an older database is
+migrated in place when opened. A database that SQLite cannot read is moved aside (renamed with
+a timestamp) and a fresh one is created; the message saying so is kept in
+:attr:`HistoryStore.messages` for the UI, never silently lost.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import numpy as np
 
 from viewer.services.analysis_types import AnalysisResult
 
-__all__ = ["SCHEMA_VERSION", "HistoryEntry", "HistoryStore", "encode_mask", "decode_mask", "encode_heatmap",
-           "decode_heatmap"]
+__all__ = ["SCHEMA_VERSION", "HistoryEntry", "HistoryStore", "encode_mask", "decode_mask",
+           "encode_heatmap", "decode_heatmap"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -58,7 +60,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version < SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
 
 
 def encode_mask(mask: np.ndarray) -> bytes:

@@ -60,8 +60,12 @@ class SmallResNet(nn.Module):
         self.head = nn.Linear(cin, n_classes)
         self.n_channels = cin
 
+    def activations(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's post-ReLU output, the tensor fed to global average pooling."""
+        return self.features(self.stem(x))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        act = self.features(self.stem(x))
+        act = self.activations(x)
         pooled = act.mean(dim=(2, 3))
         return self.head(self.dropout(pooled)), act
 
@@ -82,8 +86,8 @@ class FlipAveraged(nn.Module):
         self.n_channels = net.n_channels
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a = self.net.features(self.net.stem(x))
-        b = self.net.features(self.net.stem(torch.flip(x, dims=(3,))))
+        a = self.net.activations(x)
+        b = self.net.activations(torch.flip(x, dims=(3,)))
         act = 0.5 * (a + torch.flip(b, dims=(3,)))
         return self.head(act.mean(dim=(2, 3))), act
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 from pydicom.uid import UID
 
@@ -17,7 +16,7 @@ from viewer.inference.registry import ModelRegistry
 from viewer.inference.sessions import SessionPool
 from viewer.services.analysis import AnalysisService
 from viewer.services.analysis_inputs import input_from_radiograph
-from viewer.services.analysis_types import NOT_PROJECTION_RADIOGRAPHY
+from viewer.services.analysis_types import NOT_PROJECTION_RADIOGRAPHY, AnalysisInput
 
 CT_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
 
@@ -28,9 +27,13 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> AnalysisService:
     return AnalysisService(ModelRegistry([Path(folder)]), SessionPool(1))
 
 
+def _input(path: Path) -> AnalysisInput:
+    """The analysis input of a DICOM file, read as the viewer reads it."""
+    return input_from_radiograph(radiograph_from_dataset(read_dataset(str(path)), source=str(path)))
+
+
 def _analyse(service: AnalysisService, path: Path):  # noqa: ANN202 - AnalysisResult
-    ds = read_dataset(str(path))
-    return service.analyse(input_from_radiograph(radiograph_from_dataset(ds, source=str(path))))
+    return service.analyse(_input(path))
 
 
 def test_same_pixels_pass_as_cr_and_are_refused_as_ct(service: AnalysisService, tmp_path: Path) -> None:
@@ -45,8 +48,7 @@ def test_same_pixels_pass_as_cr_and_are_refused_as_ct(service: AnalysisService, 
     assert refused.gate is not None and refused.gate.region == "unknown"
     assert refused.gate.unknown_reason == "DICOM modality CT: not a projection radiograph"
     assert {r.status for r in refused.results if r.model_id != "body_region"} == {"out_of_scope"}
-    forced = service.analyse(input_from_radiograph(radiograph_from_dataset(pydicom.dcmread(ct))),
-                             force=True)
+    forced = service.analyse(_input(ct), force=True)
     assert forced.result("pneumonia").status == "ok" and forced.result("pneumonia").forced
 
 

@@ -43,7 +43,7 @@ def input_from_radiograph(rg: Radiograph, source: str = "", *, plain: bool = Fal
         sop_instance_uid=uid,
         patient_age_years=rg.patient_age_years,
         colour_fraction=colour_fraction(rg.pixels) if rg.is_colour else 0.0,
-        modality="" if plain else rg.modality,
+        modality=rg.modality,
     )
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from viewer.core.radiograph import Radiograph
 from viewer.dicom.scan import InstanceRecord
 from viewer.services.library import load_image
-from viewer.services.tasks import BACKGROUND_NICENESS, CancelToken, background_priority
+from viewer.services.tasks import CancelToken, background_nice, background_priority
 from viewer.services.decode_worker import init_decode_worker
 from viewer.services.thumbnails import ThumbnailStore
 
@@ -74,7 +74,7 @@ def _worker_nice() -> int | None:
     if not hasattr(os, "getpriority"):
         return None
     try:
-        return min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + BACKGROUND_NICENESS)
+        return background_nice(os.getpriority(os.PRIO_PROCESS, os.getpid()))
     except OSError:
         return None
 

@@ -13,8 +13,8 @@ import threading
 from typing import Callable
 
 __all__ = [
-    "BACKGROUND_NICENESS", "Cancelled", "CancelToken", "ProgressFn", "background_priority",
-    "no_progress",
+    "BACKGROUND_NICENESS", "Cancelled", "CancelToken", "ProgressFn", "background_nice",
+    "background_priority", "no_progress",
 ]
 
 BACKGROUND_NICENESS = 10
@@ -70,6 +70,11 @@ def no_progress(done: int, total: int) -> None:
     """A :data:`ProgressFn` that ignores its arguments."""
 
 
+def background_nice(nice: int, step: int = BACKGROUND_NICENESS) -> int:
+    """The nice value ``step`` below ``nice`` (capped at 19, the lowest priority)."""
+    return min(19, nice + step)
+
+
 def background_priority(step: int = BACKGROUND_NICENESS) -> None:
     """Thread initializer: raise this thread's nice value by ``step`` (Linux; elsewhere a
     no-op). Threads and processes it starts later (onnxruntime's pool, a scan's process pool)
@@ -78,6 +83,6 @@ def background_priority(step: int = BACKGROUND_NICENESS) -> None:
         return
     try:
         tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+        os.setpriority(os.PRIO_PROCESS, tid, background_nice(os.getpriority(os.PRIO_PROCESS, tid), step))
     except OSError:
         pass

@@ -226,7 +226,7 @@ class AiFeatures(QObject):
         if reopen is not None and reopen[0] == _source_of(record):
             self._pending_reopen = None
             self.overlays.set_arrays(reopen[1], reopen[2], reopen[3].model_id)
-            caution = getattr(reopen[3], "caution", "")
+            caution = reopen[3].caution
             self.panel.show_pending(f"Reopened from history: {reopen[3].model_id} "
                                     f"{reopen[3].label} ({reopen[3].status})"
                                     + (f"\n\u26a0 Caution: {caution}" if caution else ""))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from . import MODEL_IDS
@@ -18,11 +19,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from runs/<model>/last.pt")
     ap.add_argument("--init", default=None,
                     help="start training from the weights of this checkpoint (fine-tune)")
+    ap.add_argument("--size", type=int, default=None,
+                    help="train at this input size instead of the recipe's (progressive resizing)")
+    ap.add_argument("--lr", type=float, default=None, help="override the recipe's peak learning rate")
+    ap.add_argument("--member", type=int, default=0,
+                    help="ensemble member to train (seed 0 + member; runs/<model>/member<N>/)")
     args = ap.parse_args(argv)
 
     from .recipes import get
 
     recipe = get(args.model)
+    if args.member and not 0 < args.member < recipe.members:
+        raise SystemExit(f"{recipe.model_id} has members 0..{recipe.members - 1}")
+    overrides: dict[str, object] = {}
+    if args.size:
+        overrides["spec"] = replace(recipe.spec, height=args.size, width=args.size)
+    if args.lr:
+        overrides["lr"] = args.lr
+    train_recipe = replace(recipe, **overrides)  # type: ignore[arg-type]
     if args.command == "cache":
         from .data import build_cache
         print(build_cache(recipe.dataset, recipe.cache_size))
@@ -32,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         print(summary(recipe.dataset))
     if args.command in ("train", "all"):
         from .loop import train
-        train(recipe, epochs=args.epochs, resume=args.resume,
-              init=Path(args.init) if args.init else None)
+        train(train_recipe, epochs=args.epochs, resume=args.resume,
+              init=Path(args.init) if args.init else None, member=args.member)
     if args.command in ("evaluate", "all"):
         from .evaluate import evaluate
         print(json.dumps(evaluate(recipe), indent=1)[:4000])

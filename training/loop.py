@@ -24,7 +24,7 @@ from .augment import augment, centre_view
 from .common import RUNS, SEED, get_logger, seed_everything
 from .data import load_cache
 from .metrics import balanced_accuracy, dice, roc_auc
-from .nets import FlipAveraged
+from .nets import Ensemble, FlipAveraged
 from .recipes import Recipe
 from .splits import read_split
 
@@ -104,9 +104,14 @@ def seg_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return bce + soft_dice.mean()
 
 
+def member_dir(run: Path, member: int = 0) -> Path:
+    """Run directory of an ensemble member: member 0 is the model's run directory itself."""
+    return run if member == 0 else run / f"member{member}"
+
+
 def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = None,
           limit: int | None = None, resume: bool = False, run_dir: Path | None = None,
-          init: Path | None = None) -> Path:
+          init: Path | None = None, member: int = 0) -> Path:
     """Train ``recipe`` from scratch (or resume) and return the run directory.
 
     ``init`` starts from the weights of another checkpoint (a fine-tune with a fresh optimiser
@@ -115,11 +120,12 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
     the machine).
     """
     torch.set_num_threads(int(os.environ.get("RADVIEW_TRAIN_THREADS", "2")))
-    run = run_dir or RUNS / recipe.model_id
+    run = run_dir or member_dir(RUNS / recipe.model_id, member)
     run.mkdir(parents=True, exist_ok=True)
     log = get_logger(recipe.model_id, run / "train.log")
     (run / "eval.json").unlink(missing_ok=True)  # evaluation belongs to the finished run
-    seed_everything(SEED)
+    seed = SEED + member
+    seed_everything(seed)
     n_epochs = epochs or recipe.epochs
     tr = split_arrays(recipe, "train", limit)
     va = split_arrays(recipe, "val", limit)
@@ -136,7 +142,7 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema), use_buffers=True)
            if recipe.ema else None)
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(seed)
     start_epoch, step, best = 0, 0, -1.0
     last = run / "last.pt"
     if resume and last.exists():
@@ -159,9 +165,10 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
         cw = torch.ones(k)
     else:
         sample_p = None
-    log.info("train %s: %d train / %d val images, %d params, %d epochs x %d steps",
-             recipe.model_id, len(tr.images), len(va.images),
-             sum(p.numel() for p in model.parameters()), n_epochs, steps_per_epoch)
+    log.info("train %s (member %d, seed %d): %d train / %d val images, %d params, %d epochs x %d "
+             "steps, %d px, lr %.2e", recipe.model_id, member, seed, len(tr.images), len(va.images),
+             sum(p.numel() for p in model.parameters()), n_epochs, steps_per_epoch,
+             recipe.spec.height, recipe.lr)
     size = recipe.spec.height
     for epoch in range(start_epoch, n_epochs):
         model.train()
@@ -228,14 +235,20 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
 def load_trained(recipe: Recipe, run_dir: Path | None = None) -> torch.nn.Module:
     """The best validation checkpoint of a finished run, in eval mode.
 
-    With ``recipe.tta_hflip`` it is wrapped in :class:`training.nets.FlipAveraged`: what is
-    evaluated, calibrated and exported is the flip-averaged classifier.
+    With ``recipe.tta_hflip`` each network is wrapped in :class:`training.nets.FlipAveraged`;
+    with ``recipe.members > 1`` the members' best checkpoints (``member_dir``) are combined in
+    :class:`training.nets.Ensemble`. What is evaluated, calibrated and exported is that
+    combined classifier.
     """
     run = run_dir or RUNS / recipe.model_id
-    model = recipe.build()
-    model.load_state_dict(torch.load(run / "best.pt", weights_only=False)["model"])
-    if recipe.tta_hflip:
-        if recipe.task != "classification" or recipe.aug.hflip <= 0:
-            raise ValueError(f"{recipe.model_id}: flip averaging needs a classifier trained with flips")
-        model = FlipAveraged(model)
+    if recipe.tta_hflip and (recipe.task != "classification" or recipe.aug.hflip <= 0):
+        raise ValueError(f"{recipe.model_id}: flip averaging needs a classifier trained with flips")
+    if recipe.members > 1 and recipe.task != "classification":
+        raise ValueError(f"{recipe.model_id}: ensembles are for GAP + linear classifiers")
+    nets: list[torch.nn.Module] = []
+    for i in range(recipe.members):
+        net = recipe.build()
+        net.load_state_dict(torch.load(member_dir(run, i) / "best.pt", weights_only=False)["model"])
+        nets.append(FlipAveraged(net) if recipe.tta_hflip else net)
+    model = nets[0] if len(nets) == 1 else Ensemble(nets)
     return model.eval()

@@ -85,10 +85,42 @@ class FlipAveraged(nn.Module):
         self.head = net.head
         self.n_channels = net.n_channels
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def activations(self, x: torch.Tensor) -> torch.Tensor:
         a = self.net.activations(x)
         b = self.net.activations(torch.flip(x, dims=(3,)))
-        act = 0.5 * (a + torch.flip(b, dims=(3,)))
+        return 0.5 * (a + torch.flip(b, dims=(3,)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        act = self.activations(x)
+        return self.head(act.mean(dim=(2, 3))), act
+
+
+class Ensemble(nn.Module):
+    """The average of several GAP + linear classifiers, as one GAP + linear classifier.
+
+    The members' activations (same spatial size) are concatenated along channels and the head
+    is ``[W_1 ... W_n] / n`` with the mean bias, so the logits are exactly the mean of the
+    members' logits and ``logits = W @ mean_hw(A) + b`` still holds for the exported ``A``:
+    the Grad-CAM++ closed form from the manifest stays exact.
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.n_channels = sum(int(m.n_channels) for m in members)
+        heads = [m.head for m in members]
+        self.head = nn.Linear(self.n_channels, heads[0].out_features)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.cat([h.weight for h in heads], 1) / len(heads))
+            self.head.bias.copy_(torch.stack([h.bias for h in heads]).mean(0))
+
+    def activations(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.activations(x) for m in self.members], 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        act = self.activations(x)
         return self.head(act.mean(dim=(2, 3))), act
 
 

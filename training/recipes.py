@@ -38,6 +38,9 @@ class Recipe:
     # Evaluate and export the classifier as the average over the image and its mirror image
     # (training.nets.FlipAveraged); only for recipes trained with horizontal flips.
     tta_hflip: bool = False
+    # Networks averaged in the exported model (training.nets.Ensemble); member i is trained
+    # with seed SEED + i into runs/<model>/member<i>/ (member 0: runs/<model>/ itself).
+    members: int = 1
 
     def build(self) -> nn.Module:
         if self.task == "segmentation":

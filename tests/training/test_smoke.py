@@ -18,7 +18,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from training import MODEL_IDS, data as tdata, splits as tsplits  # noqa: E402
 from training.export import export  # noqa: E402
-from training.loop import train  # noqa: E402
+from training.loop import member_dir, train  # noqa: E402
 from training.recipes import get  # noqa: E402
 
 
@@ -44,9 +44,12 @@ def test_recipe_trains_and_exports(model_id: str, data_root: Path, tmp_path: Pat
     monkeypatch.setattr(tdata, "CACHE", tmp_path / "cache")
     tdata.build_cache(recipe.dataset, recipe.cache_size, data=data_root,
                       paths=_subset(recipe.dataset, 3))
-    run = train(recipe, max_steps=2, run_dir=tmp_path / "run")
-    assert (run / "last.pt").exists() and (run / "best.pt").exists()
-    assert "epoch 0 done" in (run / "train.log").read_text()
+    run = tmp_path / "run"
+    for member in range(recipe.members):  # an ensemble recipe trains each member (own seed)
+        got = train(recipe, max_steps=2, run_dir=member_dir(run, member), member=member)
+        assert (got / "last.pt").exists() and (got / "best.pt").exists()
+        log = (got / "train.log").read_text()
+        assert "epoch 0 done" in log and f"(member {member}, seed {member})" in log
     out = tmp_path / "models"
     onnx_path = export(recipe, run_dir=run, out_dir=out, limit=4, reports=False)
     manifest = json.loads((out / f"{model_id}.json").read_text())

@@ -127,3 +127,28 @@ def test_flip_averaged_classifier_is_the_mean_of_both_views_and_keeps_the_gap_he
                                atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(flipped, logits, atol=1e-5, rtol=1e-5)  # mirror-invariant
     assert not torch.allclose(a, b, atol=1e-3)  # the plain network is not
+
+
+def test_ensemble_is_the_mean_of_its_members_and_keeps_the_gap_head() -> None:
+    import torch
+
+    from training.nets import Ensemble, FlipAveraged, SmallResNet
+
+    torch.manual_seed(0)
+    first = FlipAveraged(SmallResNet(2, 1, (8, 16, 24, 32))).eval()
+    second = SmallResNet(2, 1, (8, 16, 24, 40)).eval()  # members may differ in width
+    ens = Ensemble([first, second]).eval()
+    x = torch.randn(3, 1, 64, 48)
+    with torch.no_grad():
+        logits, act = ens(x)
+        a, act_a = first(x)
+        b, act_b = second(x)
+    assert act.shape == (3, 32 + 40, 4, 3) and ens.n_channels == 72
+    torch.testing.assert_close(logits, 0.5 * (a + b), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(act, torch.cat([act_a, act_b], 1))
+    # The manifest's closed form (logits = W mean_hw(A) + b) holds for the exported A.
+    torch.testing.assert_close(logits, act.mean(dim=(2, 3)) @ ens.head.weight.T + ens.head.bias,
+                               atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(a, b, atol=1e-3)  # the members really differ
+    with pytest.raises(ValueError):
+        Ensemble([])

@@ -33,7 +33,13 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
               "averages their last-block activations (mirrored back) before the head, so the "
               "logits are the mean of both views and Grad-CAM++ from the manifest stays exact. "
               "Every metric below is of this averaged classifier.", ""]
-             if manifest.get("test_time_augmentation") else []) + [
+             if manifest.get("test_time_augmentation") else []) + (
+             [f"Ensemble: {recipe.members} networks of the same architecture, member *i* trained "
+              f"with seed *i* (`python -m training train {mid} --member i`). The exported graph "
+              "concatenates their last-block activations and averages their heads, so the logits "
+              "are the mean of the members' logits and Grad-CAM++ from the manifest stays exact. "
+              "Every metric below is of the ensemble.", ""]
+             if recipe.members > 1 else []) + [
              "## Training data", ""]
     for d in manifest["training_data"]:
         extra = f", {d['images']} training images" if d.get("images") else ""
@@ -129,8 +135,8 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
                   "- Every test image is from the same database (224-px squashed PNG copies). On "
                   "full-resolution clinical files the model is outside its data: the two real chest "
                   "films in `shared/data/dicom/` (966_fixed.dcm, an undated DX; RG1_*.dcm, a 2004 "
-                  "CR, so not COVID-19, in several codecs) get P(covid) 0.44 and 0.55, above the "
-                  "operating threshold, in the low-confidence (red) band."],
+                  "CR, so not COVID-19, in several codecs) both get P(covid) 0.61, above the "
+                  "operating threshold, in the low-confidence (red) band (v2.3.0: 0.44 and 0.55)."],
         "body_region": ["- 'other' has very few training images (abdomen and infant pelvis only).",
                         "- Each non-chest class has one or two sources; the model may partly learn the source."],
         "lungs": ["- Masks follow V7's convention (retro-cardiac region included)."],

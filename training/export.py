@@ -94,6 +94,9 @@ def build_manifest(recipe: Recipe, model: nn.Module, onnx_path: Path, ev: dict[s
         m["bands"] = {"green": 0.9, "orange": 0.7}
         if recipe.tta_hflip:
             m["test_time_augmentation"] = "horizontal flip, averaged inside the graph"
+        if recipe.members > 1:
+            m["ensemble"] = {"members": recipe.members, "combination": "mean of the members' logits "
+                             "(activations concatenated, head weights divided by the member count)"}
         m["gradcam"] = {"activations_output": "activations", "head": "gap_linear",
                         "weight": [[round(v, 7) for v in row] for row in w.tolist()],
                         "bias": [round(float(v), 7) for v in model.head.bias.detach().numpy()]}

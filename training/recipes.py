@@ -86,16 +86,19 @@ RECIPES: dict[str, Recipe] = {
         # A further continuation from 2.3.0 (lr 1.5e-4, EMA 0.998) peaked at validation AUC
         # 0.9946 (unflipped; 2.3.0: 0.9947) after 2 epochs and then fell while the train loss
         # dropped to 0.07; stopped after 9 epochs and not shipped (runs/covid_v2.4_rejected).
-        ema=0.998, version="2.3.0", tta_hflip=True,
-        history="committed weights: v1.x trained at 128 px (6 epochs, then `--resume` to 8, "
-                "12, 16 and 28 epochs, v1.4.0); v2.0.0 started from the v1.4.0 weights "
+        ema=0.998, version="3.0.0", tta_hflip=True, members=2,
+        history="committed weights: a 2-network ensemble (v3.0.0). Member 1 (seed 1): 24 "
+                "epochs from scratch at 160 px (`--member 1 --size 160 --lr 2e-3`), then 22 "
+                "epochs at 224 px from those EMA weights (`--member 1 --init ... --lr 5e-4`), "
+                "both with this augmentation and EMA. Member 0 is v2.3.0: v1.x trained at "
+                "128 px (6 epochs, then `--resume` to 8, 12, 16 and 28 epochs, v1.4.0); v2.0.0 started from the v1.4.0 weights "
                 "(`--init`, the network is fully convolutional) and was fine-tuned at 192 px "
                 "for 14 epochs (lr 1e-3); v2.1.0 started from the v2.0.0 weights and was "
                 "fine-tuned at 224 px for 10 epochs (lr 5e-4, default augmentation, 2,400 "
                 "images per epoch); v2.2.0 started from the v2.1.0 weights and was fine-tuned "
                 "for 14 epochs (lr 4e-4, EMA 0.997, the milder augmentation below, every "
-                "training image each epoch); v2.3.0 starts from the v2.2.0 (EMA) weights and "
-                "continues with this schedule (fresh optimiser)",
+                "training image each epoch); v2.3.0 started from the v2.2.0 (EMA) weights and "
+                "continued with this schedule (16 epochs, lr 2e-4, fresh optimiser)",
     ),
     "lungs": Recipe(
         model_id="lungs", dataset="lungs", task="segmentation", labels=("background", "lung"),

@@ -108,6 +108,11 @@ def test_logits_are_gap_linear_of_activations(model_id: str) -> None:
     bias = np.asarray(m["gradcam"]["bias"], np.float64)
     assert (act >= 0).all()  # post-activation (ReLU) tensor
     np.testing.assert_allclose(act.mean(axis=(2, 3)) @ weight.T + bias, logits, atol=2e-4)
+    if "ensemble" in m:  # members' activations side by side, one block of channels each
+        n = m["ensemble"]["members"]
+        assert n >= 2 and act.shape[1] % n == 0
+        blocks = np.split(act.mean(axis=(2, 3)), n, axis=1)
+        assert not np.allclose(blocks[0], blocks[1], atol=1e-4)  # different networks
 
 
 @pytest.mark.parametrize("model_id", ("body_region", "pneumonia", "covid"))

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("command", choices=["cache", "split", "train", "evaluate", "export", "all"])
     ap.add_argument("model", choices=MODEL_IDS)
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    ap.add_argument("--resume", action="store_true", help="continue from runs/<model>/last.pt")
+    ap.add_argument("--resume", action="store_true", help="continue from the run's last.pt (runs/<model>[/member<N>]/)")
     ap.add_argument("--init", default=None,
                     help="start training from the weights of this checkpoint (fine-tune)")
     ap.add_argument("--size", type=int, default=None,

@@ -116,7 +116,8 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
 
     ``init`` starts from the weights of another checkpoint (a fine-tune with a fresh optimiser
     and schedule, e.g. at a larger input size: the networks are fully convolutional).
-    ``RADVIEW_TRAIN_THREADS`` sets torch's thread count (default 2; 1 when two runs share
+    ``member`` trains ensemble member ``member`` (seed ``SEED + member``, run directory
+    ``member_dir``). ``RADVIEW_TRAIN_THREADS`` sets torch's thread count (default 2; 1 when two runs share
     the machine).
     """
     torch.set_num_threads(int(os.environ.get("RADVIEW_TRAIN_THREADS", "2")))

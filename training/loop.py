@@ -117,8 +117,8 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
     ``init`` starts from the weights of another checkpoint (a fine-tune with a fresh optimiser
     and schedule, e.g. at a larger input size: the networks are fully convolutional).
     ``member`` trains ensemble member ``member`` (seed ``SEED + member``, run directory
-    ``member_dir``). ``RADVIEW_TRAIN_THREADS`` sets torch's thread count (default 2; 1 when two runs share
-    the machine).
+    ``member_dir``). ``RADVIEW_TRAIN_THREADS`` sets torch's thread count (default 2; 1 when
+    two runs share the machine).
     """
     torch.set_num_threads(int(os.environ.get("RADVIEW_TRAIN_THREADS", "2")))
     run = run_dir or member_dir(RUNS / recipe.model_id, member)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -133,7 +133,7 @@ class LibraryController(QObject):
         self.tree = outcome.tree
         self.records = [r for p in outcome.tree for r in p.records]
         self.files_seen += int(getattr(result, "files_seen", 0))
-        problems: Sequence[Any] = list(getattr(result, "problems", ()))
+        problems: list[Any] = list(getattr(result, "problems", ()))
         self.problem_count += len(problems)
         # The Load Report, the browser tree and the "finished" handlers each get their own
         # event-loop turn: on a 20,000-file scan they take tens of milliseconds each, and
@@ -141,7 +141,7 @@ class LibraryController(QObject):
         # (bench.stress --gui).
         steps: list[Callable[[], Any]] = []
         if problems:
-            steps.append(partial(self.sig_problems_found.emit, list(problems)))
+            steps.append(partial(self.sig_problems_found.emit, problems))
         steps.append(lambda: self.sig_tree_changed.emit(self.tree))
         steps.append(partial(self.sig_scan_finished.emit, result))
         QTimer.singleShot(0, self, partial(self._run_in_turns, steps))

@@ -423,6 +423,35 @@ def test_panel_shows_a_population_caution(qtbot: Any) -> None:
     rows = [head.child(i).text(0) for i in range(head.childCount())]
     assert any("Caution" in r and caution in r for r in rows)
     assert "80.0%" in head.text(1)  # still analysed: the caution is advisory
+    assert caution in panel.caution_label.text()  # also in full, wrapped, under the table
+
+
+def test_panel_keeps_verdict_and_band_in_view_in_a_narrow_dock(qtbot: Any) -> None:
+    """A long model name, caution or note must not push the probability off-screen."""
+    from viewer.services.analysis_types import ModelResult
+    from viewer.ui.results_panel import ResultsPanel
+
+    panel = ResultsPanel()
+    qtbot.addWidget(panel)
+    panel.resize(380, 500)
+    panel.show()
+    qtbot.waitExposed(panel)
+    caution = ("patient age 64 years is outside this model's population (paediatric, 1-5 years): "
+               "results may not hold")
+    res = ModelResult("pneumonia", "1.0.0", "classification", OK, label="pneumonia",
+                      probabilities={"normal": 0.1, "pneumonia": 0.9}, confidence=0.9,
+                      band="green", threshold=0.2, positive_label="pneumonia", caution=caution)
+    panel.set_result(AnalysisResult("img", "/x.dcm", (10, 10), None, (res,)), {})
+    qtbot.wait(20)
+    header = panel.tree.header()
+    viewport = panel.tree.viewport().width()
+    for col in (1, 2):
+        right = header.sectionViewportPosition(col) + header.sectionSize(col)
+        assert header.sectionSize(col) > 0 and right <= viewport, (col, right, viewport)
+    head = panel.tree.topLevelItem(0)
+    assert head.text(1) == "pneumonia 90.0%" and "high confidence" in head.text(2)
+    note = next(head.child(i) for i in range(head.childCount()) if "Caution" in head.child(i).text(0))
+    assert note.isFirstColumnSpanned() and caution in note.toolTip(0)
 
 
 def test_history_table_shows_a_stored_caution(qtbot: Any, tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+    QHBoxLayout, QHeaderView, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
+    QWidget,
 )
 
 from viewer import RESEARCH_NOTICE
@@ -120,7 +121,20 @@ class ResultsPanel(QWidget):
         self.tree.setHeaderLabels(["Model / class", "Probability", "Band"])
         self.tree.setRootIsDecorated(True)
         self.tree.setMinimumHeight(170)
+        # The verdict and band columns are sized to their contents and stay in view; the name
+        # column takes what is left and elides (full text in the tooltip). Long notes span
+        # the whole row, so they never widen a column off-screen.
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in (1, 2):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         layout.addWidget(self.tree, 1)
+        self.caution_label = QLabel("")
+        self.caution_label.setObjectName("resultsCaution")
+        self.caution_label.setWordWrap(True)
+        self.caution_label.setStyleSheet("color: #b36b00;")
+        layout.addWidget(self.caution_label)
         self.provider_label = QLabel("")
         self.provider_label.setObjectName("resultsProvider")
         self.provider_label.setWordWrap(True)
@@ -136,6 +150,7 @@ class ResultsPanel(QWidget):
         self.result = None
         self.tree.clear()
         self.gate_label.setText("")
+        self.caution_label.setText("")
         self.messages_label.setText("")
         self.state_label.setText(text)
         self.force_button.setEnabled(False)
@@ -158,15 +173,17 @@ class ResultsPanel(QWidget):
         else:
             self.gate_label.setText("Body region: not checked (no body-region model)")
         out_of_scope = False
+        cautions = []
         for res in result.results:
             if gate is not None and res is result.results[0] and res.task == "classification" \
                     and res.status == OK and res.label == gate.region:
                 continue  # the gate, shown above
-            self._add_model(res, manifests.get(res.model_id))
+            name = self._add_model(res, manifests.get(res.model_id))
             out_of_scope |= res.status == OUT_OF_SCOPE
+            if res.caution:
+                cautions.append(f"\u26a0 {name}: {res.caution}")
         self.tree.expandAll()
-        for col in range(3):
-            self.tree.resizeColumnToContents(col)
+        self.caution_label.setText("\n".join(cautions))
         self.force_button.setEnabled(out_of_scope)
         forced = any(r.forced for r in result.results)
         state = "Analysed" + (" (some models forced: outside their intended input)" if forced else "")
@@ -178,25 +195,35 @@ class ResultsPanel(QWidget):
         self.provider_label.setText(f"onnxruntime provider: {', '.join(providers) or '-'}")
         self.messages_label.setText("\n".join(result.messages))
 
-    def _add_model(self, res: ModelResult, manifest: Any) -> None:
+    @staticmethod
+    def _note(parent: QTreeWidgetItem, text: str) -> QTreeWidgetItem:
+        """A free-text row spanning all columns (elided when narrow; full text as tooltip)."""
+        item = QTreeWidgetItem(parent, [text, "", ""])
+        item.setFirstColumnSpanned(True)
+        item.setToolTip(0, text.strip())
+        return item
+
+    def _add_model(self, res: ModelResult, manifest: Any) -> str:
+        """Add one model's rows; return the model's display name."""
         name = getattr(manifest, "name", res.model_id) if manifest is not None else res.model_id
         bands = getattr(manifest, "bands", None)
         head = QTreeWidgetItem([f"{name}  v{res.model_version}", "", ""])
         head.setData(0, Qt.ItemDataRole.UserRole, res.model_id)
+        head.setToolTip(0, f"{name}  v{res.model_version} ({res.model_id})")
         self.tree.addTopLevelItem(head)
         if res.caution:
-            QTreeWidgetItem(head, [f"  \u26a0 Caution: {res.caution}", "", ""])
+            self._note(head, f"  \u26a0 Caution: {res.caution}")
         if res.status != OK:
             text, colour = STATUS_STYLE.get(res.status, (res.status, QColor(90, 90, 90)))
             head.setText(1, text)
             head.setBackground(1, QBrush(colour))
             head.setForeground(1, QBrush(QColor("white")))
-            QTreeWidgetItem(head, [res.reason or "", "", ""])
-            return
+            self._note(head, res.reason or "")
+            return name
         if res.task == "segmentation":
             head.setText(1, "mask ready")
-            QTreeWidgetItem(head, [f"{res.label}: see Overlays", "", ""])
-            return
+            self._note(head, f"  {res.label}: see Overlays")
+            return name
         verdict = f"{res.label} {100 * (res.confidence or 0):.1f}%"
         head.setText(1, verdict + ("  [FORCED]" if res.forced else ""))
         head.setText(2, band_text(res.band, bands))
@@ -205,12 +232,12 @@ class ResultsPanel(QWidget):
             QTreeWidgetItem(head, [f"  {label}", f"{100 * p:.1f}%", ""])
         b = dict(bands or {"green": 0.9, "orange": 0.7})
         threshold = "-" if res.threshold is None else f"{res.threshold:.3f}"
-        QTreeWidgetItem(head, [
-            f"  threshold ({res.positive_label or 'top class'}): {threshold}",
-            f"bands: green >= {100 * b.get('green', 0.9):.0f}%, orange >= "
-            f"{100 * b.get('orange', 0.7):.0f}%", ""])
+        QTreeWidgetItem(head, [f"  threshold ({res.positive_label or 'top class'})", threshold, ""])
+        self._note(head, f"  bands: green >= {100 * b.get('green', 0.9):.0f}%, orange >= "
+                         f"{100 * b.get('orange', 0.7):.0f}%, red below")
         if res.heatmap_in_lung is not None:
             QTreeWidgetItem(head, ["  heatmap mass inside lungs", f"{100 * res.heatmap_in_lung:.0f}%", ""])
+        return name
 
     @staticmethod
     def _colour(item: QTreeWidgetItem, band: str | None) -> None:

@@ -90,6 +90,23 @@ def test_panel_shows_bands_threshold_version_and_notice(qtbot: Any, ai_window: A
     assert window.grid.thumb_model.badge_colours[key] == res.band
 
 
+def test_window_with_every_panel_fits_a_laptop_screen(qtbot: Any, ai_window: Any,
+                                                       models_chest: Path) -> None:
+    """The stacked side panels once needed a 1,204-px-tall window: more than a 1080p screen."""
+    window = ai_window(models_chest)
+    hint = window.minimumSizeHint()
+    assert hint.height() <= 700 and hint.width() <= 1280, hint
+    window.resize(1366, 700)
+    qtbot.wait(50)
+    assert window.height() <= 700
+    # the form-like panels scroll instead of growing the window; the header shares their tabs
+    for name in ("window", "ai_results", "ai_overlays"):
+        assert window.docks[name].widget().objectName() == f"scroll_{name}"
+    assert window.docks["header"] in window.tabifiedDockWidgets(window.docks["ai_overlays"])
+    # and the image keeps the largest share of the width
+    assert window.canvas.width() > window.docks["ai_results"].width()
+
+
 def test_out_of_scope_state_and_run_anyway_marked(qtbot: Any, ai_window: Any, models_knee: Path,
                                                  study: Path, tmp_path: Path) -> None:
     window = ai_window(models_knee)

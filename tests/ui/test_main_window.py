@@ -174,7 +174,10 @@ def test_settings_persist_between_windows(qtbot: Any, make_window: Any, small_st
 
 def test_header_dock_search(qtbot: Any, make_window: Any, small_study: Path) -> None:
     window = make_window()
-    window.docks["header"].show()
+    dock = window.docks["header"]
+    dock.hide()
+    dock.toggleViewAction().trigger()  # View > DICOM Header: shown and in front of its tabs
+    assert dock.isVisible() and not dock.visibleRegion().isEmpty()
     with qtbot.waitSignal(window.images.sig_header_ready, timeout=10000):
         open_and_wait(qtbot, window, [str(small_study)])
     view = window.header_view

@@ -59,9 +59,16 @@ class AiFeatures(QObject):
                  window.add_side_panel("ai_overlays", "Overlays", self.overlays),
                  window.add_side_panel("ai_input", "Model Input", self.model_input),
                  window.add_side_panel("ai_history", "History", self.history)]
-        for dock in docks[2:]:
+        # Overlays, model input, history and the DICOM header share one tabbed dock under the
+        # results, so the right column is Window/Level, AI Results and that group.
+        for dock in docks[2:] + [window.docks["header"]]:
             window.tabifyDockWidget(docks[1], dock)
         docks[1].raise_()
+        window.resizeDocks([window.docks["window"], docks[0], docks[1]], [260, 330, 300],
+                           Qt.Orientation.Vertical)
+        # The image gets the room: side columns at their useful widths, the canvas the rest.
+        window.resizeDocks([window.docks["browser"], window.docks["window"]], [300, 460],
+                           Qt.Orientation.Horizontal)
         self.history_dock = docks[3]
         self._history_stale = True
         docks[3].visibilityChanged.connect(self._on_history_dock_visibility_changed)

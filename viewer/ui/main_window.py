@@ -11,7 +11,9 @@ from typing import Any, Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu, QScrollArea, QWidget,
+)
 
 from viewer import RESEARCH_NOTICE, __version__
 from viewer.state.display_plan import PreparedImage, voi_to_window
@@ -90,7 +92,7 @@ class MainWindow(QMainWindow):
                                Qt.DockWidgetArea.BottomDockWidgetArea)
         self._dock("browser", "Browser", self.browser, left)
         self._dock("thumbnails", "Thumbnails", self.grid, left)
-        self._dock("window", "Window / Level", self.window_panel, right)
+        self._dock("window", "Window / Level", self.window_panel, right, scroll=True)
         self._dock("header", "DICOM Header", self.header_view, right)
         self._dock("report", "Load Report", self.load_report, bottom)
         self.docks["report"].hide()
@@ -112,17 +114,35 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     # -- assembly --------------------------------------------------------------------------
-    def _dock(self, name: str, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    def _dock(self, name: str, title: str, widget: QWidget, area: Qt.DockWidgetArea,
+              scroll: bool = False) -> QDockWidget:
+        """A dock for ``widget``; ``scroll`` puts a form-like panel in a scroll area, so its
+        minimum height does not add up with the other docks' into a window taller than the
+        screen (the panels stacked in the right area need about 1,200 px otherwise)."""
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{name}")
-        dock.setWidget(widget)
+        if scroll:
+            area_widget = QScrollArea()
+            area_widget.setObjectName(f"scroll_{name}")
+            area_widget.setWidgetResizable(True)
+            area_widget.setFrameShape(QFrame.Shape.NoFrame)
+            area_widget.setWidget(widget)
+            # Only the height scrolls: the panel keeps the width its controls need.
+            area_widget.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            area_widget.setMinimumWidth(widget.minimumSizeHint().width()
+                                        + area_widget.verticalScrollBar().sizeHint().width())
+            dock.setWidget(area_widget)
+        else:
+            dock.setWidget(widget)
         self.addDockWidget(area, dock)
+        # Shown again from the View menu: also bring it to the front of its tab group.
+        dock.toggleViewAction().triggered.connect(lambda checked, d=dock: checked and d.raise_())
         self.docks[name] = dock
         return dock
 
     def add_side_panel(self, name: str, title: str, widget: QWidget) -> QDockWidget:
-        """Extension point: add a panel (e.g. AI results) to the right dock area."""
-        dock = self._dock(name, title, widget, Qt.DockWidgetArea.RightDockWidgetArea)
+        """Extension point: add a panel (e.g. AI results) to the right dock area (scrollable)."""
+        dock = self._dock(name, title, widget, Qt.DockWidgetArea.RightDockWidgetArea, scroll=True)
         self.view_menu.addAction(dock.toggleViewAction())
         return dock
 

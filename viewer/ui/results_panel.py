@@ -120,7 +120,7 @@ class ResultsPanel(QWidget):
         self.tree.setColumnCount(3)
         self.tree.setHeaderLabels(["Model / class", "Probability", "Band"])
         self.tree.setRootIsDecorated(True)
-        self.tree.setMinimumHeight(170)
+        self.tree.setMinimumHeight(120)
         # The verdict and band columns are sized to their contents and stay in view; the name
         # column takes what is left and elides (full text in the tooltip). Long notes span
         # the whole row, so they never widen a column off-screen.
@@ -226,7 +226,11 @@ class ResultsPanel(QWidget):
             return name
         verdict = f"{res.label} {100 * (res.confidence or 0):.1f}%"
         head.setText(1, verdict + ("  [FORCED]" if res.forced else ""))
-        head.setText(2, band_text(res.band, bands))
+        # The column carries shape + words; the band's edges are in the tooltip and the
+        # "bands" row, so the column stays narrow enough for the class names beside it.
+        full = band_text(res.band, bands)
+        head.setText(2, full.split(" (")[0])
+        head.setToolTip(2, full)
         self._colour(head, res.band)
         for label, p in res.probabilities.items():
             QTreeWidgetItem(head, [f"  {label}", f"{100 * p:.1f}%", ""])

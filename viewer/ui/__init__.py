@@ -34,7 +34,8 @@ announces new icons every 50 ms instead of one repaint per icon.
 
 Extension points for the AI features
 ------------------------------------
-- ``MainWindow.add_side_panel(name, title, widget)``: a dock in the right area (results panel).
+- ``MainWindow.add_side_panel(name, title, widget)``: a dock in the right area (results panel),
+  its widget in a vertical scroll area.
 - ``ImageCanvas.set_mask(mask, opacity)`` / ``set_heatmap(heatmap, opacity)``: overlay layers
   that follow rotation and flips.
 - ``ThumbnailModel.set_badge(record.key, text)``: a short text under a thumbnail.

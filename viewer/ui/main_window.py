@@ -2,7 +2,9 @@
 
 Layout: canvas in the centre; browser and thumbnails on the left; window/level and DICOM header
 on the right (the right dock area is also where the AI results panel goes:
-:meth:`MainWindow.add_side_panel`); the load report at the bottom.
+:meth:`MainWindow.add_side_panel`; with the AI features the header shares a tabbed dock with the
+overlay, model-input and history panels); the load report at the bottom. Form-like panels sit in
+scroll areas, so the window's minimum size stays that of a laptop screen.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from tests import dicom_factory
 from tests.inference.tiny_models import make_model_set
@@ -105,6 +106,20 @@ def test_window_with_every_panel_fits_a_laptop_screen(qtbot: Any, ai_window: Any
     assert window.docks["header"] in window.tabifiedDockWidgets(window.docks["ai_overlays"])
     # and the image keeps the largest share of the width
     assert window.canvas.width() > window.docks["ai_results"].width()
+
+
+def test_dock_layout_of_the_ai_panels_survives_a_restart(qtbot: Any, ai_window: Any,
+                                                          models_chest: Path) -> None:
+    """Docks added by the AI features after the window restored its state are restored too,
+    and the default tab arrangement does not override where the user put the header."""
+    window = ai_window(models_chest)
+    window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, window.docks["header"])
+    window.docks["ai_history"].close()
+    window.close()  # saves the layout
+    again = ai_window(models_chest)
+    assert again.dockWidgetArea(again.docks["header"]) == Qt.DockWidgetArea.LeftDockWidgetArea
+    assert again.docks["ai_history"].isHidden()
+    assert not again.docks["ai_results"].isHidden()
 
 
 def test_out_of_scope_state_and_run_anyway_marked(qtbot: Any, ai_window: Any, models_knee: Path,

@@ -69,6 +69,7 @@ class AiFeatures(QObject):
         # The image gets the room: side columns at their useful widths, the canvas the rest.
         window.resizeDocks([window.docks["browser"], window.docks["window"]], [300, 460],
                            Qt.Orientation.Horizontal)
+        window.restore_saved_layout()  # the user's arrangement wins over these defaults
         self.history_dock = docks[3]
         self._history_stale = True
         docks[3].visibilityChanged.connect(self._on_history_dock_visibility_changed)

@@ -110,10 +110,10 @@ class MainWindow(QMainWindow):
         self.canvas.overlay_label.setVisible(settings.overlay_visible())
         self.resize(1400, 900)
         geometry, state = settings.layout()
+        self._saved_state = state
         if geometry is not None:
             self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state)
+        self.restore_saved_layout()
 
     # -- assembly --------------------------------------------------------------------------
     def _dock(self, name: str, title: str, widget: QWidget, area: Qt.DockWidgetArea,
@@ -141,6 +141,13 @@ class MainWindow(QMainWindow):
         dock.toggleViewAction().triggered.connect(lambda checked, d=dock: checked and d.raise_())
         self.docks[name] = dock
         return dock
+
+    def restore_saved_layout(self) -> None:
+        """Re-apply the dock layout saved at the last close, if any. Called at construction and
+        again by extensions once they have added their docks (``add_side_panel``) and arranged
+        them by default: Qt restores only the docks that exist when the state is applied."""
+        if self._saved_state is not None:
+            self.restoreState(self._saved_state)
 
     def add_side_panel(self, name: str, title: str, widget: QWidget) -> QDockWidget:
         """Extension point: add a panel (e.g. AI results) to the right dock area (scrollable)."""

@@ -164,7 +164,9 @@ def main(argv: Sequence[str]) -> int:
         window.actions["overlay"].setChecked(False)
     # Headless demos and screenshots are artefacts that get shared: no identifiers in them.
     window.browser.hide_names = bool(args.hide_names or args.screenshot or headless)
-    window.resize(1600, 1000)
+    if headless or args.screenshot or os.environ.get("RADVIEW_STARTUP_PROBE"):
+        window.resize(1600, 1000)  # artefacts and the start-up bench: the same size everywhere
+    # otherwise the size saved at the last close, or the default fitted to the screen
     window.show()
     try:
         if os.environ.get("RADVIEW_STARTUP_PROBE"):

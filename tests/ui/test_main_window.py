@@ -172,6 +172,16 @@ def test_settings_persist_between_windows(qtbot: Any, make_window: Any, small_st
     assert not again.docks["header"].isVisible()  # dock layout restored
 
 
+def test_default_window_size_fits_the_screen(qtbot: Any) -> None:
+    from PySide6.QtGui import QGuiApplication
+
+    from viewer.ui.main_window import MainWindow
+
+    avail = QGuiApplication.primaryScreen().availableGeometry()
+    size = MainWindow.default_size()
+    assert 0 < size.width() <= min(1400, avail.width()) and 0 < size.height() <= min(900, avail.height())
+
+
 def test_header_dock_search(qtbot: Any, make_window: Any, small_study: Path) -> None:
     window = make_window()
     dock = window.docks["header"]

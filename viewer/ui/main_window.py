@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu, QScrollArea, QWidget,
 )
@@ -108,7 +108,7 @@ class MainWindow(QMainWindow):
         self.actions["overlay"].setChecked(settings.overlay_visible())
         self.view_state.set_overlay_visible(settings.overlay_visible())
         self.canvas.overlay_label.setVisible(settings.overlay_visible())
-        self.resize(1400, 900)
+        self.resize(self.default_size())
         geometry, state = settings.layout()
         self._saved_state = state
         if geometry is not None:
@@ -141,6 +141,15 @@ class MainWindow(QMainWindow):
         dock.toggleViewAction().triggered.connect(lambda checked, d=dock: checked and d.raise_())
         self.docks[name] = dock
         return dock
+
+    @staticmethod
+    def default_size() -> QSize:
+        """1400x900, or 90 % of the screen's available area where that is smaller."""
+        screen = QGuiApplication.primaryScreen()
+        if screen is None:
+            return QSize(1400, 900)
+        avail = screen.availableGeometry()
+        return QSize(min(1400, int(avail.width() * 0.9)), min(900, int(avail.height() * 0.9)))
 
     def restore_saved_layout(self) -> None:
         """Re-apply the dock layout saved at the last close, if any. Called at construction and

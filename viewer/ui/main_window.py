@@ -346,8 +346,11 @@ class MainWindow(QMainWindow):
     def _on_report_count_changed(self, count: int) -> None:
         dock = self.docks["report"]
         dock.setWindowTitle(f"Load Report ({count})" if count else "Load Report")
-        if count:
+        if count and dock.isHidden():
             dock.show()
+            # a strip, not half the window: the image and the side panels keep the height
+            height = max(120, min(220, self.height() // 5))
+            self.resizeDocks([dock], [height], Qt.Orientation.Vertical)
 
     def _on_overlay_toggled(self, visible: bool) -> None:
         self.view_state.set_overlay_visible(visible)

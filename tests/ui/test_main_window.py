@@ -104,6 +104,9 @@ def test_broken_files_reported_never_crash(qtbot: Any, make_window: Any, tmp_pat
     assert all(r[1] for r in rows)  # every problem has a reason
     assert window.docks["report"].isVisible()
     assert window.docks["report"].windowTitle().startswith("Load Report (")
+    qtbot.wait(20)
+    # it opens as a strip at the bottom, leaving the image most of the height
+    assert window.docks["report"].height() <= max(240, window.height() // 4)
 
 
 def test_keyboard_shortcuts_drive_view(qtbot: Any, make_window: Any, small_study: Path) -> None:

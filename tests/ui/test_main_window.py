@@ -158,6 +158,16 @@ def test_window_panel_fields_presets_and_histogram(qtbot: Any, make_window: Any,
     assert window.view_state.window.center == 1234.0
     levels = window.canvas.image_item.levels
     assert levels[0] < 1234.0 < levels[1]
+    # keys 1-9 pick the presets in the list's order, wherever the focus is in the window
+    window.activateWindow()
+    window.canvas.setFocus()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_2)
+    assert (window.view_state.window.center, window.view_state.window.width) == (2000.0, 3000.0)
+    assert panel.presets.currentIndex() == 1
+    qtbot.keyClick(window.canvas, Qt.Key.Key_1)
+    assert window.view_state.window.center == 1000.0
+    assert not panel.choose_preset(panel.presets.count())  # no such entry: nothing changes
+    assert window.view_state.window.center == 1000.0
 
 
 def test_settings_persist_between_windows(qtbot: Any, make_window: Any, small_study: Path) -> None:

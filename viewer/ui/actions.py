@@ -39,6 +39,11 @@ SPECS: tuple[ActionSpec, ...] = (
     ActionSpec("previous_image", "&Previous Image", ("PgUp", "Left")),
     ActionSpec("next_frame", "Next Fra&me", (".", "Ctrl+Down"), tip="Multi-frame images"),
     ActionSpec("previous_frame", "Previous Fr&ame", (",", "Ctrl+Up"), tip="Multi-frame images"),
+) + tuple(
+    # Keys 1-9: the window/level presets in the panel's order (the file's windows first, then
+    # the automatic window, then the user's presets).
+    ActionSpec(f"preset_{i}", f"Window Preset &{i}", (str(i),), tip=f"Window/level preset {i}")
+    for i in range(1, 10)
 )
 
 

@@ -187,7 +187,12 @@ class MainWindow(QMainWindow):
             "previous_image": lambda: self.step_image(-1),
             "next_frame": lambda: self.step_frame(1),
             "previous_frame": lambda: self.step_frame(-1),
+            **{f"preset_{i}": self._preset_handler(i - 1) for i in range(1, 10)},
         }
+
+    def _preset_handler(self, index: int) -> Callable[[], object]:
+        # No parameters: QAction.triggered would pass ``checked`` into a defaulted one.
+        return lambda: self.window_panel.choose_preset(index)
 
     def _build_menus(self) -> None:
         a = self.actions
@@ -204,6 +209,9 @@ class MainWindow(QMainWindow):
                      "invert", "reset", "auto_window", "ruler", "next_image", "previous_image",
                      "next_frame", "previous_frame"):
             image_menu.addAction(a[name])
+        preset_menu = image_menu.addMenu("Window &Presets")
+        for i in range(1, 10):
+            preset_menu.addAction(a[f"preset_{i}"])
         self.view_menu = self.menuBar().addMenu("&View")
         self.view_menu.addAction(a["overlay"])
         for dock in self.docks.values():

@@ -186,6 +186,15 @@ class WindowPanel(QWidget):
         if isinstance(voi, VOI):
             self.sig_voi_chosen.emit(voi)
 
+    def choose_preset(self, index: int) -> bool:
+        """Switch to the ``index``-th entry of the preset list (0-based), as if picked from it;
+        False when there is no image or no such entry."""
+        if not self.controls_enabled() or not 0 <= index < self.presets.count():
+            return False
+        self.presets.setCurrentIndex(index)
+        self._on_presets_activated(index)
+        return True
+
     def _on_auto_clicked(self) -> None:
         self.choose_auto()
 

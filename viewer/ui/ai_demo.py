@@ -77,9 +77,6 @@ def _show_analysed(window: Any, record: Any, timeout_s: float) -> dict[str, Any]
     series = [r for r in window.library.records if r.series_uid == record.series_uid] or [record]
     window.grid.set_records(series)
     window.grid.select_row(series.index(record))  # shows it (and keeps the grid consistent)
-    header = window.docks.get("header")
-    if header is not None:
-        header.hide()  # room for the results panel in the screenshot
     deadline = time.perf_counter() + timeout_s
     while window.ai.current_record is not record and time.perf_counter() < deadline:
         if wait_for([window.sig_image_displayed, window.images.sig_image_failed], 60) is None:

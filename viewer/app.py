@@ -14,6 +14,7 @@ import gc
 import logging
 import os
 import sys
+import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
@@ -155,8 +156,13 @@ def main(argv: Sequence[str]) -> int:
     app.setApplicationName("radview")
     app.setApplicationVersion(__version__)
     _set_icon(app)
-    settings = AppSettings(QSettings(args.settings, QSettings.Format.IniFormat)) \
-        if args.settings else AppSettings()
+    settings_file = args.settings
+    if settings_file is None and (headless or args.screenshot):
+        # Artefacts must not depend on (or change) this user's layout and recent files.
+        scratch = tempfile.TemporaryDirectory(prefix="radview-demo-settings-")
+        settings_file = str(Path(scratch.name) / "radview.ini")
+    settings = AppSettings(QSettings(settings_file, QSettings.Format.IniFormat)) \
+        if settings_file else AppSettings()
     _quiet_pydicom(args.verbose)
     window = build_window(settings, Path(args.cache_dir) if args.cache_dir else None,
                           ai=not args.no_ai, model_dirs=[Path(d) for d in args.models_dir])

@@ -51,3 +51,5 @@ def test_demo_headless_writes_screenshot_and_summary(shared_dicom: Path, tmp_pat
     buf = np.frombuffer(image.constBits(), dtype=np.uint8,
                         count=image.height() * image.bytesPerLine())
     assert len(np.unique(buf)) > 100
+    # the demo uses throwaway settings: this user's layout and recent files are not touched
+    assert not any((tmp_path / "config").rglob("*")), list((tmp_path / "config").rglob("*"))

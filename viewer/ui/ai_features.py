@@ -64,7 +64,7 @@ class AiFeatures(QObject):
         for dock in docks[2:] + [window.docks["header"]]:
             window.tabifyDockWidget(docks[1], dock)
         docks[1].raise_()
-        window.resizeDocks([window.docks["window"], docks[0], docks[1]], [260, 330, 300],
+        window.resizeDocks([window.docks["window"], docks[0], docks[1]], [290, 330, 220],
                            Qt.Orientation.Vertical)
         # The image gets the room: side columns at their useful widths, the canvas the rest.
         window.resizeDocks([window.docks["browser"], window.docks["window"]], [300, 460],

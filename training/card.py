@@ -21,6 +21,10 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
     lines = [f"# {manifest['name']} (`{mid}` {manifest['version']})", "",
              f"**Intended use:** {manifest['intended_use']}", "",
              f"**Population:** {manifest['population']}.", "",
+             ] + ([f"**Study dates:** from {manifest['study_date_from']['date']} "
+                   f"({manifest['study_date_from']['why']}); the viewer cautions that a positive "
+                   "result on an older film is a false positive.", ""]
+                  if manifest.get("study_date_from") else []) + [
              f"**File:** `{manifest['file']}`, ONNX opset {manifest['opset']}, sha256 `{manifest['sha256']}`.", "",
              f"**Input:** {json.dumps(manifest['input'])}", "",
              "Training recipe: `python -m training train " + mid + "` (seed 0), then "
@@ -134,9 +138,11 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
                   "- No patient IDs; near-duplicates were grouped by picture similarity only.",
                   "- Every test image is from the same database (224-px squashed PNG copies). On "
                   "full-resolution clinical files the model is outside its data: the two real chest "
-                  "films in `shared/data/dicom/` (966_fixed.dcm, an undated DX; RG1_*.dcm, a 2004 "
-                  "CR, so not COVID-19, in several codecs) both get P(covid) 0.61, above the "
-                  "operating threshold, in the low-confidence (red) band (v2.3.0: 0.44 and 0.55)."],
+                  "films in `shared/data/dicom/` (966_fixed.dcm, a DX with Series Date 2015; "
+                  "RG1_*.dcm, a 2004 CR in several codecs) both get P(covid) 0.61, above the "
+                  "operating threshold, in the low-confidence (red) band (v2.3.0: 0.44 and 0.55). "
+                  "Both films predate COVID-19, and the viewer says so beside the result "
+                  "(`study_date_from`)."],
         "body_region": ["- 'other' has very few training images (abdomen and infant pelvis only).",
                         "- Each non-chest class has one or two sources; the model may partly learn the source."],
         "lungs": ["- Masks follow V7's convention (retro-cardiac region included)."],

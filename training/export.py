@@ -117,6 +117,8 @@ def build_manifest(recipe: Recipe, model: nn.Module, onnx_path: Path, ev: dict[s
     m["population"] = info["population"]
     if info.get("age_years"):
         m["age_years"] = info["age_years"]
+    if info.get("study_date_from"):
+        m["study_date_from"] = info["study_date_from"]
     m["intended_use"] = INTENDED_USE
     m["training_data"] = training_data(recipe.model_id, train_records)
     m["created"] = dt.date.today().isoformat()

@@ -40,7 +40,10 @@ INFO = {
     # age_years: [min, max] at the study (null = open); the viewer cautions outside it.
     "pneumonia": {"population": "paediatric (1-5 years)", "age_years": [1, 6], "training_data": [KERMANY],
                   "applies_to": {"body_region": ["chest"]}},
-    "covid": {"population": "adult", "age_years": [18, None], "training_data": [COVID_DB], "applies_to": {"body_region": ["chest"]}},
+    "covid": {"population": "adult", "age_years": [18, None], "training_data": [COVID_DB], "applies_to": {"body_region": ["chest"]},
+              # study_date_from: {date, why}; the viewer cautions on films taken before it.
+              "study_date_from": {"date": "2019-12-01",
+                                  "why": "COVID-19 was first described in December 2019"}},
     "lungs": {"population": "paediatric (Kermany, 1-5 years) and adult (ieee8023) frontal chest films",
               "age_years": [1, None],
               "training_data": [V7, dict(KERMANY, match={"source": ["kermany"]}), IEEE], "applies_to": {"body_region": ["chest"]}},

@@ -1,4 +1,5 @@
-"""Patient age against a model's population: DICOM age parsing, manifest range, caution row."""
+"""Patient age and study date against a model's population: DICOM parsing, manifest range and
+start date, caution row."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import pytest
 from pydicom.dataset import Dataset
 
 from tests.inference.tiny_models import make_model_set
-from viewer.dicom.attributes import patient_age_years
+from viewer.dicom.attributes import patient_age_years, study_date
 from viewer.inference.manifest import load_manifest
 from viewer.inference.registry import ModelRegistry
 from viewer.inference.sessions import SessionPool
 from viewer.services.analysis import AnalysisService
-from viewer.services.analysis_types import AnalysisInput, age_caution
+from viewer.services.analysis_types import AnalysisInput, age_caution, date_caution
 from viewer.services.export import CSV_FIELDS, result_rows, write_csv
 from tests.services.test_analysis import _input
 
@@ -110,3 +111,77 @@ def test_age_reaches_the_analysis_input_from_dicom(make_dicom: Callable[..., Pat
     path = make_dicom("child.dcm", pixels, bits_stored=12, PatientAge="004Y")
     rec = scan_paths([str(path)], workers=1).index.records()[0]
     assert input_from_record(rec).patient_age_years == pytest.approx(4.0)
+
+
+COVID_START = {"date": "2019-12-01", "why": "COVID-19 was first described in December 2019"}
+
+
+@pytest.mark.parametrize(("kw", "day"), [
+    ({"StudyDate": "20040825"}, "2004-08-25"),
+    ({"StudyDate": "", "AcquisitionDate": "20210102"}, "2021-01-02"),
+    ({"StudyDate": "20041340", "ContentDate": "20200315", "SeriesDate": "19990101"}, "2020-03-15"),
+    ({}, None),
+])
+def test_study_date_from_header(kw: dict[str, str], day: str | None) -> None:
+    got = study_date(_ds(**kw))
+    assert (got.isoformat() if got else None) == day
+
+
+def test_date_caution_text_and_bounds() -> None:
+    start = (COVID_START["date"], COVID_START["why"])
+    assert date_caution("", start) is None and date_caution("2004-08-25", None) is None
+    assert date_caution("2019-12-01", start) is None and date_caution("2021-05-01", start) is None
+    msg = date_caution("2004-08-25", start)
+    assert msg is not None and "2004-08-25" in msg and "December 2019" in msg and "false positive" in msg
+
+
+@pytest.fixture(scope="module")
+def dated_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = make_model_set(tmp_path_factory.mktemp("models") / "dated")
+    path = folder / "pneumonia.json"
+    doc = json.loads(path.read_text())
+    doc.update(population="adult (test)", age_years=[18, None], study_date_from=COVID_START)
+    path.write_text(json.dumps(doc))
+    return folder
+
+
+def test_old_film_is_analysed_with_a_date_caution(dated_models: Path, tmp_path: Path) -> None:
+    service = AnalysisService(ModelRegistry([dated_models]), SessionPool(1))
+    old = service.analyse(_input(study_date="2004-08-25", patient_age_years=40.0))
+    new = service.analyse(_input(study_date="2021-03-01", patient_age_years=40.0))
+    undated = service.analyse(_input())
+    both = service.analyse(_input(study_date="2004-08-25", patient_age_years=4.0))
+    clf = old.result("pneumonia")
+    assert clf.status == "ok" and clf.caution and "2004-08-25" in clf.caution
+    assert new.result("pneumonia").caution is None and undated.result("pneumonia").caution is None
+    assert old.result("lungs").caution is None  # no start date in its manifest
+    assert "adult (test)" in both.result("pneumonia").caution and "2004-08-25" in both.result("pneumonia").caution
+    rows = list(csv.DictReader(write_csv(result_rows(old), tmp_path / "r.csv").open()))
+    assert [r["caution"] for r in rows if r["model_id"] == "pneumonia"] == [clf.caution]
+
+
+@pytest.mark.parametrize("bad", ["2019-12-01", {"date": "2019-13-01", "why": "x"}, {"date": "2019-12-01"}])
+def test_bad_start_date_makes_the_model_unavailable(dated_models: Path, tmp_path: Path, bad: object) -> None:
+    doc = json.loads((dated_models / "pneumonia.json").read_text())
+    (tmp_path / "pneumonia.onnx").write_bytes((dated_models / "pneumonia.onnx").read_bytes())
+    doc["study_date_from"] = bad
+    (tmp_path / "pneumonia.json").write_text(json.dumps(doc))
+    entry = load_manifest(tmp_path / "pneumonia.json")
+    assert not entry.available and "study_date_from" in (entry.reason or "")
+
+
+def test_committed_covid_model_declares_its_start_date() -> None:
+    models = Path(__file__).resolve().parents[2] / "models"
+    covid = load_manifest(models / "covid.json", verify_checksum=False).manifest
+    assert covid is not None and covid.study_date_from is not None
+    assert covid.study_date_from[0] == "2019-12-01"
+
+
+def test_study_date_reaches_the_analysis_input_from_dicom(make_dicom: Callable[..., Path]) -> None:
+    from viewer.services.analysis_inputs import input_from_record
+    from viewer.services.library import scan_paths
+
+    pixels = np.arange(30 * 20, dtype=np.uint16).reshape(30, 20)
+    path = make_dicom("old.dcm", pixels, bits_stored=12, StudyDate="20040825")
+    rec = scan_paths([str(path)], workers=1).index.records()[0]
+    assert input_from_record(rec).study_date == "2004-08-25"

@@ -263,6 +263,15 @@ def test_models_dialog_lists_unavailable_with_reason(qtbot: Any, tmp_path: Path,
         assert needle in text
 
 
+def test_about_shows_the_population_limits() -> None:
+    from viewer.ui.model_info import about_html
+
+    text = about_html({"available": True, "id": "covid", "name": "Covid", "age_years": [18, None],
+                       "study_date_from": {"date": "2019-12-01", "why": "first described then"}})
+    assert "Patient ages" in text and "18 and older" in text
+    assert "Study dates from" in text and "2019-12-01" in text and "first described then" in text
+
+
 def test_exports_from_the_ui(qtbot: Any, ai_window: Any, models_chest: Path, study: Path,
                              tmp_path: Path) -> None:
     import pydicom

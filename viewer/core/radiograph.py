@@ -67,6 +67,10 @@ class Radiograph:
     patient_age_years
         Age at the study from (0010,1010) Patient's Age or the birth and study dates; used only
         to warn when a model's intended population does not cover the patient.
+    study_date
+        ISO date (YYYY-MM-DD) the image was taken, from the Study/Acquisition/Content/Series
+        Date; "" when unknown (PNG/JPEG, de-identified). Used only for a model's
+        ``study_date_from`` caution.
     """
 
     pixels: np.ndarray
@@ -85,6 +89,7 @@ class Radiograph:
     body_part: str = ""
     view_position: str = ""
     patient_age_years: float | None = None
+    study_date: str = ""
 
     @property
     def rows(self) -> int:

@@ -16,8 +16,8 @@ from pydicom.dataset import Dataset
 from viewer.core.radiograph import VOI, ModalityLUT
 
 __all__ = [
-    "as_list", "lut_from_item", "modality_lut", "patient_age_years", "pixel_spacing", "to_rgb_u8",
-    "vois",
+    "as_list", "lut_from_item", "modality_lut", "patient_age_years", "pixel_spacing", "study_date",
+    "to_rgb_u8", "vois",
 ]
 
 
@@ -131,12 +131,18 @@ def patient_age_years(ds: Dataset) -> float | None:
     if len(text) == 4 and text[:3].isdigit() and text[3] in _AGE_UNITS:
         return int(text[:3]) * _AGE_UNITS[text[3]]
     birth = _dicom_date(ds.get("PatientBirthDate"))
-    when = next((d for d in (_dicom_date(ds.get(k)) for k in
-                             ("StudyDate", "AcquisitionDate", "ContentDate", "SeriesDate"))
-                 if d is not None), None)
+    when = study_date(ds)
     if birth is None or when is None or when < birth:
         return None
     return (when - birth).days / 365.25
+
+
+def study_date(ds: Dataset) -> "date | None":
+    """The date the image was taken: the first valid of (0008,0020) Study Date, (0008,0022)
+    Acquisition Date, (0008,0023) Content Date and (0008,0021) Series Date; ``None`` if none."""
+    return next((d for d in (_dicom_date(ds.get(k)) for k in
+                             ("StudyDate", "AcquisitionDate", "ContentDate", "SeriesDate"))
+                 if d is not None), None)
 
 
 def _dicom_date(value: Any) -> "date | None":

@@ -25,7 +25,9 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, pixel_array
 
 from viewer.core.radiograph import ModalityLUT, Radiograph
-from viewer.dicom.attributes import modality_lut, patient_age_years, pixel_spacing, to_rgb_u8, vois
+from viewer.dicom.attributes import (
+    modality_lut, patient_age_years, pixel_spacing, study_date, to_rgb_u8, vois,
+)
 from viewer.dicom.codecs import codec_status, describe_transfer_syntax
 from viewer.dicom.reduced import decode_reduced, native_decimated
 from viewer.dicom.scan import InstanceRecord
@@ -197,6 +199,10 @@ def _lenient(fn: Any, default: Any) -> Any:
         return default
 
 
+def _iso(day: Any) -> str:
+    return "" if day is None else day.isoformat()
+
+
 def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
                             reduce_to: int | None = None, file_path: str | None = None) -> Radiograph:
     """Decode frame ``frame`` of a dataset that already holds its pixel data.
@@ -308,6 +314,7 @@ def _radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
         modality=str(ds.get("Modality", "") or ""), body_part=str(ds.get("BodyPartExamined", "") or ""),
         view_position=str(ds.get("ViewPosition", "") or ""),
         patient_age_years=_lenient(lambda: patient_age_years(ds), None),
+        study_date=_lenient(lambda: _iso(study_date(ds)), ""),
     )
 
 

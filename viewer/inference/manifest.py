@@ -7,6 +7,7 @@ the viewer.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class ModelManifest:
     gradcam_weight: tuple[tuple[float, ...], ...] | None = None
     age_range: tuple[float | None, float | None] | None = None  # population.age_years
     population: str = ""
+    study_date_from: tuple[str, str] | None = None  # (ISO date, why): caution before it
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def output_of_kind(self, kind: str) -> str | None:
@@ -116,6 +118,20 @@ def _age_range(value: Any) -> tuple[float | None, float | None] | None:
     if low is not None and high is not None and low > high:
         raise ManifestError(f"age_years minimum {low} is above the maximum {high}")
     return low, high
+
+
+def _date_from(value: Any) -> tuple[str, str] | None:
+    """``study_date_from``: ``{"date": "YYYY-MM-DD", "why": "..."}``, e.g. when the finding
+    a model looks for cannot exist on an older film."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not value.get("date") or not value.get("why"):
+        raise ManifestError('study_date_from must be {"date": "YYYY-MM-DD", "why": "..."}')
+    try:
+        day = dt.date.fromisoformat(str(value["date"]))
+    except ValueError as exc:
+        raise ManifestError(f"study_date_from date {value['date']!r} is not YYYY-MM-DD") from exc
+    return day.isoformat(), str(value["why"])
 
 
 def _parse(raw: Mapping[str, Any], manifest_path: Path, verify_checksum: bool) -> ModelManifest:
@@ -181,6 +197,7 @@ def _parse(raw: Mapping[str, Any], manifest_path: Path, verify_checksum: bool) -
         gradcam_weight=weight,
         age_range=_age_range(raw.get("age_years")),
         population=str(population),
+        study_date_from=_date_from(raw.get("study_date_from")),
         raw=MappingProxyType(dict(raw)),
     )
 

@@ -29,7 +29,7 @@ from viewer.inference.runner import ModelOutputs, RunTerminated, run_model
 from viewer.inference.sessions import SessionPool
 from viewer.services.analysis_types import (
     ERROR, NOT_PROJECTION_RADIOGRAPHY, OK, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON, AnalysisInput,
-    AnalysisResult, GateAnswer, ModelResult, age_caution, confidence_band,
+    AnalysisResult, GateAnswer, ModelResult, confidence_band, population_caution,
 )
 from viewer.services.tasks import CancelToken, Cancelled, ProgressFn, no_progress
 
@@ -232,8 +232,8 @@ class AnalysisService:
                  views: dict[InputSpec, np.ndarray]) -> tuple[ModelResult, ModelOutputs | None]:
         base = ModelResult(m.id, m.version, m.task, ERROR, forced=forced, threshold=m.threshold,
                            positive_label=m.positive_label,
-                           caution=None if m.gate else age_caution(inp.patient_age_years,
-                                                                   m.age_range, m.population))
+                           caution=None if m.gate else population_caution(
+                               inp, m.age_range, m.population, m.study_date_from))
         try:
             info = self.sessions.get(m.onnx_path)
             with term.options() as ro:

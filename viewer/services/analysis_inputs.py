@@ -44,6 +44,7 @@ def input_from_radiograph(rg: Radiograph, source: str = "", *, plain: bool = Fal
         patient_age_years=rg.patient_age_years,
         colour_fraction=colour_fraction(rg.pixels) if rg.is_colour else 0.0,
         modality=rg.modality,
+        study_date=rg.study_date,
     )
 
 

@@ -68,6 +68,23 @@ def age_caution(age_years: float | None, age_range: tuple[float | None, float | 
             f"trained on {bounds}")
 
 
+def date_caution(study_date: str, date_from: tuple[str, str] | None) -> str | None:
+    """A caution when a known study date lies before a model's ``study_date_from`` date (e.g.
+    a COVID-19 classifier on a film taken before the disease existed): ``(date, why)``."""
+    if not study_date or date_from is None or study_date >= date_from[0]:
+        return None
+    return (f"study date {study_date} is before {date_from[0]} ({date_from[1]}): "
+            f"a positive result on this image is a false positive")
+
+
+def population_caution(inp: "AnalysisInput", age_range: tuple[float | None, float | None] | None,
+                       population: str, date_from: tuple[str, str] | None) -> str | None:
+    """The age and study-date cautions of one model for one image, joined; ``None`` if neither."""
+    parts = [c for c in (age_caution(inp.patient_age_years, age_range, population),
+                         date_caution(inp.study_date, date_from)) if c]
+    return "; ".join(parts) or None
+
+
 @dataclass(frozen=True)
 class AnalysisInput:
     """One image to analyse.
@@ -93,6 +110,9 @@ class AnalysisInput:
     modality
         (0008,0060) Modality ("" for PNG/JPEG); the gate calls an image of a modality in
         :data:`NOT_PROJECTION_RADIOGRAPHY` (CT, MR, US, ...) "not a radiograph".
+    study_date
+        ISO date the image was taken ("" when unknown); checked against each model's
+        ``study_date_from``.
     """
 
     display: np.ndarray
@@ -104,6 +124,7 @@ class AnalysisInput:
     patient_age_years: float | None = None
     colour_fraction: float = 0.0
     modality: str = ""
+    study_date: str = ""
 
 
 @dataclass(frozen=True)

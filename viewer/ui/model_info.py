@@ -23,7 +23,8 @@ from viewer import RESEARCH_NOTICE
 
 ABOUT_FIELDS: tuple[tuple[str, str], ...] = (
     ("version", "Version"), ("task", "Task"), ("intended_use", "Intended use"),
-    ("population", "Population"), ("labels", "Classes"), ("positive_label", "Positive class"),
+    ("population", "Population"), ("age_years", "Patient ages (years)"),
+    ("study_date_from", "Study dates from"), ("labels", "Classes"), ("positive_label", "Positive class"),
     ("threshold", "Operating threshold"), ("threshold_rule", "Threshold rule"),
     ("bands", "Confidence bands"), ("calibration", "Calibration"), ("metrics", "Metrics"),
     ("training_data", "Training data"), ("applies_to", "Applies to"), ("ood", "Out-of-scope rule"),
@@ -45,6 +46,17 @@ def _value_html(value: Any) -> str:
     return html.escape(json.dumps(value) if value is None else str(value))
 
 
+def _age_text(value: Any) -> str:
+    """``[min, max]`` with open ends (null) in words: "18 and older", "up to 6", "1 to 6"."""
+    try:
+        low, high = value
+    except (TypeError, ValueError):
+        return _value_html(value)
+    if high is None:
+        return f"{low} and older"
+    return f"up to {high}" if low is None else f"{low} to {high}"
+
+
 def about_html(about: Mapping[str, Any] | None, providers: Mapping[str, str] | None = None,
                messages: Sequence[str] = ()) -> str:
     """HTML of a model's manifest (``ModelRegistry.about``) for the "About this model" view."""
@@ -60,7 +72,8 @@ def about_html(about: Mapping[str, Any] | None, providers: Mapping[str, str] | N
     parts.append("<table cellspacing='4'>")
     for key, name in ABOUT_FIELDS:
         if key in about and key != "gradcam":
-            parts.append(f"<tr><td valign='top'><b>{name}</b></td><td>{_value_html(about[key])}</td></tr>")
+            value = _age_text(about[key]) if key == "age_years" else _value_html(about[key])
+            parts.append(f"<tr><td valign='top'><b>{name}</b></td><td>{value}</td></tr>")
     parts.append("</table>")
     if providers:
         provider = providers.get(str(about.get("file", "")), "") or ", ".join(sorted(set(providers.values())))

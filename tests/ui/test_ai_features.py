@@ -263,6 +263,22 @@ def test_models_dialog_lists_unavailable_with_reason(qtbot: Any, tmp_path: Path,
         assert needle in text
 
 
+def test_badge_marks_a_result_with_a_caution() -> None:
+    from viewer.services.analysis_types import ModelResult
+    from viewer.ui.results_panel import badge_text
+
+    def result(caution: str | None) -> AnalysisResult:
+        res = ModelResult("covid", "3.0.0", "classification", OK, label="covid",
+                          probabilities={"normal": 0.39, "covid": 0.61}, confidence=0.61,
+                          band="red", threshold=0.18, positive_label="covid", caution=caution)
+        return AnalysisResult("img", "/x.dcm", (10, 10), None, (res,))
+
+    plain, colour = badge_text(result(None))
+    marked, _ = badge_text(result("study date 2004-08-26 is before 2019-12-01"))
+    assert colour == "red" and "covid 61%" in plain and "\u26a0" not in plain
+    assert marked == plain + " \u26a0"
+
+
 def test_about_shows_the_population_limits() -> None:
     from viewer.ui.model_info import about_html
 

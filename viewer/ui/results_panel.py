@@ -58,7 +58,8 @@ def badge_text(result: AnalysisResult) -> tuple[str, str | None]:
         return "", None
     shape = BAND_STYLE.get(best.band or "", ("", "", None))[0]
     forced = " (forced)" if best.forced else ""
-    return f"{shape} {best.label} {100 * (best.confidence or 0):.0f}%{forced}", best.band
+    caution = " \u26a0" if best.caution else ""  # outside the model's population or dates
+    return f"{shape} {best.label} {100 * (best.confidence or 0):.0f}%{forced}{caution}", best.band
 
 
 def suspicion(result: AnalysisResult | None) -> float:

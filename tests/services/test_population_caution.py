@@ -85,14 +85,20 @@ def test_child_on_an_adult_model_is_analysed_with_a_caution(adult_models: Path, 
     assert [r["caution"] for r in rows if r["model_id"] == "pneumonia"] == [clf.caution]
 
 
+def _unavailable_reason(models: Path, dest: Path, key: str, value: object) -> str:
+    """Copy the pneumonia model with ``key`` set to ``value``; the reason it is unavailable."""
+    doc = json.loads((models / "pneumonia.json").read_text())
+    (dest / "pneumonia.onnx").write_bytes((models / "pneumonia.onnx").read_bytes())
+    doc[key] = value
+    (dest / "pneumonia.json").write_text(json.dumps(doc))
+    entry = load_manifest(dest / "pneumonia.json")
+    assert not entry.available
+    return entry.reason or ""
+
+
 @pytest.mark.parametrize("bad", [[18], "adult", [30, 10]])
 def test_bad_age_range_makes_the_model_unavailable(adult_models: Path, tmp_path: Path, bad: object) -> None:
-    doc = json.loads((adult_models / "pneumonia.json").read_text())
-    (tmp_path / "pneumonia.onnx").write_bytes((adult_models / "pneumonia.onnx").read_bytes())
-    doc["age_years"] = bad
-    (tmp_path / "pneumonia.json").write_text(json.dumps(doc))
-    entry = load_manifest(tmp_path / "pneumonia.json")
-    assert not entry.available and "age_years" in (entry.reason or "")
+    assert "age_years" in _unavailable_reason(adult_models, tmp_path, "age_years", bad)
 
 
 def test_committed_adult_and_paediatric_models_declare_ages() -> None:
@@ -162,12 +168,7 @@ def test_old_film_is_analysed_with_a_date_caution(dated_models: Path, tmp_path: 
 
 @pytest.mark.parametrize("bad", ["2019-12-01", {"date": "2019-13-01", "why": "x"}, {"date": "2019-12-01"}])
 def test_bad_start_date_makes_the_model_unavailable(dated_models: Path, tmp_path: Path, bad: object) -> None:
-    doc = json.loads((dated_models / "pneumonia.json").read_text())
-    (tmp_path / "pneumonia.onnx").write_bytes((dated_models / "pneumonia.onnx").read_bytes())
-    doc["study_date_from"] = bad
-    (tmp_path / "pneumonia.json").write_text(json.dumps(doc))
-    entry = load_manifest(tmp_path / "pneumonia.json")
-    assert not entry.available and "study_date_from" in (entry.reason or "")
+    assert "study_date_from" in _unavailable_reason(dated_models, tmp_path, "study_date_from", bad)
 
 
 def test_committed_covid_model_declares_its_start_date() -> None:

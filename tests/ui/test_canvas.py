@@ -160,3 +160,16 @@ def test_preview_used_when_zoomed_out(canvas: ImageCanvas) -> None:
     assert tuple(canvas.preview.item.levels) == tuple(canvas.image_item.levels)
     canvas.viewbox.setRange(xRange=(0, 50), yRange=(0, 40), padding=0)
     assert not canvas.preview.active and canvas.image_item.opacity() == 1.0
+
+
+def test_research_notice_stays_whole_on_a_narrow_canvas(qtbot: Any) -> None:
+    """It sits in one line in the bottom-right corner, and wraps rather than being cut off."""
+    wide = shown_canvas(qtbot, 900, 400)
+    narrow = shown_canvas(qtbot, 220, 400)
+    for c in (wide, narrow):
+        label, view = c.notice_label, c.view
+        assert label.isVisible() and label.x() >= 0 and label.y() >= 0
+        assert label.x() + label.width() <= view.width() and label.y() + label.height() <= view.height()
+    line = wide.notice_label.fontMetrics().height()
+    assert wide.notice_label.height() < 2 * line + 12  # one line where there is room
+    assert narrow.notice_label.height() > wide.notice_label.height()  # wrapped, not clipped

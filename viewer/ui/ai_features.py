@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QVBoxLayout, QWidget,
@@ -64,12 +64,10 @@ class AiFeatures(QObject):
         for dock in docks[2:] + [window.docks["header"]]:
             window.tabifyDockWidget(docks[1], dock)
         docks[1].raise_()
-        window.resizeDocks([window.docks["window"], docks[0], docks[1]], [290, 330, 220],
-                           Qt.Orientation.Vertical)
-        # The image gets the room: side columns at their useful widths, the canvas the rest.
-        window.resizeDocks([window.docks["browser"], window.docks["window"]], [300, 460],
-                           Qt.Orientation.Horizontal)
-        window.restore_saved_layout()  # the user's arrangement wins over these defaults
+        self._docks = docks
+        if not window.restore_saved_layout():  # the user's arrangement wins over the defaults
+            # Sized once the window has its real size (set after construction, before show).
+            QTimer.singleShot(0, self._default_dock_sizes)
         self.history_dock = docks[3]
         self._history_stale = True
         docks[3].visibilityChanged.connect(self._on_history_dock_visibility_changed)
@@ -82,6 +80,16 @@ class AiFeatures(QObject):
                 f"{e.id}: {e.reason}" for e in unavailable) + " (Analysis > Models...)", box=False)
 
     # -- assembly --------------------------------------------------------------------------
+    def _default_dock_sizes(self) -> None:
+        """First-run layout: the image gets the room, the side columns their useful sizes
+        (a third and a quarter of the window at most)."""
+        window, docks = self.window, self._docks
+        window.resizeDocks([window.docks["window"], docks[0], docks[1]], [290, 330, 220],
+                           Qt.Orientation.Vertical)
+        width = window.width()
+        window.resizeDocks([window.docks["browser"], window.docks["window"]],
+                           [min(300, width // 4), min(460, width // 3)], Qt.Orientation.Horizontal)
+
     def _wrap_grid(self) -> None:
         """Put a sort / filter bar above the thumbnail grid (same dock)."""
         w = self.window

@@ -98,6 +98,7 @@ class ImageCanvas(QWidget):
             "color: #ffcc66; background: rgba(0,0,0,150); padding: 3px;"
         )
         self.notice_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.notice_label.setWordWrap(True)  # on a narrow canvas it wraps instead of being cut
 
         self._drag_timer = QTimer(self)
         self._drag_timer.setSingleShot(True)
@@ -293,11 +294,13 @@ class ImageCanvas(QWidget):
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
         self.overlay_label.move(0, 0)
-        self.notice_label.adjustSize()
-        self.notice_label.move(
-            self.view.width() - self.notice_label.width() - 4,
-            self.view.height() - self.notice_label.height() - 4,
-        )
+        label = self.notice_label
+        margins = label.contentsMargins()
+        natural = (label.fontMetrics().horizontalAdvance(label.text())
+                   + margins.left() + margins.right() + 2 * label.margin() + 8)
+        width = max(40, min(natural, self.view.width() - 8))
+        label.setFixedSize(width, label.heightForWidth(width))
+        label.move(self.view.width() - width - 4, self.view.height() - label.height() - 4)
 
 
 def orientation_transform(orientation: Orientation, width: int, height: int) -> QTransform:

@@ -151,12 +151,13 @@ class MainWindow(QMainWindow):
         avail = screen.availableGeometry()
         return QSize(min(1400, int(avail.width() * 0.9)), min(900, int(avail.height() * 0.9)))
 
-    def restore_saved_layout(self) -> None:
-        """Re-apply the dock layout saved at the last close, if any. Called at construction and
-        again by extensions once they have added their docks (``add_side_panel``) and arranged
-        them by default: Qt restores only the docks that exist when the state is applied."""
-        if self._saved_state is not None:
-            self.restoreState(self._saved_state)
+    def restore_saved_layout(self) -> bool:
+        """Re-apply the dock layout saved at the last close; False when there is none. Called
+        at construction and again by extensions once they have added their docks
+        (``add_side_panel``): Qt restores only the docks that exist when the state is applied."""
+        if self._saved_state is None:
+            return False
+        return bool(self.restoreState(self._saved_state))
 
     def add_side_panel(self, name: str, title: str, widget: QWidget) -> QDockWidget:
         """Extension point: add a panel (e.g. AI results) to the right dock area (scrollable)."""

@@ -47,9 +47,10 @@ class StatusPanel(QStatusBar):
         self.pixel_label.setObjectName("pixelReadout")
         # Text changes must not ask the window for a new layout.
         self.pixel_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.pixel_label.setMinimumWidth(200)
+        # Narrow minimums so the window fits a 1024-px screen; both grow with the window.
+        self.pixel_label.setMinimumWidth(120)
         self.measure_label = QLabel("")
-        self.measure_label.setMinimumWidth(180)
+        self.measure_label.setMinimumWidth(110)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setTextVisible(True)
@@ -119,3 +120,4 @@ class StatusPanel(QStatusBar):
     def show_measurement(self, text: str) -> None:
         """Show the last ruler measurement."""
         self.measure_label.setText(text)
+        self.measure_label.setToolTip(text)  # whole, when the label is narrower than the text

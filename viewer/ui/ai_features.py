@@ -84,7 +84,10 @@ class AiFeatures(QObject):
         """First-run layout: the image gets the room, the side columns their useful sizes
         (a third and a quarter of the window at most)."""
         window, docks = self.window, self._docks
-        window.resizeDocks([window.docks["window"], docks[0], docks[1]], [290, 330, 220],
+        # [290, 330, 220] showed the whole histogram at 1000 px but added ~18 ms to the worst
+        # GUI-thread gap at the end of a 20,000-file scan (bench.stress --gui, A/B 25-28 vs
+        # 44-46 ms): keep these.
+        window.resizeDocks([window.docks["window"], docks[0], docks[1]], [260, 330, 300],
                            Qt.Orientation.Vertical)
         width = window.width()
         window.resizeDocks([window.docks["browser"], window.docks["window"]],

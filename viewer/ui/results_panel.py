@@ -33,16 +33,24 @@ STATUS_STYLE: dict[str, tuple[str, QColor]] = {
 }
 
 
-def band_text(band: str | None, bands: Mapping[str, float] | None = None) -> str:
-    """Shape + words + edges for a band, e.g. ``"● high confidence (>= 90 %)"``."""
+def band_label(band: str | None) -> str:
+    """Shape + words for a band, e.g. ``"● high confidence"``; "" for no or an unknown band."""
     if not band or band not in BAND_STYLE:
         return ""
     shape, words, _ = BAND_STYLE[band]
+    return f"{shape} {words}"
+
+
+def band_text(band: str | None, bands: Mapping[str, float] | None = None) -> str:
+    """Shape + words + edges for a band, e.g. ``"● high confidence (>= 90 %)"``."""
+    label = band_label(band)
+    if not label:
+        return ""
     b = dict(bands or {})
     green, orange = b.get("green", 0.9) * 100, b.get("orange", 0.7) * 100
     edge = {"green": f">= {green:.0f} %", "orange": f"{orange:.0f}-{green:.0f} %",
-            "red": f"< {orange:.0f} %"}[band]
-    return f"{shape} {words} ({edge})"
+            "red": f"< {orange:.0f} %"}[str(band)]
+    return f"{label} ({edge})"
 
 
 def badge_text(result: AnalysisResult) -> tuple[str, str | None]:
@@ -229,9 +237,8 @@ class ResultsPanel(QWidget):
         head.setText(1, verdict + ("  [FORCED]" if res.forced else ""))
         # The column carries shape + words; the band's edges are in the tooltip and the
         # "bands" row, so the column stays narrow enough for the class names beside it.
-        full = band_text(res.band, bands)
-        head.setText(2, full.split(" (")[0])
-        head.setToolTip(2, full)
+        head.setText(2, band_label(res.band))
+        head.setToolTip(2, band_text(res.band, bands))
         self._colour(head, res.band)
         for label, p in res.probabilities.items():
             QTreeWidgetItem(head, [f"  {label}", f"{100 * p:.1f}%", ""])

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from bench.common import Result, best_of, report
 from bench.synth import encoded_bytes, radiograph_like
@@ -89,7 +89,7 @@ def run(repeat: int = 7, encodings: tuple[str, ...] = ("rle", "jls", "j2k")) -> 
             r = scan_file(p)
             stall_records[enc] = r
             load_image(r)
-            t, _ = best_of(lambda: display_image(load_image(r)), 3)
+            t, _ = best_of(lambda r=r: display_image(load_image(r)), 3)
             results.append(Result(f"  first display, {enc} 2500x2000 (decoder-bound)", t * 1e3, "ms", None))
         # Decoders hold the GIL: decoding on a thread freezes the GUI thread; DecodePool does not.
         pool = DecodePool(workers=1)
@@ -98,8 +98,8 @@ def run(repeat: int = 7, encodings: tuple[str, ...] = ("rle", "jls", "j2k")) -> 
                 f.result()
             for enc, r in stall_records.items():
                 pool.load_image(r)
-                in_thread = gui_stall_ms(lambda: load_image(r))
-                in_pool = gui_stall_ms(lambda: pool.load_image(r))
+                in_thread = gui_stall_ms(lambda r=r: load_image(r))
+                in_pool = gui_stall_ms(lambda r=r: pool.load_image(r))
                 results.append(Result(f"  GUI-thread stall, {enc} decoded on a thread", in_thread, "ms", None))
                 results.append(Result(f"GUI-thread stall, {enc} decoded via DecodePool", in_pool, "ms",
                                       TARGET_STALL_MS))

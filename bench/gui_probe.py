@@ -69,7 +69,7 @@ class ExplainingProbe(GapProbe):
         self.events: list[str] = []
         self._gc_start: dict[int, float] = {}
         try:
-            self._schedstat = open("/proc/thread-self/schedstat")  # noqa: SIM115 - kept open
+            self._schedstat = open("/proc/thread-self/schedstat")
         except OSError:
             self._schedstat = None
         self._sched = self._read_sched()

@@ -60,16 +60,16 @@ def _write_manifest(folder: Path, model_id: str, size: int, body: dict) -> None:
     (folder / f"{model_id}.json").write_text(json.dumps(manifest))
 
 
-def _recipe_nets():  # noqa: ANN202 - torch imported lazily
+def _recipe_nets():
     """(gate, classifier, lungs) recipes of the training code, or None if not importable."""
     try:
         from training.recipes import get
         return get("body_region"), get("pneumonia"), get("lungs")
-    except Exception:  # noqa: BLE001 - the training package is optional here
+    except Exception:
         return None
 
 
-def _export(model, path: Path, size: int, outs: list[str]) -> None:  # noqa: ANN001
+def _export(model, path: Path, size: int, outs: list[str]) -> None:
     import warnings
 
     import torch
@@ -159,7 +159,7 @@ def bench_single(service: AnalysisService, path: Path, runs: int) -> None:
 
 
 # ---- 2. Grad-CAM++ vs the package ----------------------------------------------------------
-def _trained_classifier():  # noqa: ANN202
+def _trained_classifier():
     """The committed chest classifier rebuilt in torch from its local training checkpoint
     (``training/runs/<id>/best.pt``, not committed) when its head matches the manifest, with a
     real chest radiograph as input; else None."""
@@ -176,7 +176,7 @@ def _trained_classifier():  # noqa: ANN202
             from training.recipes import get
             net = get(m.id).build()
             net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
-        except Exception:  # noqa: BLE001 - architecture or checkpoint changed: skip
+        except Exception:
             continue
         if not np.allclose(net.head.weight.detach().numpy(), np.asarray(m.gradcam_weight), atol=1e-6):
             continue
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         registry, what = pick_registry(tmp)
         print(f"Models: {what}")
         single = AnalysisService(registry, SessionPool(2))
-        print(f"\n1. One radiograph, file -> all results (2 intra-op threads; goal < 250 ms):")
+        print("\n1. One radiograph, file -> all results (2 intra-op threads; goal < 250 ms):")
         for path in (DATA / "pneumonia" / "originals" / "NORMAL" / "IM-0117-0001.jpeg",
                      DATA / "dicom" / "RG2_RLE.dcm"):
             if path.is_file():

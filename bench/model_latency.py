@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
 
 
-def densenet201(in_ch: int = 1, n_classes: int = 2):  # noqa: ANN201 - torch imported lazily
+def densenet201(in_ch: int = 1, n_classes: int = 2):
     import torch
     from torch import nn
 
@@ -58,7 +58,7 @@ def densenet201(in_ch: int = 1, n_classes: int = 2):  # noqa: ANN201 - torch imp
     return nn.Sequential(*layers).eval()
 
 
-def session(path: Path):  # noqa: ANN201
+def session(path: Path):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -68,7 +68,7 @@ def session(path: Path):  # noqa: ANN201
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def paired_ms(ours, dense, shape: tuple[int, ...], runs: int) -> tuple[float, float, float]:  # noqa: ANN001
+def paired_ms(ours, dense, shape: tuple[int, ...], runs: int) -> tuple[float, float, float]:
     """Median latency of ``ours`` and ``dense`` and the median of their per-pair ratio.
 
     The two sessions run alternately on the same input, so a change of load on a shared machine

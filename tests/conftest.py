@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -11,6 +11,17 @@ import pytest
 from tests import dicom_factory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _support_log_in_a_scratch_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Entry points start the support log; in tests it goes to a scratch folder, never to the
+    user's data folder (tests/robustness/test_privacy.py reads it back)."""
+    import os
+
+    folder = tmp_path_factory.mktemp("support-log")
+    os.environ["RADVIEW_LOG_DIR"] = str(folder)
+    return folder
 
 
 def shared_data_dir() -> Path:
@@ -70,7 +81,7 @@ def small_study(tmp_path: Path) -> Path:
     return root
 
 
-def window_factory(qtbot, settings_path: Path, cache_dir: Path, size: tuple[int, int], **build):  # noqa: ANN001, ANN201
+def window_factory(qtbot, settings_path: Path, cache_dir: Path, size: tuple[int, int], **build):
     """Generator behind the window fixtures: yields ``make(setup=None)`` which builds, shows and
     returns a MainWindow (``setup(window)`` runs before it is shown); every window is closed and
     its executors joined afterwards."""
@@ -81,7 +92,7 @@ def window_factory(qtbot, settings_path: Path, cache_dir: Path, size: tuple[int,
 
     windows: list = []
 
-    def _make(setup=None):  # noqa: ANN001, ANN202
+    def _make(setup=None):
         settings = AppSettings(QSettings(str(settings_path), QSettings.Format.IniFormat))
         window = build_window(settings, cache_dir, io_workers=2, thumb_workers=1,
                               decode_processes=0, **build)
@@ -101,14 +112,14 @@ def window_factory(qtbot, settings_path: Path, cache_dir: Path, size: tuple[int,
 
 
 @pytest.fixture
-def ai_window(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201 - pytest-qt fixture
+def ai_window(qtbot, tmp_path: Path):
     """Factory: a window whose only models are those of ``folder`` (bundled ones hidden), with
     its settings, thumbnails and history in ``tmp_path``; closed and joined afterwards."""
     from viewer.inference.registry import ModelRegistry
     from viewer.ui.ai_features import AiFeatures
 
-    def attach(folder: Path):  # noqa: ANN202
-        def setup(window) -> None:  # noqa: ANN001
+    def attach(folder: Path):
+        def setup(window) -> None:
             window.ai = AiFeatures(window, ModelRegistry([folder]), tmp_path / "hist" / "h.sqlite")
         return setup
 

@@ -8,7 +8,8 @@ pipeline reads; :func:`write_sr` and :func:`write_rtstruct` make non-image objec
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset

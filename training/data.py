@@ -49,7 +49,7 @@ def _rows(csv_path: Path) -> list[dict[str, str]]:
 def _norm(rel: str, folder: str) -> str:
     """Path relative to the data root (resolving ``../`` references between sets)."""
     return str(Path(folder, rel)).replace("\\", "/") if not rel.startswith("../") else \
-        str((Path(folder) / rel)).replace("\\", "/").split("/../")[-1]
+        str(Path(folder) / rel).replace("\\", "/").split("/../")[-1]
 
 
 def records(dataset: str, data: Path = DATA) -> list[Record]:

@@ -7,7 +7,7 @@ importing Qt, and otherwise to the GUI composition root in :mod:`viewer.app`.
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -16,6 +16,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from viewer.cli import analyze_main
 
         return analyze_main(args[1:])
+    if "--log-path" in args:
+        from viewer.services.support_log import LOG_FILE_NAME, default_log_dir
+
+        print(default_log_dir() / LOG_FILE_NAME)
+        return 0
     if "--version" in args:
         from viewer import __version__
 

@@ -17,7 +17,8 @@ import sys
 import tempfile
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from viewer import RESEARCH_NOTICE, __version__
 
@@ -142,8 +143,9 @@ def main(argv: Sequence[str]) -> int:
         print(f"radview: demo folder not found: {args.demo} (give one: radview --demo DIR)",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    from viewer.services.support_log import setup_support_log
+
+    setup_support_log("gui", verbose=args.verbose)
     headless = (args.demo is not None or args.screenshot) and not has_display()
     if headless:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -167,7 +169,7 @@ def main(argv: Sequence[str]) -> int:
     window = build_window(settings, Path(args.cache_dir) if args.cache_dir else None,
                           ai=not args.no_ai, model_dirs=[Path(d) for d in args.models_dir])
     if args.hide_overlay:
-        window.actions["overlay"].setChecked(False)
+        window.action_map["overlay"].setChecked(False)
     # Headless demos and screenshots are artefacts that get shared: no identifiers in them.
     window.browser.hide_names = bool(args.hide_names or args.screenshot or headless)
     if headless or args.screenshot or os.environ.get("RADVIEW_STARTUP_PROBE"):
@@ -205,7 +207,7 @@ def _startup_probe(app: Any, window: Any) -> int:
     class _FirstPaint(QObject):
         seen = False
 
-        def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt API
+        def eventFilter(self, obj: Any, event: Any) -> bool:
             if event.type() == QEvent.Type.Paint and not self.seen:
                 self.seen = True
                 stamp = time.time()

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="images analysed in parallel (default 2)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per run (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also write the support log to stderr (radview --log-path says where it is)")
     p.add_argument("--version", action="version", version=f"radview {__version__}")
     return p
 
@@ -128,6 +132,11 @@ def _analyze_main(argv: Sequence[str]) -> int:
     from viewer.services.analysis_inputs import input_from_record
     from viewer.services.export import CsvResultWriter, ExportError, check_destination, result_rows
     from viewer.services.library import scan_paths
+    from viewer.services.support_log import setup_support_log
+
+    setup_support_log("analyze", verbose=args.verbose)
+    log = logging.getLogger("radview")
+    t_start = time.perf_counter()
 
     def say(msg: str) -> None:
         if not args.quiet:
@@ -167,6 +176,9 @@ def _analyze_main(argv: Sequence[str]) -> int:
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
     say(f"{len(records)} image(s), models: {', '.join(m.id for m in registry.available())}")
+    log.info("analyze: %d image(s), %d problem(s), models %s, %d worker(s) x %d thread(s)",
+             len(records), len(scan.problems), ",".join(m.id for m in registry.available()),
+             args.workers, args.threads)
     service = AnalysisService(registry, SessionPool(args.threads))
     writer = _OverlayWriter(args.masks, args.heatmaps)
     as_json = args.out is not None and args.out.suffix.lower() == ".json"
@@ -199,7 +211,7 @@ def _analyze_main(argv: Sequence[str]) -> int:
                     raise value  # an output cannot be written: stop, not one error row per image
                 if isinstance(value, BaseException):
                     errors += 1
-                    rows = [{"file": source, "image_id": record.sop_instance_uid, "model_id": "",
+                    rows: list[dict[str, object]] = [{"file": source, "image_id": record.sop_instance_uid, "model_id": "",
                              "model_version": "", "status": "error",
                              "reason": f"{type(value).__name__}: {value}", "probabilities": {},
                              "notice": RESEARCH_NOTICE}]
@@ -227,4 +239,7 @@ def _analyze_main(argv: Sequence[str]) -> int:
         from viewer.services.export import write_json
         write_json(json_rows, args.out)
     say(f"{rows_total} row(s), {errors} image(s) with errors" + (f" -> {args.out}" if args.out else ""))
+    seconds = time.perf_counter() - t_start
+    log.info("analyze done: %d image(s), %d row(s), %d with errors in %.1f s (%.2f images/s)",
+             len(records), rows_total, errors, seconds, len(records) / max(seconds, 1e-9))
     return EXIT_ERRORS if errors else EXIT_OK

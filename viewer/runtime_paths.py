@@ -31,7 +31,7 @@ def bundle_root() -> Path:
     ``sys._MEIPASS`` when frozen, else the repository root (the parent of ``viewer/``).
     """
     if is_frozen():
-        return Path(getattr(sys, "_MEIPASS"))
+        return Path(getattr(sys, "_MEIPASS"))  # noqa: B009 - set by the PyInstaller boot loader only
     return Path(__file__).resolve().parents[1]
 
 

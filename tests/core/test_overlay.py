@@ -77,3 +77,19 @@ def test_heatmap_mass_inside_mask() -> None:
     assert heatmap_mass_inside(np.zeros((4, 4)), mask) is None
     with pytest.raises(ValueError):
         heatmap_mass_inside(heat, mask[:2])
+
+
+def test_nan_and_inf_never_depend_on_opencv() -> None:
+    """NaN/inf in a heatmap: NaN and -inf are cold (0), +inf is the hottest value; the rule is
+    numpy's (fmax), not OpenCV's, whose NaN handling changed in 5.x (issue 13)."""
+    heat = np.array([[np.nan, -np.inf, np.inf, 0.25]], np.float32)
+    for arr in (heat, heat[..., None]):  # the 2-D fast path and the generic path agree
+        rgb = apply_colormap(arr, "grey").reshape(-1, 3)
+        np.testing.assert_array_equal(rgb[:, 0], [0, 0, 255, 64])
+    base = np.full((1, 4), 100, np.uint8)
+    layer = np.full((1, 4, 3), 200, np.uint8)
+    out = blend(base, layer, heat)  # NaN/-inf alpha: transparent; +inf: opaque
+    np.testing.assert_array_equal(out[0, :, 0], [100, 100, 200, 125])
+    mask = np.array([[1, 1, 0, 1]], np.uint8)
+    assert heatmap_mass_inside(np.array([[np.nan, 0.5, 0.5, -1.0]], np.float32), mask) == 0.5
+    assert heatmap_mass_inside(heat, mask) is None  # +inf: undefined share

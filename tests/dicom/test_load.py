@@ -151,3 +151,34 @@ def test_read_header_tree(make_dicom):
     seq = by_tag["(0028,3010)"]
     assert seq.vr == "SQ" and seq.children[0].children
     assert "(7FE0,0010)" not in by_tag
+
+
+def test_float_pixel_data_with_nan_is_a_clear_load_error(make_dicom, tmp_path):
+    import pydicom
+
+    path = make_dicom("float.dcm", np.zeros((8, 8), np.uint16))
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    for kw in ("BitsStored", "HighBit", "PixelRepresentation"):
+        delattr(ds, kw)
+    ds.BitsAllocated = 32
+    values = np.linspace(-1.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
+    ds.FloatPixelData = values.tobytes()
+    ds.save_as(tmp_path / "ok.dcm")
+    rg = load_radiograph(tmp_path / "ok.dcm")  # finite float data displays
+    assert rg.pixels.dtype.kind == "f" and display_image(rg).dtype == np.uint8
+    values[3, 4] = np.nan
+    ds.FloatPixelData = values.tobytes()
+    ds.save_as(tmp_path / "nan.dcm")
+    with pytest.raises(LoadError, match="not numbers"):
+        load_radiograph(tmp_path / "nan.dcm")
+
+
+def test_rescale_beyond_float_range_is_a_clear_load_error(make_dicom):
+    path = make_dicom("slope.dcm", np.full((8, 8), 4000, np.uint16), bits_stored=12,
+                      RescaleSlope="1e308", RescaleIntercept="0")
+    with pytest.raises(LoadError, match="Rescale Slope"):
+        load_radiograph(path)
+    ok = make_dicom("slope-ok.dcm", np.full((8, 8), 4000, np.uint16), bits_stored=12,
+                    RescaleSlope="1e30", RescaleIntercept="-1024")
+    assert np.isfinite(modality_values(load_radiograph(ok))).all()

@@ -49,7 +49,7 @@ def _manifest(model_id: str) -> dict:
     return json.loads(path.read_text())
 
 
-def _session(m: dict):  # noqa: ANN202
+def _session(m: dict):
     return ort.InferenceSession(str(MODELS / m["file"]), providers=["CPUExecutionProvider"])
 
 

@@ -31,7 +31,7 @@ ACCEPTED_BY_THE_NETWORK_ALONE = ("rocket", "immunohistochemistry")
 
 
 @pytest.fixture(scope="module")
-def gate():  # noqa: ANN201
+def gate():
     if not MANIFEST.exists():
         pytest.skip("body_region model not committed")
     from viewer.inference.registry import ModelRegistry
@@ -55,19 +55,19 @@ def gate():  # noqa: ANN201
 
 
 @pytest.mark.parametrize("name", PHOTOS)
-def test_natural_photographs_are_rejected(gate, name: str) -> None:  # noqa: ANN001
+def test_natural_photographs_are_rejected(gate, name: str) -> None:
     assert gate(np.asarray(getattr(skdata, name)()))[0] == "unknown"
 
 
 @pytest.mark.parametrize("name", ACCEPTED_BY_THE_NETWORK_ALONE)
-def test_network_alone_accepts_the_grey_copies(gate, name: str) -> None:  # noqa: ANN001
+def test_network_alone_accepts_the_grey_copies(gate, name: str) -> None:
     # Kept visible: in grey, these photographs still pass as radiographs. A retrained gate that
     # rejects them turns this red, and the list above and the model card must be updated.
     assert gate(to_gray_u8(np.asarray(getattr(skdata, name)())))[0] != "unknown"
 
 
 @pytest.mark.parametrize("kind", ["uniform", "gaussian", "black", "white", "grey"])
-def test_noise_and_blank_frames_are_rejected(gate, kind: str) -> None:  # noqa: ANN001
+def test_noise_and_blank_frames_are_rejected(gate, kind: str) -> None:
     rng = np.random.default_rng(7)
     frames = {
         "uniform": rng.integers(0, 256, (300, 400), dtype=np.uint8),
@@ -90,10 +90,10 @@ def _dicom_display(name: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["RG1_J2KI.dcm", "RG1_JLSN.dcm", "966_fixed.dcm"])
-def test_real_dicom_chests_pass_as_chest(gate, name: str) -> None:  # noqa: ANN001
+def test_real_dicom_chests_pass_as_chest(gate, name: str) -> None:
     assert gate(_dicom_display(name))[0] == "chest"
 
 
 @pytest.mark.parametrize("name", ["RG2_J2KI.dcm", "RG2_JLSL.dcm", "jpeg-baseline.dcm"])
-def test_hip_and_canine_limb_are_not_a_confident_hand_or_knee(gate, name: str) -> None:  # noqa: ANN001
+def test_hip_and_canine_limb_are_not_a_confident_hand_or_knee(gate, name: str) -> None:
     assert gate(_dicom_display(name))[0] in ("other", "unknown")

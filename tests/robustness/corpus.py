@@ -19,7 +19,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -475,7 +475,7 @@ def build_corpus(root: Path, shared: Path | None, n: int = 2000, seed: int = 202
         family = inames[i % len(inames)]
         ext = ".png" if data.startswith(b"\x89PNG") else ".jpg"
         put(family, f"{sname}{ext}", _IMAGE_MUTATIONS[family](data, rng))
-    for i in range(quotas["bomb"]):
+    for _ in range(quotas["bomb"]):
         put("png-bomb", "bomb.png", _png_bomb(rng))
     for i in range(quotas["zip"]):
         family, data = _zip_case(i, dicom_seeds[i % len(dicom_seeds)][1], rng)

@@ -19,7 +19,8 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 import pydicom
@@ -242,6 +243,12 @@ def test_study_folder_untouched(session: Session) -> None:
 
 
 def test_no_identifiers_in_logs_output_or_cache(session: Session) -> None:
+    from viewer.services.support_log import LOG_FILE_NAME, default_log_dir
+
+    support_log = (default_log_dir() / LOG_FILE_NAME).read_text(encoding="utf-8")
+    assert "analyze done:" in support_log  # radview analyze wrote its support log
+    for marker in MARKERS + ("/study/",):
+        assert marker not in support_log
     text = session.logs + session.output
     assert text  # the CLI's progress and CSV were captured
     for marker in MARKERS:

@@ -10,7 +10,7 @@ import struct
 import tracemalloc
 import zlib
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pydicom

@@ -35,8 +35,8 @@ def _open(path: str, store) -> dict[str, object]:  # type: ignore[no-untyped-def
     records = [r for r in scan.index.records() if r.is_image]
     for rec in records:
         ok = True
-        for step in (lambda: load_image(rec), lambda: store.make(rec),
-                     lambda: input_from_record(rec)):
+        for step in (lambda rec=rec: load_image(rec), lambda rec=rec: store.make(rec),
+                     lambda rec=rec: input_from_record(rec)):
             try:
                 step()
             except LoadError as exc:

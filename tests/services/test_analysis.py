@@ -14,7 +14,7 @@ from tests.inference.tiny_models import (  # noqa: F401
     tiny_models_dir, tiny_models_knee, tiny_models_unsure,
 )
 from viewer.core.overlay import heatmap_mass_inside
-from viewer.inference.gradcam import cam_to_image, gradcam_plusplus
+from viewer.inference.gradcam import cam_to_image
 from viewer.inference.registry import ModelRegistry
 from viewer.inference.sessions import SessionPool
 from viewer.services.analysis import AnalysisService

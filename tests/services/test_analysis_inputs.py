@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -13,7 +13,7 @@ from viewer.services.analysis_inputs import input_from_record
 from viewer.services.library import load_image, scan_paths
 
 
-def _record(path: Path):  # noqa: ANN202
+def _record(path: Path):
     records = scan_paths([str(path)], workers=1).index.records()
     assert len(records) == 1
     return records[0]

@@ -24,7 +24,7 @@ from viewer.services.library import scan_paths
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _record(path: Path):  # noqa: ANN202
+def _record(path: Path):
     records = scan_paths([str(path)], workers=1).index.records()
     assert len(records) == 1
     return records[0]

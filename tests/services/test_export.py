@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import highdicom as hd
 import numpy as np
@@ -85,7 +85,7 @@ def test_png_as_seen_has_the_notice_burnt_in(tmp_path: Path) -> None:
     burnt = burn_notice(rgb)
     assert burnt.shape == rgb.shape and not np.array_equal(burnt, rgb)
     assert np.array_equal(burnt[:200], rgb[:200])  # only the bottom band changes
-    assert (burnt[-30:] == 255).any()  # white text
+    assert burnt[-30:].max() >= 240  # near-white text (anti-aliased glyphs peak at 248-255)
     dest = write_png(rgb, tmp_path / "view.png")
     back = cv2.cvtColor(cv2.imread(str(dest)), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(back, burnt)

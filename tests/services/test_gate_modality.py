@@ -32,7 +32,7 @@ def _input(path: Path) -> AnalysisInput:
     return input_from_radiograph(radiograph_from_dataset(read_dataset(str(path)), source=str(path)))
 
 
-def _analyse(service: AnalysisService, path: Path):  # noqa: ANN202 - AnalysisResult
+def _analyse(service: AnalysisService, path: Path):
     return service.analyse(_input(path))
 
 

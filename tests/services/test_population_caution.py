@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -18,7 +18,7 @@ from viewer.inference.manifest import load_manifest
 from viewer.inference.registry import ModelRegistry
 from viewer.inference.sessions import SessionPool
 from viewer.services.analysis import AnalysisService
-from viewer.services.analysis_types import AnalysisInput, age_caution, date_caution
+from viewer.services.analysis_types import age_caution, date_caution
 from viewer.services.export import CSV_FIELDS, result_rows, write_csv
 from tests.services.test_analysis import _input
 

@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from training.augment import AugConfig, augment  # noqa: E402
-from training.calibration import energy, fit_temperature, softmax  # noqa: E402
-from training.metrics import dice, ece, roc_auc, roc_curve  # noqa: E402
-from training.splits import assign, group_ids  # noqa: E402
+from training.augment import AugConfig, augment
+from training.calibration import energy, fit_temperature, softmax
+from training.metrics import dice, ece, roc_auc, roc_curve
+from training.splits import assign, group_ids
 
 SPLITS = Path(__file__).resolve().parents[2] / "training" / "splits"
 

@@ -151,7 +151,7 @@ def test_overlay_controls_reach_the_canvas(qtbot: Any, ai_window: Any, models_ch
     _open(qtbot, window, study)
     result = _analyse(qtbot, window)
     ov, canvas = window.ai.overlays, window.canvas
-    assert ov.mask is not None and ov.heatmap is not None
+    assert ov.mask_data is not None and ov.heatmap is not None
     assert canvas.mask_layer.item.isVisible() and canvas.heatmap_layer.item.isVisible()
     ov.heat_opacity.setValue(20)
     assert canvas.heatmap_layer.item.opacity() == pytest.approx(0.2)
@@ -161,8 +161,8 @@ def test_overlay_controls_reach_the_canvas(qtbot: Any, ai_window: Any, models_ch
     filled = canvas.mask_layer.item.image[..., 3].astype(bool).sum()
     ov.mask_mode.setCurrentText("contour")
     contour = canvas.mask_layer.item.image[..., 3].astype(bool).sum()
-    assert filled == int((ov.mask > 0).sum()) > 0
-    assert contour == int(mask_contour(ov.mask, thickness=3).sum()) <= filled
+    assert filled == int((ov.mask_data > 0).sum()) > 0
+    assert contour == int(mask_contour(ov.mask_data, thickness=3).sum()) <= filled
     ov.mask_visible.setChecked(False)
     assert not canvas.mask_layer.item.isVisible()
     # class selector: the other class's Grad-CAM++ map is a different map
@@ -323,7 +323,7 @@ def test_deidentified_exports_from_the_ui(qtbot: Any, ai_window: Any, models_che
     _open(qtbot, window, study)
     _analyse(qtbot, window)
     ai, out = window.ai, tmp_path / "deid"
-    ai.actions["export_deidentify"].setChecked(True)
+    ai.action_map["export_deidentify"].setChecked(True)
     src = pydicom.dcmread(window.images.current.path)
     csv_text = ai.export_to("results_image", out / "r.csv").read_text()
     assert str(src.PatientID) not in csv_text and str(src.SOPInstanceUID) not in csv_text
@@ -436,7 +436,7 @@ def test_batch_cancel_is_prompt_and_reported(qtbot: Any, ai_window: Any, models_
     with qtbot.waitSignal(ctl.sig_batch_progressed, timeout=20000):
         window.ai.analyse_shown()
     with qtbot.waitSignal(ctl.sig_batch_finished, timeout=5000) as blocker:
-        window.ai.actions["cancel_analysis"].trigger()
+        window.ai.action_map["cancel_analysis"].trigger()
     assert blocker.args[2] is True  # cancelled
     assert blocker.args[0] == len(ctl.results) < 40
     assert "cancelled" in window.ai.last_message

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication
@@ -350,3 +351,33 @@ def test_single_frame_disables_the_frame_box(qtbot: Any, make_window: Any, small
     assert window.status.frame_text() == "frame 1 / 1"
     window.step_frame(1)
     assert window.images.current_pending is None
+
+
+def test_help_menu_opens_the_support_log_folder(qtbot: Any, make_window: Any, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from PySide6.QtCore import QObject, QUrl, Slot
+    from PySide6.QtGui import QDesktopServices
+
+    class _Catch(QObject):
+        urls: list[QUrl] = []
+
+        @Slot(QUrl)
+        def open(self, url: QUrl) -> None:
+            self.urls.append(url)
+
+    folder = tmp_path / "support-logs"
+    monkeypatch.setenv("RADVIEW_LOG_DIR", str(folder))
+    catcher = _Catch()
+    QDesktopServices.setUrlHandler("file", catcher, "open")
+    try:
+        window = make_window()
+        titles = [a.text() for a in window.menuBar().actions()]
+        assert titles[-1] == "&Help"
+        action = window.action_map["open_log_folder"]
+        assert action in window.help_menu.actions()
+        action.trigger()
+    finally:
+        QDesktopServices.unsetUrlHandler("file")
+    assert [u.toLocalFile() for u in catcher.urls] == [str(folder)]
+    assert folder.is_dir()
+    assert str(folder) in window.statusBar().currentMessage()

@@ -87,10 +87,10 @@ def test_ctrl_left_drag_windows_and_zoom_fit(qtbot: Any, make_window: Any, tmp_p
     after = window.view_state.window
     assert after.center > before.center and after.width == pytest.approx(before.width)
     assert canvas.viewbox.viewRange() == view_range  # a window drag does not pan
-    window.actions["zoom_in"].trigger()
+    window.action_map["zoom_in"].trigger()
     zoomed = canvas.viewbox.viewRange()
     assert zoomed[0][1] - zoomed[0][0] < view_range[0][1] - view_range[0][0]
-    window.actions["fit"].trigger()
+    window.action_map["fit"].trigger()
     fitted = canvas.viewbox.viewRange()
     assert fitted[0][1] - fitted[0][0] == pytest.approx(view_range[0][1] - view_range[0][0], rel=0.05)
 

@@ -15,7 +15,8 @@ import tempfile
 import time
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
+from collections.abc import Callable
 
 __all__ = ["atomic_write", "remove_stale_parts", "temp_beside", "write_failure_text"]
 

@@ -14,7 +14,7 @@ true anatomical size. :func:`spacing_note` gives the sentence to show next to a 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = [
     "Point",

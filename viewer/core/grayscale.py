@@ -112,7 +112,7 @@ def apply_window(
         out = np.exp(arg)
         out += np.float32(1.0)
         np.reciprocal(out, out=out)
-        return out
+        return np.asarray(out)
     if fn == "LINEAR_EXACT":
         if w <= 0:
             raise ValueError(f"LINEAR_EXACT window width must be > 0, got {w}")
@@ -165,7 +165,7 @@ def apply_voi_lut(values: np.ndarray, voi: VOI) -> np.ndarray:
     np.clip(idx, 0, len(table) - 1, out=idx)
     out = table[idx]
     np.clip(out, 0.0, 1.0, out=out)
-    return out
+    return np.asarray(out)
 
 
 def apply_voi(values: np.ndarray, voi: VOI) -> np.ndarray:

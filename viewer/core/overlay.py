@@ -61,9 +61,14 @@ def apply_colormap(heatmap: np.ndarray, name: str = "inferno") -> np.ndarray:
     lut = colormap_lut(name)
     if h.ndim != 2:
         idx = np.clip(np.nan_to_num(h) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return lut[idx]
-    # Clamp below at 0 (NaN becomes 0 too), then round and saturate to 0..255 in one C pass.
-    idx = cv2.convertScaleAbs(cv2.max(h, 0.0), alpha=255.0)
+        return np.asarray(lut[idx])
+    # Clamp to [0, 1] with numpy's fmax/fmin, whose NaN rule is documented (NaN -> the other
+    # operand, so NaN and -inf become 0, +inf becomes 1). OpenCV's own max() changed its NaN
+    # behaviour between 4.x and 5.x (issue 13), so nothing here depends on it. Then round and
+    # saturate to 0..255 in one C pass.
+    clamped = np.fmax(h, np.float32(0.0))
+    np.fmin(clamped, np.float32(1.0), out=clamped)  # +inf must saturate, not wrap (cvRound(inf))
+    idx = cv2.convertScaleAbs(clamped, alpha=255.0)
     # cv2.LUT on a 3-channel index image is ~20x faster than numpy fancy indexing.
     return cv2.LUT(cv2.merge([idx, idx, idx]), lut.reshape(256, 1, 3))
 
@@ -98,11 +103,11 @@ def blend(
     layer = np.ascontiguousarray(_as_rgb(layer_rgb))
     if b.shape != layer.shape:
         raise ValueError(f"shape mismatch: base {b.shape[:2]} vs layer {layer.shape[:2]}")
-    a = np.asarray(alpha, dtype=np.float32)
-    if a.ndim == 0 or not 0.0 <= cv2.minMaxLoc(a)[0] <= cv2.minMaxLoc(a)[1] <= 1.0:
-        a = np.clip(a, 0.0, 1.0)
+    # Clamp to [0, 1] with numpy's fmin/fmax, which turn NaN into the bound (NaN -> 0:
+    # transparent); OpenCV's handling of NaN weights is not something to rely on (issue 13).
+    a = np.fmin(np.fmax(np.asarray(alpha, dtype=np.float32), np.float32(0.0)), np.float32(1.0))
     if a.ndim == 0:
-        return cv2.addWeighted(b, 1.0 - float(a), layer, float(a), 0.0)
+        return np.asarray(cv2.addWeighted(b, 1.0 - float(a), layer, float(a), 0.0))
     if a.shape != b.shape[:2]:
         raise ValueError(f"alpha {a.shape} does not match the image {b.shape[:2]}")
     a = np.ascontiguousarray(a)
@@ -120,7 +125,7 @@ def mask_contour(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
         raise ValueError("thickness must be >= 1")
     kernel = np.ones((3, 3), np.uint8)
     eroded = cv2.erode(m, kernel, iterations=thickness, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    return (m > 0) & (eroded == 0)
+    return np.asarray((m > 0) & (eroded == 0))
 
 
 def overlay_mask(
@@ -151,11 +156,12 @@ def heatmap_mass_inside(heatmap: np.ndarray, mask: np.ndarray) -> float | None:
     m = np.asarray(mask)
     if h.shape != m.shape or h.ndim != 2:
         raise ValueError(f"shape mismatch: heatmap {h.shape} vs mask {m.shape}")
-    if cv2.minMaxLoc(h)[0] < 0.0:
-        h = np.maximum(h, 0.0)
+    # Negative values and NaN carry no mass (numpy's fmax: NaN -> 0); +inf makes the share
+    # undefined (None below).
+    h = np.fmax(h, np.float32(0.0))
     # OpenCV sums in double precision in one pass, without the copies boolean indexing makes.
     total = cv2.sumElems(h)[0]
-    if not total > 0.0:
+    if not 0.0 < total < float("inf"):
         return None
     m8 = np.ascontiguousarray(m != 0, dtype=np.uint8) if m.dtype != np.uint8 else np.ascontiguousarray(m)
     m8 = np.minimum(m8, 1) if cv2.minMaxLoc(m8)[1] > 1 else m8

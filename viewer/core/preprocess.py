@@ -18,7 +18,8 @@ stdlib only".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
@@ -59,7 +60,7 @@ class InputSpec:
     clahe_clip: float = 2.0
 
     @classmethod
-    def from_manifest(cls, block: Mapping[str, Any]) -> "InputSpec":
+    def from_manifest(cls, block: Mapping[str, Any]) -> InputSpec:
         """Build from a manifest ``input`` block (unknown keys are ignored)."""
         size = block.get("size", [224, 224])
         return cls(

@@ -219,7 +219,7 @@ def display_image(rg: Radiograph, voi: VOI | None = None) -> np.ndarray:
     if table is not None:
         px = rg.pixels
         unsigned = np.uint8 if px.dtype.itemsize == 1 else np.uint16
-        return table[px.view(unsigned)]
+        return np.asarray(table[px.view(unsigned)])
     unit = apply_voi(modality_values(rg), voi)
     return to_u8(invert_if_monochrome1(unit, rg))
 
@@ -263,8 +263,8 @@ def display_levels(rg: Radiograph, voi: VOI) -> Levels:
         moving = np.nonzero(table != table[0])[0]
         first = int(moving[0]) - 1 if moving.size else 0
         last = int(np.nonzero(table != table[-1])[0][-1]) + 1 if moving.size else len(table) - 1
-        lo = voi.first_mapped + max(first, 0)
-        hi = voi.first_mapped + last
+        lo: float = voi.first_mapped + max(first, 0)
+        hi: float = voi.first_mapped + last
         if table[-1] < table[0]:
             lo, hi = hi, lo
     else:

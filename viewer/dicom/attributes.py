@@ -115,7 +115,7 @@ def to_rgb_u8(arr: np.ndarray, bits: int) -> np.ndarray:
         return np.ascontiguousarray(arr)
     top = float(arr.max()) if arr.size else 1.0
     scale = 255.0 / max(float(2 ** bits - 1) if bits else top, 1.0)
-    return np.clip(arr.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(arr.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8))
 
 
 _AGE_UNITS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
@@ -137,7 +137,7 @@ def patient_age_years(ds: Dataset) -> float | None:
     return (when - birth).days / 365.25
 
 
-def study_date(ds: Dataset) -> "date | None":
+def study_date(ds: Dataset) -> date | None:
     """The date the image was taken: the first valid of (0008,0020) Study Date, (0008,0022)
     Acquisition Date, (0008,0023) Content Date and (0008,0021) Series Date; ``None`` if none."""
     return next((d for d in (_dicom_date(ds.get(k)) for k in
@@ -145,7 +145,7 @@ def study_date(ds: Dataset) -> "date | None":
                  if d is not None), None)
 
 
-def _dicom_date(value: Any) -> "date | None":
+def _dicom_date(value: Any) -> date | None:
     text = str(value or "").strip()
     if len(text) < 8 or not text[:8].isdigit():
         return None

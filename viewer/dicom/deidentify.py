@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import secrets
-from typing import Iterable
+from collections.abc import Iterable
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence

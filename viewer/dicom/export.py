@@ -207,7 +207,7 @@ def write_heatmap_capture(
     )
     if orientation is None:
         # (0020,0020) Patient Orientation is Type 2C: empty means unknown, which is the truth.
-        sc.PatientOrientation = ""
+        sc.PatientOrientation = []  # zero-length value
     ref = Dataset()
     ref.ReferencedSOPClassUID = source.SOPClassUID
     ref.ReferencedSOPInstanceUID = source.SOPInstanceUID

@@ -138,7 +138,7 @@ def _text(raw: bytes, charset: str) -> str:
 
 def _number(vr: bytes, raw: bytes) -> int:
     if vr in (b"US", b"SS") and len(raw) >= 2:
-        return _U16.unpack_from(raw)[0]
+        return int(_U16.unpack_from(raw)[0])
     text = raw.decode("ascii", "replace").strip(" \x00")
     if not text:
         return 0

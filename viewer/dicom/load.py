@@ -76,7 +76,7 @@ class LoadError(Exception):
         self.advice = advice
         self.transfer_syntax = transfer_syntax
 
-    def __reduce__(self) -> tuple[type["LoadError"], tuple[str, str, str]]:
+    def __reduce__(self) -> tuple[type[LoadError], tuple[str, str, str]]:
         # Keep the fields when the error crosses a process boundary (DecodePool).
         return (type(self), (self.message, self.advice, self.transfer_syntax))
 
@@ -189,6 +189,33 @@ def _declared_shape(arr: np.ndarray, rows: int, cols: int, samples: int, name: s
                         f"declares {rows} x {cols} x {samples}", transfer_syntax=ts,
                         advice="the header or the pixel data is damaged")
     return arr
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_finite(name: str, pixels: np.ndarray, mlut: ModalityLUT, ts: str) -> None:
+    """Refuse grey values that cannot be displayed: NaN or infinity in float pixel data, or a
+    (0028,1053) Rescale Slope / (0028,1052) Rescale Intercept that takes stored values beyond
+    float32 (the display pipeline's type). Windowing, histograms and OpenCV would otherwise get
+    NaN, whose handling differs between libraries and versions."""
+    if pixels.dtype.kind == "f" and not bool(np.isfinite(pixels).all()):
+        raise LoadError(f"{name}: the pixel data holds values that are not numbers (NaN or "
+                        "infinity); the image cannot be displayed", transfer_syntax=ts,
+                        advice="the file is damaged or was written by faulty software")
+    if mlut.lut is not None:
+        return
+    if pixels.dtype.kind == "f":
+        top = float(np.abs(pixels).max()) if pixels.size else 0.0
+    else:
+        info = np.iinfo(pixels.dtype)
+        top = float(max(abs(int(info.min)), int(info.max)))
+    reach = abs(mlut.slope) * top + abs(mlut.intercept)
+    if not np.isfinite(reach) or reach > _FLOAT32_MAX:
+        raise LoadError(f"{name}: (0028,1053) Rescale Slope and (0028,1052) Rescale Intercept map "
+                        "the stored values beyond the range of real numbers the display uses; "
+                        "the image cannot be displayed", transfer_syntax=ts,
+                        advice="the rescale attributes of the file are damaged")
 
 
 def _lenient(fn: Any, default: Any) -> Any:
@@ -304,6 +331,7 @@ def _radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
         pixels = np.ascontiguousarray(arr)
         mlut = _lenient(lambda: modality_lut(ds, signed), ModalityLUT())
         voi_list = _lenient(lambda: vois(ds, signed), ())
+        _check_finite(name, pixels, mlut, ts)
     else:
         raise LoadError(f"{name}: unexpected pixel array shape {arr.shape}", transfer_syntax=ts)
     return Radiograph(
@@ -354,7 +382,7 @@ class HeaderNode:
     keyword: str
     vr: str
     value: str
-    children: tuple["HeaderNode", ...] = field(default=())
+    children: tuple[HeaderNode, ...] = field(default=())
 
 
 def _value_text(elem: Any, limit: int = 200) -> str:

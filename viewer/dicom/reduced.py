@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from pydicom import uid as _uid
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 from pydicom.encaps import get_frame
 
 __all__ = ["decode_reduced", "j2k_header", "native_decimated"]
@@ -77,7 +78,7 @@ def _j2k_reduced(cs: bytes, rows: int, cols: int, target: int) -> tuple[np.ndarr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         img = Image.open(io.BytesIO(cs))
-        img.reduce = k  # type: ignore[attr-defined]  # Jpeg2KImageFile: levels to discard
+        setattr(img, "reduce", k)  # noqa: B010 - Jpeg2KImageFile: resolution levels to discard
         img.load()
         arr = np.asarray(img)
     if arr.dtype == np.uint16 and precision < 16:
@@ -150,7 +151,7 @@ def native_decimated(path: str, ds: Dataset, frame: int, target: int) -> tuple[n
     ts = getattr(meta, "TransferSyntaxUID", None)
     if ts not in _NATIVE_LE:
         return None
-    raw = ds._dict.get(0x7FE00010)  # the raw element keeps the offset; reading it would not
+    raw = ds._dict.get(Tag(0x7FE00010))  # the raw element keeps the offset; reading it would not
     tell = getattr(raw, "value_tell", None)
     if tell is None or getattr(raw, "value", 1) is not None:
         return None
@@ -162,7 +163,7 @@ def native_decimated(path: str, ds: Dataset, frame: int, target: int) -> tuple[n
     dtype = np.dtype(("<i" if signed else "<u") + str(bits // 8))
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     frame_bytes = rows * cols * dtype.itemsize
-    if raw.length < frame_bytes * n_frames or not 0 <= frame < n_frames:
+    if int(getattr(raw, "length", 0)) < frame_bytes * n_frames or not 0 <= frame < n_frames:
         return None
     step = max(1, int(max(rows, cols) // (2 * max(target, 1))))
     if step < 2:

@@ -246,7 +246,7 @@ def _image_record(fp: IO[bytes], kind: str, path: str, member: str | None,
     )
 
 
-def _text(value: object) -> str:
+def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
@@ -254,9 +254,9 @@ def _text(value: object) -> str:
     return str(value).strip()
 
 
-def _int(value: object) -> int:
+def _int(value: Any) -> int:
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except (TypeError, ValueError):
         return 0
 
@@ -284,7 +284,7 @@ def _scan_stream(fp: IO[bytes], path: str, member: str | None, size: int, mtime:
     parsed = parse_header(head) if fast else None
     if parsed is not None:
         ts = str(parsed.get("TransferSyntaxUID", ""))
-        values = {field_name: str(parsed.get(k, "")) for k, field_name in _STR_FIELDS.items()}
+        values: dict[str, Any] = {field_name: str(parsed.get(k, "")) for k, field_name in _STR_FIELDS.items()}
         values.update({field_name: int(parsed.get(k, 0)) for k, field_name in _INT_FIELDS.items()})
         return _finish(values, path, member, ts, size, mtime, "DirectoryRecordSequence" in parsed)
     import pydicom

@@ -64,7 +64,7 @@ def gradcam_plusplus(
     """
     a, w = _check(activations, weight)
     single = isinstance(classes, (int, np.integer))
-    idx = list(range(w.shape[0])) if classes is None else ([int(classes)] if single else list(classes))
+    idx = _class_indices(classes, w.shape[0])
     c, h, wd = a.shape
     g = w[idx] / np.float32(h * wd)  # (k, C) constant gradient per channel
     s = a.reshape(c, -1).sum(axis=1)  # (C,)
@@ -74,7 +74,7 @@ def gradcam_plusplus(
         alpha = np.where(g != 0, g2 / denom, 0.0).astype(np.float32)
     weights = np.maximum(g, 0.0) * alpha * np.float32(h * wd)  # sum over h*w equal terms
     cams = np.maximum(weights @ a.reshape(c, -1), 0.0).reshape(len(idx), h, wd)
-    return cams[0] if single else cams
+    return np.asarray(cams[0] if single else cams)
 
 
 def gradcam(
@@ -83,18 +83,27 @@ def gradcam(
     """Plain Grad-CAM: channel weights are the mean gradient ``W_ck / (h w)``."""
     a, w = _check(activations, weight)
     single = isinstance(classes, (int, np.integer))
-    idx = list(range(w.shape[0])) if classes is None else ([int(classes)] if single else list(classes))
+    idx = _class_indices(classes, w.shape[0])
     c, h, wd = a.shape
     g = w[idx] / np.float32(h * wd)
     cams = np.maximum(g @ a.reshape(c, -1), 0.0).reshape(len(idx), h, wd)
-    return cams[0] if single else cams
+    return np.asarray(cams[0] if single else cams)
+
+
+def _class_indices(classes: int | list[int] | None, n: int) -> list[int]:
+    if classes is None:
+        return list(range(n))
+    if isinstance(classes, (int, np.integer)):
+        return [int(classes)]
+    return [int(c) for c in classes]
 
 
 def normalise_cam(cam: np.ndarray) -> np.ndarray:
     """The ``grad-cam`` package's normalisation: ``(cam - min) / (1e-7 + max)`` (float32)."""
-    x = np.asarray(cam, dtype=np.float32)
+    # A map with NaN/inf (a model fed garbage) must not turn the whole heatmap into NaN.
+    x = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     x = x - x.min()
-    return (x / (np.float32(1e-7) + x.max())).astype(np.float32)
+    return np.asarray(x / (np.float32(1e-7) + x.max()), dtype=np.float32)
 
 
 def cam_to_image(

@@ -6,7 +6,7 @@ the processed value stored under that kind in :class:`viewer.inference.runner.Mo
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
 
 
 def calibrated_probabilities(
@@ -64,7 +64,7 @@ def segmentation_mask(
     # sigmoid(z) > t  <=>  z > logit(t): no exp over the whole map.
     t = min(max(0.5 if manifest.threshold is None else manifest.threshold, 1e-6), 1 - 1e-6)
     full = resize_to_image(z, image_shape)
-    return np.greater(full, np.float32(np.log(t / (1.0 - t)))).view(np.uint8)
+    return np.asarray(np.greater(full, np.float32(np.log(t / (1.0 - t)))).view(np.uint8))
 
 
 def _keep(raw: np.ndarray, manifest: ModelManifest, image_shape: tuple[int, int]) -> np.ndarray:

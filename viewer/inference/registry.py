@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from viewer.inference.manifest import ModelEntry, ModelManifest, load_manifest
 
@@ -55,7 +55,7 @@ class ModelRegistry:
         self._entries = tuple(entries)
 
     @classmethod
-    def default(cls, user_dirs: Sequence[Path] = ()) -> "ModelRegistry":
+    def default(cls, user_dirs: Sequence[Path] = ()) -> ModelRegistry:
         """The user's folders first, then the bundled models."""
         return cls([*user_dirs, bundled_models_dir()])
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnxruntime as ort
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SessionInfo", "SessionPool", "session_options", "cuda_status"]
 
@@ -102,11 +105,14 @@ class SessionPool:
                 try:
                     sess = ort.InferenceSession(str(path), opts, providers=[_CUDA, _CPU])
                     if sess.get_providers()[0] == _CUDA:
+                        log.info("session %s: %s (onnxruntime %s)", path.name, _CUDA, ort.__version__)
                         return SessionInfo(sess, _CUDA, None)
                     message = "CUDA provider failed to load (CUDA/cuDNN libraries?): running on CPU"
-                except Exception as exc:  # noqa: BLE001 - any provider failure falls back
+                except Exception as exc:
                     message = f"CUDA provider failed ({type(exc).__name__}): running on CPU"
         sess = ort.InferenceSession(str(path), session_options(self._threads), providers=[_CPU])
+        log.info("session %s: %s, %d intra-op threads (onnxruntime %s)%s", path.name, _CPU,
+                 self._threads, ort.__version__, f"; {message}" if message else "")
         return SessionInfo(sess, _CPU, message)
 
     def messages(self) -> list[str]:

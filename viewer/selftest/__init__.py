@@ -25,7 +25,8 @@ import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
 
 from viewer.selftest.report import Report
 
@@ -73,7 +74,7 @@ def _step(report: Report, section: str, run: Callable[[], T]) -> T | None:
     """Run one stage; an exception (e.g. a module missing from a bundle) is a failure line."""
     try:
         return run()
-    except Exception as exc:  # noqa: BLE001 - the report must always be written
+    except Exception as exc:
         report.add(section, "crashed", "fail", f"{type(exc).__name__}: {exc}"[:400])
         return None
 
@@ -127,6 +128,9 @@ def _screenshot(report: Report, shown: dict[str, Any], out_dir: Path) -> None:
 def selftest_main(argv: Sequence[str]) -> int:
     """Run the self-test; ``argv`` holds the command-line arguments (``--self-test`` included)."""
     args, _unknown = _parser().parse_known_args(list(argv))
+    from viewer.services.support_log import setup_support_log
+
+    setup_support_log("self-test")
     report = Report(sys.stdout)
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="radview-selftest-"))
     out_dir.mkdir(parents=True, exist_ok=True)

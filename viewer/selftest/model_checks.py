@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def _pick_image(images: Sequence[DecodedImage], region: str = "CHEST") -> Decode
 def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64).reshape(-1) / max(float(temperature), 1e-6)
     z = np.exp(z - z.max())
-    return z / z.sum()
+    return np.asarray(z / z.sum())
 
 
 def check_models(
@@ -87,7 +88,7 @@ def check_models(
             x = prepare_input(image.display, manifest.input_spec)
             names = list(manifest.outputs)
             values = dict(zip(names, info.session.run(names, {manifest.input_name: x})))
-        except Exception as exc:  # noqa: BLE001 - report and go on with the other models
+        except Exception as exc:
             report.add("model", manifest.id, "fail", f"{type(exc).__name__}: {exc}"[:300])
             continue
         dt = time.perf_counter() - t0
@@ -115,7 +116,7 @@ def check_models(
                 target = manifest.positive_index if manifest.positive_index is not None else top
                 cam = gradcam_plusplus(act, np.asarray(manifest.gradcam_weight), target)
                 heat = cam_to_image(cam, image.display.shape[:2])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 report.add("gradcam", manifest.id, "fail", f"{type(exc).__name__}: {exc}"[:300])
                 continue
             problem = ""

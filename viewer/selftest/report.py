@@ -16,7 +16,8 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 __all__ = ["Item", "Report"]

@@ -78,7 +78,7 @@ def check_screenshot(report: Report, shown: dict[str, Any], out_dir: Path) -> Pa
         try:
             widget = _render_with_canvas(image, shown.get("heatmap"), shown.get("mask"))
             how = "viewer.ui.canvas.ImageCanvas"
-        except Exception as exc:  # noqa: BLE001 - fall back to plain pyqtgraph, say so
+        except Exception as exc:
             report.add("screenshot", "canvas", "info", f"viewer canvas not used ({type(exc).__name__}: {exc})"[:200])
             widget = _render_plain(image, shown.get("heatmap"))
             how = "pyqtgraph"
@@ -94,7 +94,7 @@ def check_screenshot(report: Report, shown: dict[str, Any], out_dir: Path) -> Pa
         check = QImage(str(path))
         sample = np.array([check.pixel(x, y) for x in range(0, check.width(), 7) for y in range(0, check.height(), 7)])
         distinct = len(np.unique(sample))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         report.add("screenshot", "render", "fail", f"{type(exc).__name__}: {exc}"[:300], time.perf_counter() - t0)
         return None
     problem = ""

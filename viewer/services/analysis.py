@@ -9,13 +9,15 @@ keep at most a few images in flight, so memory stays bounded however long the ba
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Callable, Collection, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -31,7 +33,10 @@ from viewer.services.analysis_types import (
     ERROR, NOT_PROJECTION_RADIOGRAPHY, OK, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON, AnalysisInput,
     AnalysisResult, GateAnswer, ModelResult, confidence_band, population_caution,
 )
+from viewer.services.support_log import file_token, log_file_error
 from viewer.services.tasks import CancelToken, Cancelled, ProgressFn, no_progress
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AnalysisService", "BatchSummary", "gate_answer"]
 
@@ -225,6 +230,8 @@ class AnalysisService:
             results = [self._with_heatmap(r, outs.get(r.model_id), shape, lung) for r in results]
         messages.extend(self.sessions.messages())
         total = {"total": (time.perf_counter() - t0) * 1e3}
+        log.debug("analysed %s: %d models in %.0f ms", file_token(inp.source or inp.image_id),
+                  len(results), total["total"])
         return AnalysisResult(inp.image_id, inp.source, shape, gate, tuple(results), total,
                               tuple(messages))
 
@@ -241,7 +248,8 @@ class AnalysisService:
             views.setdefault(m.input_spec, out.view)
         except (RunTerminated, Cancelled):
             raise
-        except Exception as exc:  # noqa: BLE001 - one model failing must not stop the others
+        except Exception as exc:
+            log_file_error(log, f"model {m.id} {m.version}", inp.source or inp.image_id, exc)
             return _evolve(base, reason=f"{type(exc).__name__}: {exc}"), None
         timings = dict(out.timings_ms)
         if m.task == "segmentation":
@@ -353,7 +361,7 @@ class AnalysisService:
                 value: AnalysisResult | BaseException = fut.result()
             except Cancelled:
                 continue
-            except Exception as exc:  # noqa: BLE001 - reported per item
+            except Exception as exc:
                 value = exc
             done += 1
             progress(done, total)
@@ -368,7 +376,7 @@ class AnalysisService:
         *,
         cancel: CancelToken | None = None,
         progress: ProgressFn = no_progress,
-        **options: object,
+        **options: Any,
     ) -> BatchSummary:
         """Like :meth:`iter_batch`, delivering each outcome to ``on_result``; returns counts."""
         cancel = cancel or CancelToken()

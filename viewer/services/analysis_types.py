@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -77,7 +77,7 @@ def date_caution(study_date: str, date_from: tuple[str, str] | None) -> str | No
             f"a positive result on this image is a false positive")
 
 
-def population_caution(inp: "AnalysisInput", age_range: tuple[float | None, float | None] | None,
+def population_caution(inp: AnalysisInput, age_range: tuple[float | None, float | None] | None,
                        population: str, date_from: tuple[str, str] | None) -> str | None:
     """The age and study-date cautions of one model for one image, joined; ``None`` if neither."""
     parts = [c for c in (age_caution(inp.patient_age_years, age_range, population),
@@ -175,7 +175,7 @@ class ModelResult:
             return None
         return self.probabilities.get(self.positive_label)
 
-    def without_arrays(self) -> "ModelResult":
+    def without_arrays(self) -> ModelResult:
         """A copy without the image-sized arrays (for long batches and history)."""
         return replace(self, mask=None, heatmap=None, cams=None, model_view=None)
 
@@ -219,5 +219,5 @@ class AnalysisResult:
     def result(self, model_id: str) -> ModelResult | None:
         return next((r for r in self.results if r.model_id == model_id), None)
 
-    def without_arrays(self) -> "AnalysisResult":
+    def without_arrays(self) -> AnalysisResult:
         return replace(self, results=tuple(r.without_arrays() for r in self.results))

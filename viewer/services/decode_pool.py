@@ -27,6 +27,8 @@ import _thread
 import multiprocessing
 import os
 import threading
+from typing import Any, TypeVar
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -38,6 +40,8 @@ from viewer.services.library import load_image
 from viewer.services.tasks import CancelToken, background_nice, background_priority
 from viewer.services.decode_worker import init_decode_worker
 from viewer.services.thumbnails import ThumbnailStore
+
+_T = TypeVar("_T")
 
 __all__ = ["DecodePool", "decodes_in_process"]
 
@@ -135,7 +139,8 @@ class DecodePool:
 
         _thread.start_new_thread(run, ())
 
-    def _run(self, fn, *args, cancel: CancelToken | None = None, **kwargs):  # type: ignore[no-untyped-def]
+    def _run(self, fn: Callable[..., _T], *args: Any, cancel: CancelToken | None = None,
+             **kwargs: Any) -> _T:
         try:
             future = self._executor().submit(fn, *args, **kwargs)
         except BrokenProcessPool:

@@ -12,7 +12,7 @@ import os
 import warnings
 import zipfile
 from dataclasses import dataclass, field
-from typing import Iterable
+from collections.abc import Iterable
 
 from viewer.dicom.load import MAX_MEMBER_BYTES, MAX_ZIP_RATIO
 from viewer.dicom.scan import InstanceRecord, LoadProblem, scan_bytes

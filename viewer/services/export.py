@@ -13,7 +13,8 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Callable, Collection, Iterable, Iterator, TextIO
+from typing import TextIO
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -80,7 +81,7 @@ class RowDeidentifier:
 
 
 def _maybe_deidentified(rows: Iterable[dict[str, object]],
-                        deidentify: "RowDeidentifier | bool") -> Iterable[dict[str, object]]:
+                        deidentify: RowDeidentifier | bool) -> Iterable[dict[str, object]]:
     if not deidentify:
         return rows
     fn = deidentify if isinstance(deidentify, RowDeidentifier) else RowDeidentifier()
@@ -175,7 +176,7 @@ class CsvResultWriter:
 
         self._guarded(finish)
 
-    def __enter__(self) -> "CsvResultWriter":
+    def __enter__(self) -> CsvResultWriter:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
@@ -206,7 +207,7 @@ def write_json(rows: Iterable[dict[str, object]], dest: Path,
     if deidentify:
         doc["deidentified"] = "file paths and SOP Instance UIDs replaced (PS3.15 Annex E)"
     data = json.dumps(doc, indent=1).encode("utf-8")
-    return atomic_write_bytes(dest, lambda fh: fh.write(data), study_folders)  # type: ignore[arg-type, return-value]
+    return atomic_write_bytes(dest, lambda fh: fh.write(data), study_folders)  # type: ignore[arg-type]
 
 
 def iter_rows(results: Iterable[AnalysisResult]) -> Iterator[dict[str, object]]:
@@ -241,4 +242,4 @@ def write_png(rgb: np.ndarray, dest: Path, study_folders: Collection[Path] = (),
     ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ExportError("PNG encoding failed")
-    return atomic_write_bytes(dest, lambda fh: fh.write(buf.tobytes()), study_folders)  # type: ignore[arg-type, return-value]
+    return atomic_write_bytes(dest, lambda fh: fh.write(buf.tobytes()), study_folders)  # type: ignore[arg-type]

@@ -17,7 +17,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
@@ -72,7 +73,10 @@ def encode_mask(mask: np.ndarray) -> bytes:
 
 
 def decode_mask(blob: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_UNCHANGED)
+    arr = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ValueError("stored mask is not a readable PNG")
+    return np.asarray(arr)
 
 
 def encode_heatmap(heatmap: np.ndarray) -> bytes:
@@ -86,7 +90,9 @@ def encode_heatmap(heatmap: np.ndarray) -> bytes:
 
 def decode_heatmap(blob: bytes) -> np.ndarray:
     q = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_UNCHANGED)
-    return q.astype(np.float32) / np.float32(65535.0)
+    if q is None:
+        raise ValueError("stored heatmap is not a readable PNG")
+    return np.asarray(q.astype(np.float32) / np.float32(65535.0))
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,7 @@ class HistoryStore:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "HistoryStore":
+    def __enter__(self) -> HistoryStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

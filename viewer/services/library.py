@@ -11,11 +11,14 @@ slower than one thread).
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -27,6 +30,7 @@ from viewer.dicom.scan import (
 )
 from viewer.services.discovery import discover, scan_zip
 from viewer.services.image_cache import ImageCache
+from viewer.services.support_log import file_token, log_file_error, problem_category, register_opened
 from viewer.services.tasks import CancelToken, ProgressFn, no_progress
 
 __all__ = [
@@ -53,6 +57,8 @@ __all__ = [
 # 25-30 ms / max 44-85 ms (the workers compete with the GUI process for the 2 cores).
 POOL_THRESHOLD = 20_000
 WARM_POOL_THRESHOLD = 2_000
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,7 +193,7 @@ class StudyIndex:
             series.instances.append(rec)
         return added
 
-    def merge(self, other: "StudyIndex") -> int:
+    def merge(self, other: StudyIndex) -> int:
         """Add every record of ``other``; returns how many were new."""
         return self.add(other.records())
 
@@ -321,6 +327,8 @@ def scan_paths(
     """
     cancel = cancel or CancelToken()
     progress = progress or no_progress
+    register_opened(list(paths))
+    t0 = time.perf_counter()
     found = discover(paths, cancel)
     problems = list(found.problems)
     total = len(found.files) + len(found.zips)
@@ -349,7 +357,19 @@ def scan_paths(
         issue = undecodable_problem(rec)
         if issue is not None:
             problems.append(issue)
+    _log_scan(len(paths), files_seen, len(records), problems, time.perf_counter() - t0)
     return ScanResult(index=StudyIndex(records), problems=problems, files_seen=files_seen)
+
+
+def _log_scan(n_paths: int, files_seen: int, n_records: int, problems: list[LoadProblem],
+              seconds: float) -> None:
+    """Support log: counts, time, and each problem as a category and a file token."""
+    by_kind = Counter(problem_category(p.reason) for p in problems)
+    log.info("scan: %d path(s), %d files, %d images, %d problems in %.2f s%s", n_paths, files_seen,
+             n_records, len(problems), seconds,
+             "".join(f"; {n} x {kind}" for kind, n in by_kind.most_common(12)))
+    for p in problems[:500]:
+        log.debug("scan problem: %s [%s]", file_token(p.path, p.member), problem_category(p.reason))
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,7 +415,7 @@ def load_plain_image(data: bytes, source: str) -> Radiograph:
         else:
             arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
             if arr.dtype != np.uint8:
-                arr = (arr >> 8).astype(np.uint8)
+                arr = (np.asarray(arr, np.uint16) >> 8).astype(np.uint8)
             return Radiograph(pixels=arr, photometric="RGB", bits_stored=8, source=source)
     bits = 16 if arr.dtype == np.uint16 else 8
     return Radiograph(pixels=np.ascontiguousarray(arr), photometric="MONOCHROME2", bits_stored=bits,
@@ -413,6 +433,14 @@ def load_image(record: InstanceRecord, frame: int = 0, *, reduce_to: int | None 
     LoadError
         With a user-facing message (and, for DICOM, the transfer syntax and decoder advice).
     """
+    try:
+        return _load_image(record, frame, reduce_to)
+    except Exception as exc:
+        log_file_error(log, "decode", record.path, exc, member=record.member)
+        raise
+
+
+def _load_image(record: InstanceRecord, frame: int, reduce_to: int | None) -> Radiograph:
     if record.kind == "dicom":
         return load_radiograph(record, frame, reduce_to=reduce_to)
     source = f"{record.path}!{record.member}" if record.member else record.path

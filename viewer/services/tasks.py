@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = [
     "BACKGROUND_NICENESS", "Cancelled", "CancelToken", "ProgressFn", "background_nice",

@@ -8,7 +8,8 @@ browser widget then only creates one item per node.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class TreeNode:
     view: str = ""
     tooltip: str = ""
     records: tuple[Any, ...] = ()
-    children: tuple["TreeNode", ...] = ()
+    children: tuple[TreeNode, ...] = ()
 
     @property
     def count(self) -> int:

@@ -8,7 +8,7 @@ panel all read one source of truth, and tests can drive it without widgets.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from collections.abc import Callable
 
 Listener = Callable[[str], None]
 
@@ -21,14 +21,14 @@ class Orientation:
     flip_h: bool = False
     flip_v: bool = False
 
-    def rotated(self, quarters: int = 1) -> "Orientation":
+    def rotated(self, quarters: int = 1) -> Orientation:
         """Rotate by ``quarters`` x 90 degrees clockwise (negative: anticlockwise)."""
         return replace(self, quarter_turns=(self.quarter_turns + quarters) % 4)
 
-    def flipped_h(self) -> "Orientation":
+    def flipped_h(self) -> Orientation:
         return replace(self, flip_h=not self.flip_h)
 
-    def flipped_v(self) -> "Orientation":
+    def flipped_v(self) -> Orientation:
         return replace(self, flip_v=not self.flip_v)
 
 
@@ -57,7 +57,7 @@ class WindowLevel:
     def high(self) -> float:
         return self.center + self.width / 2.0
 
-    def dragged(self, d_center: float, d_width: float) -> "WindowLevel":
+    def dragged(self, d_center: float, d_width: float) -> WindowLevel:
         """The window moved by a drag (width never below 1)."""
         return WindowLevel(
             self.center + d_center, max(1.0, self.width + d_width), "Manual", "drag"
@@ -76,7 +76,7 @@ class WindowPreset:
         return f"{self.name}|{self.center:g}|{self.width:g}"
 
     @classmethod
-    def from_text(cls, text: str) -> "WindowPreset | None":
+    def from_text(cls, text: str) -> WindowPreset | None:
         parts = text.rsplit("|", 2)
         if len(parts) != 3:
             return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QWidget
@@ -39,6 +39,8 @@ SPECS: tuple[ActionSpec, ...] = (
     ActionSpec("previous_image", "&Previous Image", ("PgUp", "Left")),
     ActionSpec("next_frame", "Next Fra&me", (".", "Ctrl+Down"), tip="Multi-frame images"),
     ActionSpec("previous_frame", "Previous Fr&ame", (",", "Ctrl+Up"), tip="Multi-frame images"),
+    ActionSpec("open_log_folder", "Open &Log Folder", tip="The support log: versions, timings and "
+               "errors, without patient data (send it with a problem report)"),
 ) + tuple(
     # Keys 1-9: the window/level presets in the panel's order (the file's windows first, then
     # the automatic window, then the user's presets).

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from viewer.services.analysis_types import AnalysisResult
 
@@ -49,7 +50,7 @@ def demo_analysis(window: Any, records: Sequence[Any], screenshot: Path,
     window.status.set_busy(False)
     rows: list[dict[str, Any]] = []
     for record, value in collected:
-        rows.extend(result_rows(record.display_name, value))  # type: ignore[arg-type]
+        rows.extend(result_rows(record.display_name, value))
     chest = next((r for hint in CHEST_HINTS for r in records if hint in r.display_name), None)
     shown = None
     if chest is not None:

@@ -8,12 +8,13 @@ window's extension points (``add_side_panel``, the canvas layers, thumbnail badg
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QVBoxLayout, QWidget,
+    QComboBox, QFileDialog, QHBoxLayout, QLabel, QMenu, QMessageBox, QVBoxLayout, QWidget,
 )
 
 from viewer.inference.registry import ModelRegistry
@@ -137,8 +138,13 @@ class AiFeatures(QObject):
             ("models", "&Models...", (), self.show_models),
             ("models_dir", "Choose User Models &Folder...", (), self._on_models_dir_triggered),
         )
-        self.actions: dict[str, QAction] = {}
-        menu = w.menuBar().addMenu("&Analysis")
+        self.action_map: dict[str, QAction] = {}
+        help_menu = getattr(w, "help_menu", None)
+        if help_menu is not None:  # Analysis goes before Help, where menu bars keep Help
+            menu = QMenu("&Analysis", w)
+            w.menuBar().insertMenu(help_menu.menuAction(), menu)
+        else:
+            menu = w.menuBar().addMenu("&Analysis")
         for name, text, keys, slot in specs:
             action = QAction(text, w)
             action.setObjectName(f"action_{name}")
@@ -147,15 +153,15 @@ class AiFeatures(QObject):
                 action.triggered.connect(lambda _=False, s=slot: s())
             w.addAction(action)
             menu.addAction(action)
-            self.actions[name] = action
-        auto = self.actions["auto_analyse"]
+            self.action_map[name] = action
+        auto = self.action_map["auto_analyse"]
         auto.setCheckable(True)
         auto.setChecked(str(w.settings.qsettings.value(AUTO_KEY, "false")).lower() == "true")
         auto.toggled.connect(self._on_auto_toggled)
         toolbar = w.addToolBar("AI")
         toolbar.setObjectName("toolbar_ai")
         for name in ("analyse", "analyse_forced", "cancel_analysis"):
-            toolbar.addAction(self.actions[name])
+            toolbar.addAction(self.action_map[name])
         export_menu = w.menuBar().actions()[0].menu().addMenu("&Export")
         for kind, text in (("results_image", "Results of This Image (CSV/JSON)..."),
                            ("results_selection", "Results of the Selection (CSV/JSON)..."),
@@ -172,7 +178,7 @@ class AiFeatures(QObject):
         deid.setCheckable(True)
         deid.setChecked(str(w.settings.qsettings.value(DEID_KEY, "false")).lower() == "true")
         deid.toggled.connect(lambda on: w.settings.qsettings.setValue(DEID_KEY, bool(on)))
-        self.actions["export_deidentify"] = deid
+        self.action_map["export_deidentify"] = deid
 
     def _connect(self) -> None:
         w, c = self.window, self.controller
@@ -249,14 +255,14 @@ class AiFeatures(QObject):
             self.panel.show_pending(f"Reopened from history: {reopen[3].model_id} "
                                     f"{reopen[3].label} ({reopen[3].status})"
                                     + (f"\n\u26a0 Caution: {caution}" if caution else ""))
-        elif self.actions["auto_analyse"].isChecked():
+        elif self.action_map["auto_analyse"].isChecked():
             self.analyse_current(False)
 
     def _on_browser_records_selected(self, records: list[Any]) -> None:
         self.all_records = list(records)
         if self.sort_combo.currentIndex() or self.filter_combo.currentData() is not None:
             self.apply_grid_order()
-        if self.actions["auto_analyse"].isChecked() and records:
+        if self.action_map["auto_analyse"].isChecked() and records:
             todo = [r for r in records if r.key not in self.controller.results]
             if todo and not self.controller.batch_running():
                 self.window.status.set_busy(True, f"Analysing {len(todo)} image(s)...")
@@ -377,7 +383,7 @@ class AiFeatures(QObject):
         """Write export ``kind`` to ``dest``; a refusal or failure is shown, never raised."""
         w = self.window
         folders = ex.study_folders(w.library.records, w.settings.recent_paths()[:1])
-        deid = self.actions["export_deidentify"].isChecked()
+        deid = self.action_map["export_deidentify"].isChecked()
         caution = None
         try:
             if kind.startswith("results"):
@@ -401,7 +407,7 @@ class AiFeatures(QObject):
                                                      folders, self.overlays.heat_colormap.currentText(),
                                                      deidentify=deid)
                     caution = ex.pixel_text_warning(self.current_record) if deid else None
-        except Exception as exc:  # noqa: BLE001 - every failure is shown to the user
+        except Exception as exc:
             self.notify(f"Export failed: {getattr(exc, 'message', None) or exc}", box=True)
             return None
         if caution:

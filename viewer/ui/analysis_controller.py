@@ -15,7 +15,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QObject, Signal
 
@@ -172,8 +173,10 @@ class AnalysisController(QObject):
             done += 1
             if isinstance(value, BaseException):
                 errors += 1
-                value = getattr(value, "message", None) or str(value) or type(value).__name__
-            self._batch_out.put((record, value))
+                message = getattr(value, "message", None) or str(value) or type(value).__name__
+                self._batch_out.put((record, message))
+            else:
+                self._batch_out.put((record, value))
         return done, errors
 
     def _drain_batch(self) -> None:
@@ -207,7 +210,8 @@ class AnalysisController(QObject):
         elif channel == BATCH_CHANNEL and rid == self._batch_request:
             self._batch_request = 0
             self._drain_batch()
-            done, errors = result  # type: ignore[misc]
+            assert isinstance(result, tuple)
+            done, errors = result
             self.sig_batch_finished.emit(done, errors, False)
             self.sig_history_changed.emit()
 

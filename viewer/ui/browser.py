@@ -8,7 +8,8 @@ thumbnail grid shows them).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem, QWidget
@@ -72,9 +73,12 @@ class BrowserTree(QTreeWidget):
         studies = series = 0
         for i in range(patients):
             p_item = self.topLevelItem(i)
+            if p_item is None:
+                continue
             studies += p_item.childCount()
             for j in range(p_item.childCount()):
-                series += p_item.child(j).childCount()
+                study = p_item.child(j)
+                series += study.childCount() if study is not None else 0
         return patients, studies, series
 
     def _on_tree_item_expanded(self, item: QTreeWidgetItem) -> None:

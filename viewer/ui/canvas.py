@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QTransform
+from PySide6.QtGui import QCloseEvent, QResizeEvent, QTransform
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from viewer import RESEARCH_NOTICE
@@ -216,7 +216,7 @@ class ImageCanvas(QWidget):
         elif name == "overlay_visible":
             self.overlay_label.setVisible(self.state.overlay_visible)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.state.unsubscribe(self._on_state_changed)
         self._drag_timer.stop()
         super().closeEvent(event)
@@ -291,7 +291,7 @@ class ImageCanvas(QWidget):
         )
 
     # -- layout ----------------------------------------------------------------------------
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self.overlay_label.move(0, 0)
         label = self.notice_label

@@ -6,7 +6,8 @@ and flips; they are the extension point for the AI results added later.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -28,7 +29,7 @@ MASK_COLOURS = np.array(
 )
 
 
-class CanvasViewBox(pg.ViewBox):
+class CanvasViewBox(pg.ViewBox):  # type: ignore[misc]  # pyqtgraph has no type information
     """A view box where right-drag and Ctrl+left-drag adjust the window instead of zooming,
     and left-drag measures while the ruler tool is active."""
 
@@ -39,7 +40,7 @@ class CanvasViewBox(pg.ViewBox):
         self.ruler_active = False
         self.ruler_target: pg.GraphicsObject | None = None
 
-    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 - pyqtgraph API
+    def mouseDragEvent(self, ev: Any, axis: int | None = None) -> None:
         ctrl = bool(ev.modifiers() & Qt.KeyboardModifier.ControlModifier)
         button = ev.button()
         if button == Qt.MouseButton.RightButton or (

@@ -77,7 +77,7 @@ def run_demo(window: MainWindow, folder: str, out_dir: Path, all_images: bool = 
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if hide_overlay:
-        window.actions["overlay"].setChecked(False)
+        window.action_map["overlay"].setChecked(False)
     lib = window.library
     window.open_paths([folder])
     if wait_for([lib.sig_scan_finished, lib.sig_scan_failed], timeout_s) is None:
@@ -143,7 +143,7 @@ def take_screenshot(window: MainWindow, paths: list[str], target: Path,
                     timeout_s: float = 300.0) -> bool:
     """Open ``paths``, wait for the first image and the visible thumbnails, save a grab of the
     window (patient overlay hidden). Returns whether an image was shown."""
-    window.actions["overlay"].setChecked(False)
+    window.action_map["overlay"].setChecked(False)
     lib = window.library
     window.open_paths(paths)
     wait_for([lib.sig_scan_finished, lib.sig_scan_failed], timeout_s)

@@ -10,7 +10,8 @@ Requests are exclusive: selecting another image drops the previous request's res
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 

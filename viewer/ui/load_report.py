@@ -10,9 +10,10 @@ never interrupts the user with a modal dialog.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
@@ -131,7 +132,8 @@ class LoadReport(QWidget):
         """Table contents as text (used by tests and the demo summary)."""
         out = []
         for row in range(self.table.rowCount()):
-            out.append(tuple(self.table.item(row, c).toolTip() for c in range(len(COLUMNS))))
+            items = (self.table.item(row, c) for c in range(len(COLUMNS)))
+            out.append(tuple(item.toolTip() if item is not None else "" for item in items))
         return out
 
     def _update_summary(self) -> None:

@@ -9,7 +9,8 @@ scroll areas, so the window's minimum size stays that of a laptop screen.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication
@@ -101,11 +102,11 @@ class MainWindow(QMainWindow):
 
         self.library = LibraryController(io_bridge, scan_fn, self)
         self.images = ImageController(io_bridge, load_fn, header_fn, image_cache, self)
-        self.actions = build_actions(self, self._handlers())
+        self.action_map = build_actions(self, self._handlers())
         self._build_menus()
         self._connect()
         self.window_panel.set_user_presets(settings.user_presets())
-        self.actions["overlay"].setChecked(settings.overlay_visible())
+        self.action_map["overlay"].setChecked(settings.overlay_visible())
         self.view_state.set_overlay_visible(settings.overlay_visible())
         self.canvas.overlay_label.setVisible(settings.overlay_visible())
         self.resize(self.default_size())
@@ -188,6 +189,7 @@ class MainWindow(QMainWindow):
             "previous_image": lambda: self.step_image(-1),
             "next_frame": lambda: self.step_frame(1),
             "previous_frame": lambda: self.step_frame(-1),
+            "open_log_folder": self._on_open_log_folder_triggered,
             **{f"preset_{i}": self._preset_handler(i - 1) for i in range(1, 10)},
         }
 
@@ -196,7 +198,7 @@ class MainWindow(QMainWindow):
         return lambda: self.window_panel.choose_preset(index)
 
     def _build_menus(self) -> None:
-        a = self.actions
+        a = self.action_map
         file_menu = self.menuBar().addMenu("&File")
         for name in ("open_files", "open_folder"):
             file_menu.addAction(a[name])
@@ -217,7 +219,23 @@ class MainWindow(QMainWindow):
         self.view_menu.addAction(a["overlay"])
         for dock in self.docks.values():
             self.view_menu.addAction(dock.toggleViewAction())
+        self.help_menu = self.menuBar().addMenu("&Help")
+        self.help_menu.addAction(a["open_log_folder"])
         self._fill_recent_menu()
+
+    def _on_open_log_folder_triggered(self) -> None:
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        from viewer.services.support_log import default_log_dir
+
+        folder = default_log_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass
+        self.statusBar().showMessage(f"Support log folder: {folder}", 10000)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
     def _connect(self) -> None:
         lib, img = self.library, self.images
@@ -277,11 +295,11 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _=False, p=path: self.open_paths([p]))
         self.recent_menu.setEnabled(bool(self.settings.recent_paths()))
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+    def dropEvent(self, event: QDropEvent) -> None:
         paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if paths:
             event.acceptProposedAction()
@@ -327,7 +345,7 @@ class MainWindow(QMainWindow):
                                   overlay_text(record, rg), fit=False)
         else:
             self.view_state.reset_view()
-            self.actions["invert"].setChecked(False)
+            self.action_map["invert"].setChecked(False)
             self.canvas.set_image(
                 prepared, voi_to_window(prepared.voi), prepared.voi, overlay_text(record, rg),
             )
@@ -388,10 +406,10 @@ class MainWindow(QMainWindow):
 
     def reset_view(self) -> None:
         self.view_state.reset_view()
-        self.actions["invert"].setChecked(False)
+        self.action_map["invert"].setChecked(False)
         self.canvas.fit()
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.settings.save_layout(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.shutdown()

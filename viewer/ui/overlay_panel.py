@@ -8,7 +8,8 @@ shown beside it.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -55,7 +56,7 @@ class OverlayPanel(QWidget):
         self.setObjectName("overlayPanel")
         self.canvas = canvas
         self.heatmap_for = heatmap_for
-        self.mask: np.ndarray | None = None
+        self.mask_data: np.ndarray | None = None
         self.heatmap: np.ndarray | None = None
         self.heat_source: Any = None  # ModelResult with cams
         layout = QVBoxLayout(self)
@@ -108,7 +109,7 @@ class OverlayPanel(QWidget):
 
     # -- content ---------------------------------------------------------------------------
     def clear(self) -> None:
-        self.mask = self.heatmap = self.heat_source = None
+        self.mask_data = self.heatmap = self.heat_source = None
         self.heat_class.blockSignals(True)
         self.heat_class.clear()
         self.heat_class.blockSignals(False)
@@ -120,7 +121,7 @@ class OverlayPanel(QWidget):
         self.clear()
         if result is None:
             return
-        self.mask = next((r.mask for r in result.results
+        self.mask_data = next((r.mask for r in result.results
                           if r.status == OK and r.task == "segmentation" and r.mask is not None), None)
         best = top_finding(result)  # the reported finding's map first
         source = best if best is not None and best.heatmap is not None else next(
@@ -129,7 +130,7 @@ class OverlayPanel(QWidget):
             self.heat_source = source
             self.heatmap = source.heatmap
             self.heat_class.blockSignals(True)
-            labels = list(source.probabilities) or [source.heatmap_label]
+            labels = list(source.probabilities) or [source.heatmap_label or ""]
             for label in labels:
                 self.heat_class.addItem(f"{source.model_id}: {label}", label)
             idx = max(0, labels.index(source.heatmap_label)) if source.heatmap_label in labels else 0
@@ -140,7 +141,7 @@ class OverlayPanel(QWidget):
     def set_arrays(self, mask: np.ndarray | None, heatmap: np.ndarray | None, label: str = "") -> None:
         """Show stored overlays (a reopened history entry)."""
         self.clear()
-        self.mask, self.heatmap = mask, heatmap
+        self.mask_data, self.heatmap = mask, heatmap
         if heatmap is not None and label:
             self.heat_class.addItem(label, label)
         self._apply()
@@ -161,17 +162,17 @@ class OverlayPanel(QWidget):
 
     def _apply(self, *_args: object) -> None:
         """Push the layers to the canvas with the chosen style."""
-        show_mask = self.mask is not None and self.mask_visible.isChecked()
+        show_mask = self.mask_data is not None and self.mask_visible.isChecked()
         rgba = None
         if show_mask:
             colour = MASK_COLOURS[self.mask_colour.currentText()]
-            rgba = mask_rgba(self.mask, colour, self.mask_mode.currentText() == "contour")  # type: ignore[arg-type]
+            rgba = mask_rgba(self.mask_data, colour, self.mask_mode.currentText() == "contour")  # type: ignore[arg-type]
         self.canvas.mask_layer.set_rgba(rgba, self.mask_opacity.value() / 100)
         show_heat = self.heatmap is not None and self.heat_visible.isChecked()
         heat = heatmap_rgba(self.heatmap, self.heat_colormap.currentText()) if show_heat else None  # type: ignore[arg-type]
         self.canvas.heatmap_layer.set_rgba(heat, self.heat_opacity.value() / 100)
         share = None
-        if self.heatmap is not None and self.mask is not None and self.heatmap.shape == self.mask.shape:
-            share = heatmap_mass_inside(self.heatmap, self.mask)
+        if self.heatmap is not None and self.mask_data is not None and self.heatmap.shape == self.mask_data.shape:
+            share = heatmap_mass_inside(self.heatmap, self.mask_data)
         self.lung_share.setText("-" if share is None else f"{100 * share:.0f}%")
         self.sig_overlays_changed.emit()

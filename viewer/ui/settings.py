@@ -24,7 +24,7 @@ class AppSettings:
         value = self.qsettings.value("recent/paths", [])
         if isinstance(value, str):
             value = [value]
-        self._recent = [str(v) for v in (value or []) if v]
+        self._recent = [str(v) for v in _as_list(value) if v]
         self._written: threading.Event | None = None
         self._write_lock = threading.Lock()
 
@@ -89,7 +89,7 @@ class AppSettings:
         value = self.qsettings.value("window_presets", [])
         if isinstance(value, str):
             value = [value]
-        presets = [WindowPreset.from_text(str(v)) for v in (value or [])]
+        presets = [WindowPreset.from_text(str(v)) for v in _as_list(value)]
         return [p for p in presets if p is not None]
 
     def set_user_presets(self, presets: list[WindowPreset]) -> None:
@@ -106,3 +106,10 @@ class AppSettings:
         self.wait_written()
         self.qsettings.setValue("recent/paths", list(self._recent))
         self.qsettings.sync()
+
+
+def _as_list(value: object) -> list[object]:
+    """QSettings gives a list, a single string, or nothing, depending on the backend."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value] if value else []

@@ -24,7 +24,8 @@ import threading
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -210,7 +211,7 @@ class TaskBridge(QObject):
             self._outbox.put(("cancelled", channel, rid, None))
             self._forget(rid)
             return
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a visible notification
+        except Exception as exc:
             log.info("task %s #%d failed: %s", channel, rid, exc.__class__.__name__)
             self._outbox.put(("failed", channel, rid, _failure(exc)))
             self._forget(rid)

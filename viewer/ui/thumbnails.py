@@ -9,7 +9,8 @@ Rows not yet visible are prefetched afterwards so paging through the grid is ins
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PySide6.QtCore import (
@@ -22,7 +23,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap, QResizeEvent
 from PySide6.QtWidgets import QListView, QWidget
 
 from viewer.ui.task_bridge import TaskBridge, TaskRequest
@@ -89,7 +90,7 @@ class ThumbnailModel(QAbstractListModel):
         self._dirty_rows.clear()  # the reset repaints everything anyway
         self.endResetModel()
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt API
         return 0 if parent.isValid() else len(self.records)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -330,7 +331,7 @@ class ThumbnailGrid(QListView):
     def _on_scroll_value_changed(self, _value: int) -> None:
         self.schedule_reprioritise()
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self.schedule_reprioritise()
 

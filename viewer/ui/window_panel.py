@@ -64,9 +64,9 @@ class WindowPanel(QWidget):
         )
         self.presets.setMinimumContentsLength(24)
         self.center = self._spin()
-        self.width = self._spin(minimum=1.0)
+        self.width_box = self._spin(minimum=1.0)
         self.center.editingFinished.connect(self._on_fields_edited)
-        self.width.editingFinished.connect(self._on_fields_edited)
+        self.width_box.editingFinished.connect(self._on_fields_edited)
         self.note = QLabel("")
         self.note.setWordWrap(False)
         # The note changes on every window step: its size hint must not relayout the window.
@@ -99,7 +99,7 @@ class WindowPanel(QWidget):
         form = QFormLayout()
         form.addRow("Preset", self.presets)
         form.addRow("Centre", self.center)
-        form.addRow("Width", self.width)
+        form.addRow("Width", self.width_box)
         buttons = QHBoxLayout()
         for button in (auto, save, delete):
             buttons.addWidget(button)
@@ -111,7 +111,7 @@ class WindowPanel(QWidget):
         state.subscribe(self._on_state_changed)
         # Only the controls are disabled without an image: disabling the whole panel repainted
         # the histogram plot (8-10 ms of the GUI thread) on every open and every first image.
-        self._controls = (self.presets, self.center, self.width, auto, save, delete, self.note)
+        self._controls = (self.presets, self.center, self.width_box, auto, save, delete, self.note)
         self.set_controls_enabled(False)
         # The histogram is redrawn on a later event-loop turn than the image: painting both in
         # one turn kept the GUI thread busy for 20-25 ms of CPU (pyqtgraph paints in Python),
@@ -209,7 +209,7 @@ class WindowPanel(QWidget):
         if self._updating or self.prepared is None:
             return
         self.state.set_window(
-            WindowLevel(self.center.value(), max(self.width.value(), 1.0), "Manual", "user")
+            WindowLevel(self.center.value(), max(self.width_box.value(), 1.0), "Manual", "user")
         )
 
     def _on_region_changed(self) -> None:
@@ -252,7 +252,7 @@ class WindowPanel(QWidget):
                 return
             self.region.setVisible(True)
             self.center.setValue(window.center)
-            self.width.setValue(window.width)
+            self.width_box.setValue(window.width)
             self.region.setRegion((window.low, window.high))
             self.note.setText(f"{window.explanation or 'Manual'} ({window.origin})")
         finally:

@@ -80,6 +80,20 @@ def records(dataset: str, data: Path = DATA) -> list[Record]:
     return out
 
 
+def external_records(dataset: str, data: Path = DATA) -> list[Record]:
+    """The external selection set of a data set, if it has one (never trained on).
+
+    ``pneumonia``: ``pneumonia/external_val/`` (half of the official Kermany test split). It
+    chooses recipe, checkpoint, temperature and operating threshold; it is reported, never
+    trained on.
+    """
+    if dataset != "pneumonia":
+        return []
+    return [{"path": f"pneumonia/external_val/{r['path']}", "label": r["label"],
+             "group_key": f"kermany_test:{r['patient']}", "source": f"kermany_test_{r['variant']}"}
+            for r in _rows(data / "pneumonia" / "external_val" / "labels.csv")]
+
+
 def _bodypart_key(path: str, source: str) -> str:
     """Patient key from a body-part file name where the name gives one."""
     stem = Path(path).stem

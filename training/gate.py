@@ -102,6 +102,27 @@ def dicom_display(path: Path) -> np.ndarray:
     return to_gray_u8(arr.astype(np.float32))
 
 
+def viewer_dicom_displays(data: Path = DATA) -> dict[str, np.ndarray | str]:
+    """The 8-bit display image the app feeds the models, for every DICOM file in
+    ``dicom/`` (outside ``broken/``): ``scan_paths`` + ``input_from_record`` (default window,
+    MONOCHROME1 inverted), exactly the viewer's pipeline; a string when the file fails."""
+    from viewer.services.analysis_inputs import input_from_record
+    from viewer.services.library import scan_paths
+
+    out: dict[str, np.ndarray | str] = {}
+    for path in dicom_files(data):
+        try:
+            recs = scan_paths([str(path)], workers=1).index.records()
+            if not recs:
+                out[path.name] = "not indexed by the viewer"
+                continue
+            out[path.name] = to_gray_u8(np.asarray(input_from_record(recs[0]).display))
+        except Exception as exc:  # the viewer's LoadError carries a user message
+            text = str(exc).strip().splitlines()
+            out[path.name] = "unreadable: " + (text[-1].strip()[:120] if text else type(exc).__name__)
+    return out
+
+
 def dicom_files(data: Path = DATA) -> list[Path]:
     return sorted(p for p in (data / "dicom").glob("*.dcm"))
 

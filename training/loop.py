@@ -72,6 +72,25 @@ def predict(model: torch.nn.Module, recipe: Recipe, images: np.ndarray, batch: i
     return np.concatenate(outs) if outs else np.zeros((0,))
 
 
+def external_arrays(recipe: Recipe, limit: int | None = None) -> Arrays | None:
+    """The recipe's external selection set (``select_on="external"``) as model views read
+    from disk the viewer's way (``model_view``), or None."""
+    if recipe.select_on != "external":
+        return None
+    from viewer.core.preprocess import model_view
+
+    from .common import DATA
+    from .data import external_records, read_image
+
+    recs = external_records(recipe.dataset)
+    if limit is not None:
+        rng = np.random.default_rng(SEED)
+        recs = [recs[i] for i in sorted(rng.permutation(len(recs))[:limit].tolist())]
+    views = np.stack([model_view(read_image(DATA / r["path"]), recipe.spec) for r in recs])
+    lab = np.array([recipe.labels.index(r["label"]) for r in recs], np.int64)
+    return Arrays(views, lab, [r["path"] for r in recs])
+
+
 def val_score(recipe: Recipe, logits: np.ndarray, val: Arrays) -> float:
     if recipe.task == "segmentation":
         size = recipe.spec.height
@@ -130,6 +149,7 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
     n_epochs = epochs or recipe.epochs
     tr = split_arrays(recipe, "train", limit)
     va = split_arrays(recipe, "val", limit)
+    ext = external_arrays(recipe, limit)
     model = recipe.build()
     if init is not None and not resume:
         model.load_state_dict(torch.load(init, weights_only=False)["model"])
@@ -197,7 +217,8 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
                     ood = outliers.batch(n_out, size, rng, tr.images[idx[:4]])
                     x = torch.cat([x, to_tensor(ood, recipe)])
                 logits, _ = model(x)
-                loss = F.cross_entropy(logits[:len(idx)], y, weight=cw)
+                loss = F.cross_entropy(logits[:len(idx)], y, weight=cw,
+                                       label_smoothing=recipe.label_smoothing)
                 if recipe.outlier_exposure:
                     lo = logits[len(idx):]
                     # Outlier exposure (Hendrycks et al. 2019): push outliers to uniform.
@@ -215,6 +236,12 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
                          np.mean(losses[-50:]), sched.get_last_lr()[0])
         kept = model if ema is None else ema.module  # the weights that are validated and kept
         score = val_score(recipe, predict(kept, recipe, va.images), va)
+        if ext is not None:  # choose the checkpoint on the external selection set instead
+            own = score
+            judged = FlipAveraged(kept) if recipe.tta_hflip else kept
+            score = val_score(recipe, predict(judged, recipe, ext.images), ext)
+            judged.train()  # predict() switched it to eval; training continues below
+            log.info("epoch %d: own validation score %.4f, external score %.4f", epoch, own, score)
         improved = score > best
         best = max(best, score)
         ck = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
@@ -248,7 +275,7 @@ def load_trained(recipe: Recipe, run_dir: Path | None = None) -> torch.nn.Module
         raise ValueError(f"{recipe.model_id}: ensembles are for GAP + linear classifiers")
     nets: list[torch.nn.Module] = []
     for i in range(recipe.members):
-        net = recipe.build()
+        net = recipe.build(pretrained=False)
         net.load_state_dict(torch.load(member_dir(run, i) / "best.pt", weights_only=False)["model"])
         nets.append(FlipAveraged(net) if recipe.tta_hflip else net)
     model = nets[0] if len(nets) == 1 else Ensemble(nets)

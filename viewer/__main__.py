@@ -12,6 +12,12 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    # Before anything imports onnxruntime or Qt: no library may reach the network
+    # (viewer/offline.py, docs/ROBUSTNESS.md "No network").
+    from viewer.offline import deny_network_sockets, disable_library_telemetry
+
+    disable_library_telemetry()
+    deny_network_sockets()
     if args[:1] == ["analyze"]:
         from viewer.cli import analyze_main
 

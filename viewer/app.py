@@ -191,6 +191,11 @@ def main(argv: Sequence[str]) -> int:
         paths = list(args.paths) + ([args.demo] if args.demo else [])
         if paths:
             window.open_paths(paths)
+        quit_after = float(os.environ.get("RADVIEW_QUIT_AFTER_S", "0") or 0)
+        if quit_after > 0:  # soak tests and benchmarks: a window that closes itself
+            from PySide6.QtCore import QTimer
+
+            QTimer.singleShot(int(quit_after * 1000), app.quit)
         return int(app.exec())
     finally:
         window.shutdown()

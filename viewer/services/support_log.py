@@ -247,4 +247,9 @@ def _banner(component: str) -> str:
         if mod is not None:
             versions.append(f"{label} {getattr(mod, '__version__', '?')}")
     frozen = " (frozen bundle)" if getattr(sys, "frozen", False) else ""
-    return f"start {component}{frozen}: " + ", ".join(versions)
+    from viewer.offline import network_denied, tcp_display
+
+    guard = ("network sockets denied (seccomp)" if network_denied() else
+             "network sockets NOT denied" + (" (X display over TCP)" if tcp_display() else ""))
+    return f"start {component}{frozen}: " + ", ".join(versions) + f"; {guard}"
+

@@ -96,7 +96,7 @@ def _program(machine: str) -> list[tuple[int, int, int, int]]:
     """
     audit_arch, nr_socket, nr_pair, nr_uring, _ = _ARCHES[machine]
     x86 = machine in ("x86_64", "amd64")
-    head: list[tuple[int, int, int, int] | tuple[int, str, str, int]] = [
+    head: list[tuple[int, int | str, int | str, int]] = [
         (_LD_W_ABS, 0, 0, _ARCH),
         (_JEQ_K, 0, "deny", audit_arch),
         (_LD_W_ABS, 0, 0, _NR),
@@ -110,14 +110,16 @@ def _program(machine: str) -> list[tuple[int, int, int, int]]:
         (_RET_K, 0, 0, _RET_ALLOW),
     ]
     labels = {"family": len(head)}
-    body = [(_LD_W_ABS, 0, 0, _ARG0), (_JEQ_K, "allow", 0, _AF_UNIX)]
+    body: list[tuple[int, int | str, int | str, int]] = [
+        (_LD_W_ABS, 0, 0, _ARG0), (_JEQ_K, "allow", 0, _AF_UNIX)]
     labels["deny"] = labels["family"] + len(body)
     labels["allow"] = labels["deny"] + 1
     labels["enosys"] = labels["allow"] + 1
-    tail = [(_RET_K, 0, 0, _RET_ERRNO | errno.EACCES), (_RET_K, 0, 0, _RET_ALLOW),
-            (_RET_K, 0, 0, _RET_ERRNO | errno.ENOSYS)]
+    tail: list[tuple[int, int | str, int | str, int]] = [
+        (_RET_K, 0, 0, _RET_ERRNO | errno.EACCES), (_RET_K, 0, 0, _RET_ALLOW),
+        (_RET_K, 0, 0, _RET_ERRNO | errno.ENOSYS)]
     out: list[tuple[int, int, int, int]] = []
-    for pc, (code, jt, jf, k) in enumerate(head + body + tail):  # type: ignore[misc]
+    for pc, (code, jt, jf, k) in enumerate(head + body + tail):
         rel = [labels[j] - pc - 1 if isinstance(j, str) else j for j in (jt, jf)]
         out.append((code, rel[0], rel[1], k))
     return out

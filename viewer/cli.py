@@ -26,12 +26,14 @@ __all__ = ["analyze_main", "build_parser"]
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_OUTPUT = 0, 1, 2, 3
 
 _EPILOG = f"""\
-output columns: file, image_id, model_id, model_version, status (ok | out_of_scope | error),
+output columns: file, image_id, model_id, model_version, status (ok | out_of_scope |
+outside_data: the model's own check says the image is unlike its training data, or the study
+date is before its population; no finding | error),
 reason, label, confidence, band (green/orange/red), threshold, positive_label,
 positive_probability, probabilities (JSON object of every class), forced, caution (set when the
 patient's age in the DICOM header is outside the model's population), heatmap_in_lung, notice.
 
-exit status: 0 every image was analysed (out_of_scope counts as analysed); 1 at least one file
+exit status: 0 every image was analysed (out_of_scope and outside_data count as analysed); 1 at least one file
 could not be read or a model failed on it (rows with status "error" say why); 2 usage error
 (bad option, no input found, unknown model id, an output inside an input folder or the
 folder of an input file: results never go into a study folder); 3 an output could not be
@@ -50,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write results to FILE.csv or FILE.json (default: CSV on stdout)")
     p.add_argument("--masks", type=Path, metavar="DIR", help="write lung masks as <stem>.png (0/255, input size)")
     p.add_argument("--heatmaps", type=Path, metavar="DIR", help="write Grad-CAM++ views as <stem>_<model>.png")
-    p.add_argument("--force", action="store_true", help="run models even outside their intended input (marked forced)")
+    p.add_argument("--force", action="store_true", help="run models even outside their intended input or data (results marked forced)")
     p.add_argument("--models-dir", type=Path, action="append", default=[], metavar="DIR",
                    help="extra models folder, searched before the bundled models (repeatable)")
     p.add_argument("--workers", type=int, default=2, help="images analysed in parallel (default 2)")

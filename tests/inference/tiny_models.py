@@ -94,6 +94,45 @@ def make_classifier(folder: Path, model_id: str = "pneumonia", seed: int = 0,
     return model
 
 
+class WithApplicability(nn.Module):
+    """A classifier plus an ``applicability`` output: here the mean of the normalised input,
+    so a test controls it through the image's brightness (real models use a Mahalanobis
+    distance of their pooled activations)."""
+
+    def __init__(self, net: TinyClassifier) -> None:
+        super().__init__()
+        self.net = net
+        self.head = net.head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, act = self.net(x)
+        return logits, act, x.mean(dim=(1, 2, 3))
+
+
+def make_applicable_classifier(folder: Path, model_id: str = "pneumonia",
+                               threshold: float = 0.0) -> TinyClassifier:
+    """A chest classifier whose own check refuses images brighter than mid-grey
+    (normalised mean > ``threshold``)."""
+    torch.manual_seed(3)
+    net = TinyClassifier(2)
+    export_onnx(WithApplicability(net), folder / f"{model_id}.onnx",
+                ["logits", "activations", "applicability"])
+    write_manifest(folder, model_id, {
+        "task": "classification", "labels": ["normal", "pneumonia"],
+        "positive_label": "pneumonia",
+        "outputs": [{"name": "logits", "kind": "logits"},
+                    {"name": "activations", "kind": "activations"},
+                    {"name": "applicability", "kind": "applicability"}],
+        "calibration": {"method": "temperature", "temperature": 1.0}, "threshold": 0.5,
+        "gradcam": {"activations_output": "activations", "head": "gap_linear",
+                    "weight": net.head.weight.detach().tolist()},
+        "applies_to": {"body_region": ["chest"]},
+        "applicability": {"output": "applicability", "threshold": threshold,
+                          "method": "mean brightness (test)", "rates": {"validation_refused": 0.03}},
+    })
+    return net
+
+
 def make_gate(folder: Path, region: str | None = "chest") -> None:
     """A gate that always answers ``region`` confidently, or (``None``) an unsure uniform one."""
     torch.manual_seed(1)

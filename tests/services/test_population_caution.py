@@ -18,7 +18,7 @@ from viewer.inference.manifest import load_manifest
 from viewer.inference.registry import ModelRegistry
 from viewer.inference.sessions import SessionPool
 from viewer.services.analysis import AnalysisService
-from viewer.services.analysis_types import age_caution, date_caution
+from viewer.services.analysis_types import age_caution, date_outside
 from viewer.services.export import CSV_FIELDS, result_rows, write_csv
 from tests.services.test_analysis import _input
 
@@ -133,12 +133,12 @@ def test_study_date_from_header(kw: dict[str, str], day: str | None) -> None:
     assert (got.isoformat() if got else None) == day
 
 
-def test_date_caution_text_and_bounds() -> None:
+def test_date_outside_text_and_bounds() -> None:
     start = (COVID_START["date"], COVID_START["why"])
-    assert date_caution("", start) is None and date_caution("2004-08-25", None) is None
-    assert date_caution("2019-12-01", start) is None and date_caution("2021-05-01", start) is None
-    msg = date_caution("2004-08-25", start)
-    assert msg is not None and "2004-08-25" in msg and "December 2019" in msg and "false positive" in msg
+    assert date_outside("", start) is None and date_outside("2004-08-25", None) is None
+    assert date_outside("2019-12-01", start) is None and date_outside("2021-05-01", start) is None
+    msg = date_outside("2004-08-25", start)
+    assert msg is not None and "2004-08-25" in msg and "December 2019" in msg
 
 
 @pytest.fixture(scope="module")
@@ -151,19 +151,30 @@ def dated_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_old_film_is_analysed_with_a_date_caution(dated_models: Path, tmp_path: Path) -> None:
+def test_old_film_is_outside_the_models_data_unless_run_anyway(dated_models: Path,
+                                                                tmp_path: Path) -> None:
+    """Issue 14: a film dated before the model's population is not "a positive with a
+    caution" but outside the model's data: no finding, a reason, and "Run anyway" marked."""
     service = AnalysisService(ModelRegistry([dated_models]), SessionPool(1))
     old = service.analyse(_input(study_date="2004-08-25", patient_age_years=40.0))
     new = service.analyse(_input(study_date="2021-03-01", patient_age_years=40.0))
     undated = service.analyse(_input())
-    both = service.analyse(_input(study_date="2004-08-25", patient_age_years=4.0))
+    child = service.analyse(_input(study_date="2021-03-01", patient_age_years=4.0))
     clf = old.result("pneumonia")
-    assert clf.status == "ok" and clf.caution and "2004-08-25" in clf.caution
-    assert new.result("pneumonia").caution is None and undated.result("pneumonia").caution is None
-    assert old.result("lungs").caution is None  # no start date in its manifest
-    assert "adult (test)" in both.result("pneumonia").caution and "2004-08-25" in both.result("pneumonia").caution
+    assert clf.status == "outside_data" and clf.label is None and not clf.probabilities
+    assert clf.reason and "outside this model's data" in clf.reason and "2004-08-25" in clf.reason
+    assert new.result("pneumonia").status == "ok" and new.result("pneumonia").caution is None
+    assert undated.result("pneumonia").status == "ok"
+    assert old.result("lungs").status == "ok"  # no start date in its manifest
+    assert child.result("pneumonia").status == "ok" and "adult (test)" in child.result("pneumonia").caution
+    forced = service.analyse(_input(study_date="2004-08-25", patient_age_years=4.0),
+                             force={"pneumonia"})
+    run = forced.result("pneumonia")
+    assert run.status == "ok" and run.forced and run.label is not None
+    assert "2004-08-25" in run.caution and "run anyway" in run.caution and "adult (test)" in run.caution
     rows = list(csv.DictReader(write_csv(result_rows(old), tmp_path / "r.csv").open()))
-    assert [r["caution"] for r in rows if r["model_id"] == "pneumonia"] == [clf.caution]
+    row = next(r for r in rows if r["model_id"] == "pneumonia")
+    assert row["status"] == "outside_data" and row["label"] == "" and "2004-08-25" in row["reason"]
 
 
 @pytest.mark.parametrize("bad", ["2019-12-01", {"date": "2019-13-01", "why": "x"}, {"date": "2019-12-01"}])

@@ -64,10 +64,20 @@ def test_recipe_trains_and_exports(model_id: str, data_root: Path, tmp_path: Pat
         assert [o.name for o in sess.get_outputs()] == ["mask_logits"]
         assert outs[0].shape == (2, 1, h, w)
     else:
-        assert [o.name for o in sess.get_outputs()] == ["logits", "activations"]
+        names = [o.name for o in sess.get_outputs()]
         assert outs[0].shape == (2, len(recipe.labels))
         weight = np.asarray(manifest["gradcam"]["weight"])
         assert weight.shape == (len(recipe.labels), outs[1].shape[1])
+        if recipe.positive is None:  # the gate has its own OOD rule
+            assert names == ["logits", "activations"]
+        else:  # disease classifiers: the applicability check inside the graph
+            assert names == ["logits", "activations", "applicability"]
+            assert outs[2].shape == (2,) and outs[2].dtype == np.float32
+            assert {"name": "applicability", "kind": "applicability"} in manifest["outputs"]
+            app = manifest["applicability"]
+            assert app["output"] == "applicability" and app["threshold"] > 0
+            assert {"method", "components", "fitted_on", "threshold_rule", "rates"} <= set(app)
+            assert {"validation_refused", "test_refused"} <= set(app["rates"])
 
 
 def test_resume_continues_from_last_checkpoint(data_root: Path, tmp_path: Path,

@@ -152,3 +152,61 @@ def test_ensemble_is_the_mean_of_its_members_and_keeps_the_gap_head() -> None:
     assert not torch.allclose(a, b, atol=1e-3)  # the members really differ
     with pytest.raises(ValueError):
         Ensemble([])
+
+
+def test_grey_stem_fold_matches_imagenet_normalised_rgb() -> None:
+    import torch
+
+    from training.nets import IMAGENET_MEAN, IMAGENET_STD, LITE_GREY_MEAN, LITE_GREY_STD, fold_grey_stem
+
+    torch.manual_seed(0)
+    w = torch.randn(8, 3, 3, 3)
+    g = torch.rand(2, 1, 16, 16)
+    m = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    s = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    ref = torch.nn.functional.conv2d((g.repeat(1, 3, 1, 1) - m) / s, w)  # no padding: exact
+    w1, const = fold_grey_stem(w)
+    got = torch.nn.functional.conv2d((g - LITE_GREY_MEAN) / LITE_GREY_STD, w1) + const.view(1, -1, 1, 1)
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_lite_net_keeps_the_gap_head_and_flip_averaging() -> None:
+    import torch
+
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from training.nets import FlipAveraged, LiteNet
+
+    torch.manual_seed(0)
+    net = LiteNet(2, image_size=64, pretrained=False).eval()
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        logits, act = net(x)
+        flogits, fact = FlipAveraged(net).eval()(x)
+    assert act.shape == (2, net.n_channels, 2, 2) and float(act.min()) >= 0.0  # post-ReLU6
+    torch.testing.assert_close(logits, act.mean(dim=(2, 3)) @ net.head.weight.T + net.head.bias)
+    torch.testing.assert_close(flogits, fact.mean(dim=(2, 3)) @ net.head.weight.T + net.head.bias)
+
+
+def test_applicability_score_in_the_graph_matches_numpy() -> None:
+    import torch
+
+    from training import applicability as ap
+    from training.nets import SmallResNet
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(4)
+    net = SmallResNet(2, 1, (8, 16, 24, 32)).eval()
+    train = rng.normal(size=(300, 32)) * np.linspace(3, 0.1, 32)
+    stats = ap.fit(train, 8)
+    assert stats["V"].shape == (32, 8) and np.all(np.diff(stats["lam"]) <= 1e-6)
+    assert ap.score(train, stats).mean() == pytest.approx(1.0, rel=0.05)  # whitened: ~1 per component
+    wrapped = ap.WithApplicability(net, stats).eval()
+    x = torch.randn(3, 1, 64, 64)
+    with torch.no_grad():
+        logits, act, s = wrapped(x)
+        ref_logits, ref_act = net(x)
+    torch.testing.assert_close(logits, ref_logits)
+    torch.testing.assert_close(act, ref_act)
+    np.testing.assert_allclose(s.numpy(), ap.score(act.mean(dim=(2, 3)).numpy(), stats), rtol=1e-4)
+    far = ap.score(train[:5] + 20.0, stats)
+    assert (far > ap.score(train[:5], stats)).all()

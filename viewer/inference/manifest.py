@@ -7,6 +7,8 @@ the viewer.
 
 from __future__ import annotations
 
+import math
+
 import datetime as dt
 import hashlib
 import json
@@ -22,7 +24,7 @@ __all__ = ["ModelManifest", "ModelEntry", "load_manifest", "sha256_file", "DEFAU
 
 DEFAULT_BANDS: Mapping[str, float] = MappingProxyType({"green": 0.9, "orange": 0.7})
 _TASKS = ("classification", "segmentation")
-_KNOWN_KINDS = ("logits", "activations", "segmentation_logits")
+_KNOWN_KINDS = ("logits", "activations", "segmentation_logits", "applicability")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -32,6 +34,21 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Applicability:
+    """A model's own "outside this model's data" check (manifest key ``applicability``).
+
+    ``output`` names a graph output of kind ``applicability``: one score per image, larger for
+    images less like the model's training data (e.g. a Mahalanobis distance of the pooled
+    activations). Above ``threshold`` the model gives no finding (status ``outside_data``).
+    """
+
+    output: str
+    threshold: float
+    method: str = ""
+    rates: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -58,7 +75,8 @@ class ModelManifest:
     gradcam_weight: tuple[tuple[float, ...], ...] | None = None
     age_range: tuple[float | None, float | None] | None = None  # population.age_years
     population: str = ""
-    study_date_from: tuple[str, str] | None = None  # (ISO date, why): caution before it
+    study_date_from: tuple[str, str] | None = None  # (ISO date, why): outside its data before it
+    applicability: Applicability | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def output_of_kind(self, kind: str) -> str | None:
@@ -135,6 +153,25 @@ def _date_from(value: Any) -> tuple[str, str] | None:
     return day.isoformat(), str(value["why"])
 
 
+def _applicability(value: Any, outputs: Mapping[str, str]) -> Applicability | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ManifestError("applicability must be an object with output and threshold")
+    output = str(value.get("output", ""))
+    if outputs.get(output) != "applicability":
+        raise ManifestError(f"applicability.output {output!r} is not an output of kind 'applicability'")
+    try:
+        threshold = float(value["threshold"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError("applicability.threshold must be a number") from exc
+    if not math.isfinite(threshold):
+        raise ManifestError("applicability.threshold must be finite")
+    rates = {str(k): float(v) for k, v in (value.get("rates") or {}).items()
+             if isinstance(v, (int, float))}
+    return Applicability(output, threshold, str(value.get("method", "")), MappingProxyType(rates))
+
+
 def _parse(raw: Mapping[str, Any], manifest_path: Path, verify_checksum: bool) -> ModelManifest:
     if int(raw.get("schema", 1)) != 1:
         raise ManifestError(f"unsupported schema {raw.get('schema')!r}")
@@ -199,6 +236,7 @@ def _parse(raw: Mapping[str, Any], manifest_path: Path, verify_checksum: bool) -
         age_range=_age_range(raw.get("age_years")),
         population=str(population),
         study_date_from=_date_from(raw.get("study_date_from")),
+        applicability=_applicability(raw.get("applicability"), outputs),
         raw=MappingProxyType(dict(raw)),
     )
 

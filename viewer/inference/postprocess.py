@@ -73,7 +73,14 @@ def _keep(raw: np.ndarray, manifest: ModelManifest, image_shape: tuple[int, int]
     return a[0] if a.ndim == 4 else a
 
 
+def applicability_score(value: np.ndarray, manifest: ModelManifest, shape: tuple[int, int]) -> np.ndarray:
+    """The first image's applicability score as a (1,) float64 array (NaN stays NaN: the
+    service treats a score it cannot compare as outside the model's data)."""
+    return np.asarray(value, dtype=np.float64).reshape(-1)[:1]
+
+
 POSTPROCESSORS: Mapping[str, Postprocessor] = {
+    "applicability": applicability_score,
     "logits": calibrated_probabilities,
     "segmentation_logits": segmentation_mask,
     "activations": _keep,

@@ -41,6 +41,12 @@ class ModelOutputs:
     def activations(self) -> np.ndarray | None:
         return self.by_kind.get("activations")
 
+    @property
+    def applicability(self) -> float | None:
+        """The model's own applicability score (larger: less like its training data)."""
+        value = self.by_kind.get("applicability")
+        return None if value is None or value.size == 0 else float(value.reshape(-1)[0])
+
 
 def run_model(
     session: ort.InferenceSession,

@@ -30,8 +30,9 @@ from viewer.inference.registry import ModelRegistry
 from viewer.inference.runner import ModelOutputs, RunTerminated, run_model
 from viewer.inference.sessions import SessionPool
 from viewer.services.analysis_types import (
-    ERROR, NOT_PROJECTION_RADIOGRAPHY, OK, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON, AnalysisInput,
-    AnalysisResult, GateAnswer, ModelResult, confidence_band, population_caution,
+    ERROR, NOT_PROJECTION_RADIOGRAPHY, OK, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON, OUTSIDE_DATA,
+    OUTSIDE_DATA_REASON, AnalysisInput,
+    AnalysisResult, GateAnswer, ModelResult, confidence_band, date_outside, population_caution,
 )
 from viewer.services.support_log import file_token, log_file_error
 from viewer.services.tasks import CancelToken, Cancelled, ProgressFn, no_progress
@@ -221,7 +222,7 @@ class AnalysisService:
             if not in_scope and not forced:
                 results.append(_out_of_scope(m, gate))
                 continue
-            res, out = self._run_one(m, inp, term, not in_scope, views)
+            res, out = self._run_one(m, inp, term, not in_scope, views, forced)
             results.append(res)
             if out is not None:
                 outs[m.id] = out
@@ -236,11 +237,14 @@ class AnalysisService:
                               tuple(messages))
 
     def _run_one(self, m: ModelManifest, inp: AnalysisInput, term: _Terminator, forced: bool,
-                 views: dict[InputSpec, np.ndarray]) -> tuple[ModelResult, ModelOutputs | None]:
+                 views: dict[InputSpec, np.ndarray], run_anyway: bool = False
+                 ) -> tuple[ModelResult, ModelOutputs | None]:
+        """Run one model. ``forced``: it runs outside its intended input (the gate said so);
+        ``run_anyway``: the user asked for results even outside the model's data."""
         base = ModelResult(m.id, m.version, m.task, ERROR, forced=forced, threshold=m.threshold,
                            positive_label=m.positive_label,
                            caution=None if m.gate else population_caution(
-                               inp, m.age_range, m.population, m.study_date_from))
+                               inp, m.age_range, m.population))
         try:
             info = self.sessions.get(m.onnx_path)
             with term.options() as ro:
@@ -256,6 +260,13 @@ class AnalysisService:
             res = _evolve(base, status=OK, label=m.labels[-1], mask=out.mask, model_view=out.view,
                           timings_ms=timings, provider=info.provider)
             return res, out
+        outside = _outside_data(m, inp, out)
+        if outside is not None and not run_anyway:
+            return _evolve(base, status=OUTSIDE_DATA, reason=outside, model_view=out.view,
+                           timings_ms=timings, provider=info.provider), None
+        if outside is not None:
+            base = _evolve(base, forced=True, caution="; ".join(
+                c for c in (base.caution, f"{outside}; run anyway") if c))
         probs = out.probabilities
         assert probs is not None
         label_idx = _decide(m, probs)
@@ -405,6 +416,25 @@ def _decide(m: ModelManifest, probs: np.ndarray) -> int:
     others = np.array(probs, dtype=np.float64)
     others[pos] = -1.0
     return int(np.argmax(others))
+
+
+def _outside_data(m: ModelManifest, inp: AnalysisInput, out: ModelOutputs) -> str | None:
+    """Why this image is outside the model's data, or ``None``: its own applicability check
+    (manifest ``applicability``), or a study date before the population it learnt from
+    (``study_date_from``)."""
+    if m.gate:
+        return None
+    reasons = []
+    dated = date_outside(inp.study_date, m.study_date_from)
+    if dated:
+        reasons.append(dated)
+    check, score = m.applicability, out.applicability
+    if check is not None and score is not None and not score <= check.threshold:  # NaN: outside
+        reasons.append(f"the image is unlike the films it learnt from (applicability score "
+                       f"{score:.3g} > {check.threshold:.3g})")
+    if not reasons:
+        return None
+    return f"{OUTSIDE_DATA_REASON}: " + "; ".join(reasons)
 
 
 def _in_scope(m: ModelManifest, gate: GateAnswer | None, have_gate: bool) -> bool:

@@ -16,6 +16,9 @@ __all__ = [
     "OUT_OF_SCOPE",
     "ERROR",
     "OUT_OF_SCOPE_REASON",
+    "OUTSIDE_DATA",
+    "OUTSIDE_DATA_REASON",
+    "date_outside",
     "AnalysisInput",
     "GateAnswer",
     "ModelResult",
@@ -25,6 +28,10 @@ __all__ = [
 
 OK, OUT_OF_SCOPE, ERROR = "ok", "out_of_scope", "error"
 OUT_OF_SCOPE_REASON = "not analysed: outside the model's intended input"
+# The model ran but the image is unlike its training data (its own applicability check, or a
+# study date before the population it learnt from): no finding is reported.
+OUTSIDE_DATA = "outside_data"
+OUTSIDE_DATA_REASON = "outside this model's data"
 
 
 def confidence_band(confidence: float, bands: Mapping[str, float]) -> str:
@@ -68,21 +75,19 @@ def age_caution(age_years: float | None, age_range: tuple[float | None, float | 
             f"trained on {bounds}")
 
 
-def date_caution(study_date: str, date_from: tuple[str, str] | None) -> str | None:
-    """A caution when a known study date lies before a model's ``study_date_from`` date (e.g.
-    a COVID-19 classifier on a film taken before the disease existed): ``(date, why)``."""
+def date_outside(study_date: str, date_from: tuple[str, str] | None) -> str | None:
+    """Why a film is outside a model's data by its date (``study_date_from``), or ``None``."""
     if not study_date or date_from is None or study_date >= date_from[0]:
         return None
-    return (f"study date {study_date} is before {date_from[0]} ({date_from[1]}): "
-            f"a positive result on this image is a false positive")
+    return f"study date {study_date} is before {date_from[0]} ({date_from[1]})"
 
 
 def population_caution(inp: AnalysisInput, age_range: tuple[float | None, float | None] | None,
-                       population: str, date_from: tuple[str, str] | None) -> str | None:
-    """The age and study-date cautions of one model for one image, joined; ``None`` if neither."""
-    parts = [c for c in (age_caution(inp.patient_age_years, age_range, population),
-                         date_caution(inp.study_date, date_from)) if c]
-    return "; ".join(parts) or None
+                       population: str) -> str | None:
+    """The age caution of one model for one image (advisory: the header may be wrong). A study
+    date before the model's population is not a caution but "outside this model's data"
+    (:func:`date_outside`)."""
+    return age_caution(inp.patient_age_years, age_range, population)
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ class ModelResult:
     model_id: str
     model_version: str
     task: str
-    status: str  # ok | out_of_scope | error
+    status: str  # ok | out_of_scope | outside_data | error
     reason: str | None = None
     label: str | None = None
     probabilities: Mapping[str, float] = field(default_factory=dict)

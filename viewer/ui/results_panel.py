@@ -20,7 +20,9 @@ from PySide6.QtWidgets import (
 )
 
 from viewer import RESEARCH_NOTICE
-from viewer.services.analysis_types import ERROR, OK, OUT_OF_SCOPE, AnalysisResult, ModelResult
+from viewer.services.analysis_types import (
+    ERROR, OK, OUT_OF_SCOPE, OUTSIDE_DATA, AnalysisResult, ModelResult,
+)
 
 BAND_STYLE: dict[str, tuple[str, str, QColor]] = {
     # band -> (shape, words, background)
@@ -30,6 +32,7 @@ BAND_STYLE: dict[str, tuple[str, str, QColor]] = {
 }
 STATUS_STYLE: dict[str, tuple[str, QColor]] = {
     OUT_OF_SCOPE: ("\u2298 not analysed", QColor(90, 90, 110)),
+    OUTSIDE_DATA: ("\u2298 outside this model's data", QColor(90, 90, 110)),
     ERROR: ("\u26a0 error", QColor(150, 40, 40)),
 }
 
@@ -62,6 +65,8 @@ def badge_text(result: AnalysisResult) -> tuple[str, str | None]:
         if any(r.status == OUT_OF_SCOPE for r in result.results):
             region = gate.region if gate is not None else "?"
             return f"\u2298 not analysed ({region})", None
+        if any(r.status == OUTSIDE_DATA for r in result.results):
+            return "\u2298 outside the models' data", None
         if any(r.status == ERROR for r in result.results):
             return "\u26a0 error", "red"
         return "", None
@@ -189,7 +194,7 @@ class ResultsPanel(QWidget):
                     and res.status == OK and res.label == gate.region:
                 continue  # the gate, shown above
             name = self._add_model(res, manifests.get(res.model_id))
-            out_of_scope |= res.status == OUT_OF_SCOPE
+            out_of_scope |= res.status in (OUT_OF_SCOPE, OUTSIDE_DATA)
             if res.caution:
                 cautions.append(f"\u26a0 {name}: {res.caution}")
         self.tree.expandAll()
@@ -197,7 +202,11 @@ class ResultsPanel(QWidget):
         self.force_button.setEnabled(out_of_scope)
         forced = any(r.forced for r in result.results)
         state = "Analysed" + (" (some models forced: outside their intended input)" if forced else "")
-        if out_of_scope:
+        if any(r.status == OUTSIDE_DATA for r in result.results):
+            state = ("No finding: the image is outside the data of some models (their own "
+                     "check, or a study date before their population). Use \"Run anyway\" to "
+                     "force (marked as forced).")
+        elif out_of_scope:
             state = ("Not analysed: outside the model's intended input. "
                      "Use \"Run anyway\" to force (marked as forced).")
         self.state_label.setText(state)

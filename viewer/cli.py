@@ -7,12 +7,12 @@ heatmap views as PNG, and progress to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from collections.abc import Sequence
 
@@ -62,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the support log to stderr (radview --log-path says where it is)")
     p.add_argument("--version", action="version", version=f"radview {__version__}")
     return p
+
+
+def _error_reason(exc: BaseException) -> str:
+    """An image's error row: our own message for a LoadError (built from categories, e.g.
+    "x.dcm: cannot decode JPEG 2000"), else a category; never a library's exception text."""
+    from viewer.core.messages import exception_words
+
+    if type(exc).__name__ == "LoadError":
+        return str(exc)  # message and advice, both ours
+    return exception_words(exc)
 
 
 class _OverlayWriter:
@@ -132,7 +142,10 @@ def _analyze_main(argv: Sequence[str]) -> int:
     from viewer.inference.sessions import SessionPool
     from viewer.services.analysis import AnalysisService
     from viewer.services.analysis_inputs import input_from_record
-    from viewer.services.export import CsvResultWriter, ExportError, check_destination, result_rows
+    from viewer.services.decode_pool import DecodePool
+    from viewer.services.export import (
+        CsvResultWriter, ExportError, check_destination, csv_row, result_rows,
+    )
     from viewer.services.library import scan_paths
     from viewer.services.support_log import setup_support_log
 
@@ -182,6 +195,10 @@ def _analyze_main(argv: Sequence[str]) -> int:
              len(records), len(scan.problems), ",".join(m.id for m in registry.available()),
              args.workers, args.threads)
     service = AnalysisService(registry, SessionPool(args.threads))
+    # Compressed DICOM is decoded in worker processes: a decoder's native abort (a hostile
+    # codestream) becomes that file's error row, and the batch goes on (issue 15).
+    decoders = DecodePool(workers=max(1, args.workers))
+    load = partial(input_from_record, load=decoders.load_image)
     writer = _OverlayWriter(args.masks, args.heatmaps)
     as_json = args.out is not None and args.out.suffix.lower() == ".json"
     json_rows: list[dict[str, object]] = []
@@ -204,7 +221,7 @@ def _analyze_main(argv: Sequence[str]) -> int:
     try:
         with ThreadPoolExecutor(max(1, args.workers), thread_name_prefix="analyze") as pool:
             for record, value in service.iter_batch(
-                    records, input_from_record, pool, progress=progress,
+                    records, load, pool, progress=progress,
                     in_flight=2 * max(1, args.workers), keep_arrays=False,
                     on_analysed=writer if overlays else None, models=wanted, force=args.force,
                     heatmaps=args.heatmaps is not None):
@@ -215,7 +232,7 @@ def _analyze_main(argv: Sequence[str]) -> int:
                     errors += 1
                     rows: list[dict[str, object]] = [{"file": source, "image_id": record.sop_instance_uid, "model_id": "",
                              "model_version": "", "status": "error",
-                             "reason": f"{type(value).__name__}: {value}", "probabilities": {},
+                             "reason": _error_reason(value), "probabilities": {},
                              "notice": RESEARCH_NOTICE}]
                 else:
                     rows = result_rows(value)
@@ -230,11 +247,13 @@ def _analyze_main(argv: Sequence[str]) -> int:
                     elif csv_out is not None:
                         csv_out.write_row(row)
                     elif stdout_csv is not None:
-                        stdout_csv.writerow({**row, "probabilities": json.dumps(row["probabilities"])})
+                        stdout_csv.writerow(csv_row(row))
     except BaseException:
         if csv_out is not None:
             csv_out.close(commit=False)
         raise
+    finally:
+        decoders.shutdown()
     if csv_out is not None:
         csv_out.close()
     if as_json:

@@ -131,7 +131,10 @@ def vague_reasons(outcome: Outcome) -> list[str]:
 
 
 _REASON_CLASSES = (
-    ("size limit", re.compile(r"megapixel|zip bomb guard|too large|too compressed|expands to")),
+    ("size limit", re.compile(r"megapixel|zip bomb guard|too large|too compressed|expands to|"
+                              r"inflates to")),
+    ("hostile structure", re.compile(r"Deflated data set|frame header declares|nested too deep|"
+                                     r"decoder crashed|not a regular file|zero-filled")),
     ("unsafe zip name", re.compile(r"unsafe|refusing unsafe")),
     ("not DICOM / not an image", re.compile(r"not a DICOM|not an image|not a PNG|unknown signature|"
                                             r"no preamble")),

@@ -12,6 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from tests.inference.tiny_models import tiny_models_dir  # noqa: F401
 from viewer import RESEARCH_NOTICE
 from viewer.dicom.export import write_heatmap_capture, write_lung_segmentation
 from viewer.services.analysis_types import AnalysisResult, ModelResult
@@ -146,3 +147,50 @@ def test_secondary_capture_references_the_source(source: pydicom.Dataset, tmp_pa
     assert sc.SeriesInstanceUID != source.SeriesInstanceUID
     assert "Research use only" in sc.SeriesDescription
     np.testing.assert_array_equal(sc.pixel_array, rgb)
+
+
+def test_cells_are_neutralised_for_spreadsheets_and_terminals(tmp_path: Path) -> None:
+    """Issue 15: the OWASP rule (no cell starts a formula) and escaped control characters,
+    in CSV and JSON alike; names that are not valid UTF-8 do not stop the export."""
+    from viewer.services.export import write_json
+
+    rows = [{"file": "/data/=HYPERLINK(\"http://x\")/a.dcm", "image_id": "=HYPERLINK(\"http://x\",\"y\")",
+             "model_id": "@sum", "status": "error", "reason": "bad\x1b[31m red\nnext line\x00",
+             "probabilities": {"+cmd": -0.25}, "label": "-2+3", "confidence": -0.5},
+            {"file": "/data/\udcff\udcfe-latin1.dcm", "image_id": "1.2.3", "model_id": "m",
+             "status": "ok", "probabilities": {}}]
+    out = write_csv(rows, tmp_path / "r.csv")
+    got = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert got[0]["image_id"].startswith("'=") and got[0]["model_id"] == "'@sum"
+    assert got[0]["label"] == "'-2+3" and got[0]["confidence"] == "-0.5"  # numbers stay numbers
+    assert got[0]["reason"] == "bad\\x1b[31m red\\x0anext line\\x00"
+    assert "'+cmd" in got[0]["probabilities"]
+    assert got[1]["file"] == "/data/\\xff\\xfe-latin1.dcm"
+    for row in got:
+        for cell in row.values():
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")) or cell.lstrip("-").replace(".", "").isdigit()
+            assert not any(ord(c) < 0x20 for c in cell)
+    doc = json.loads(write_json(rows, tmp_path / "r.json").read_text(encoding="utf-8"))
+    first = doc["results"][0]
+    assert first["image_id"].startswith("'=") and first["reason"].startswith("bad\\x1b")
+    assert first["probabilities"] == {"'+cmd": -0.25}
+    assert doc["results"][1]["file"] == "/data/\\xff\\xfe-latin1.dcm"
+
+
+def test_analyze_writes_a_csv_for_a_file_name_that_is_not_utf8(tmp_path: Path, tiny_models_dir: Path) -> None:
+    import os
+
+    import cv2
+
+    from viewer.cli import analyze_main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = os.fsdecode(b"chest-\xff\xfe.png")  # a Latin-1 name on a UTF-8 system
+    cv2.imwrite(str(folder / "ok.png"), np.full((64, 64), 90, np.uint8))
+    os.replace(folder / "ok.png", folder / name)
+    out = tmp_path / "out" / "r.csv"
+    assert analyze_main([str(folder), "--models-dir", str(tiny_models_dir), "--out", str(out),
+                         "--quiet"]) == 0
+    files = {r["file"] for r in csv.DictReader(out.open(encoding="utf-8"))}
+    assert files == {str(folder) + "/chest-\\xff\\xfe.png"}

@@ -340,6 +340,20 @@ def test_deidentified_exports_from_the_ui(qtbot: Any, ai_window: Any, models_che
         .ReferencedSOPInstanceUID != src.SOPInstanceUID
     # the generated file has no (0028,0301) Burned In Annotation: the user is warned
     assert "Burned In Annotation" in ai.last_message and str(sc_path) in ai.last_message
+    # A de-identified PNG "as seen" leaves the patient overlay out, even while it is on screen
+    # (issue 15: it used to burn the name and ID in), and the screen keeps showing it.
+    import cv2
+
+    label = window.canvas.overlay_label
+    assert label.isVisible() and label.text()
+    deid_png = cv2.imread(str(ai.export_to("png", out / "view.png")))
+    assert label.isVisible()
+    ai.action_map["export_deidentify"].setChecked(False)
+    with_overlay = cv2.imread(str(ai.export_to("png", out / "view-id.png")))
+    window.action_map["overlay"].setChecked(False)  # hide it by hand: what the deid grab is
+    assert not label.isVisible()
+    without = cv2.imread(str(ai.export_to("png", out / "view-hidden.png")))
+    assert np.array_equal(deid_png, without) and not np.array_equal(deid_png, with_overlay)
 
 
 def _analyse_shared_file(qtbot: Any, ai_window: Any, shared_dicom: Path,

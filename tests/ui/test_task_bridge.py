@@ -59,17 +59,28 @@ def test_stale_result_dropped_and_cancel(qtbot: Any, bridge: TaskBridge) -> None
 
 
 def test_failure_becomes_signal(qtbot: Any, bridge: TaskBridge) -> None:
-    class Boom(Exception):
-        message = "cannot decode"
-        advice = "install a decoder"
+    from viewer.dicom.load import LoadError
 
     def bad(*, cancel: CancelToken, progress: Any) -> None:
-        raise Boom()
+        raise LoadError("cannot decode", advice="install a decoder")
 
     with qtbot.waitSignal(bridge.sig_task_failed, timeout=5000) as blocker:
         bridge.submit(TaskRequest("x", bad))
     assert blocker.args[2] == "cannot decode install a decoder"
     assert bridge.pending() == 0
+
+
+def test_a_library_exception_text_never_reaches_the_user(qtbot: Any, bridge: TaskBridge) -> None:
+    """Issue 15: pydicom's messages quote element values; the user sees a category."""
+    class Boom(ValueError):
+        message = "Invalid value for VR PN: 'Secret^Patient'"
+
+    def bad(*, cancel: CancelToken, progress: Any) -> None:
+        raise Boom("Invalid value for VR PN: 'Secret^Patient'")
+
+    with qtbot.waitSignal(bridge.sig_task_failed, timeout=5000) as blocker:
+        bridge.submit(TaskRequest("x", bad))
+    assert "Secret" not in blocker.args[2] and "malformed or unsupported data" in blocker.args[2]
 
 
 def test_shutdown_cancels_and_joins(qtbot: Any) -> None:

@@ -18,9 +18,53 @@ from pathlib import Path
 from typing import BinaryIO
 from collections.abc import Callable
 
-__all__ = ["atomic_write", "remove_stale_parts", "temp_beside", "write_failure_text"]
+__all__ = ["NotRegularFile", "atomic_write", "open_regular", "remove_stale_parts", "temp_beside",
+           "write_failure_text"]
 
 STALE_PART_S = 15 * 60  # a .part file untouched this long belongs to a killed writer
+
+
+class NotRegularFile(OSError):
+    """A path that is not a regular file (a FIFO, a character or block device, a socket):
+    reading one can block forever or never end, so it is never read."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"not a regular file ({kind})")
+        self.kind = kind
+
+
+def file_kind(mode: int) -> str:
+    """Words for a non-regular file type (``stat.S_IFMT``)."""
+    import stat
+
+    for test, words in ((stat.S_ISFIFO, "a FIFO / named pipe"), (stat.S_ISCHR, "a character device"),
+                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                        (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file, without ever blocking: a FIFO
+    is opened non-blocking and refused after ``fstat`` (a plain ``open`` of a FIFO waits for a
+    writer; reading ``/dev/zero`` never ends). Raises :class:`NotRegularFile`."""
+    import stat
+
+    def opener(name: str, flags: int) -> int:
+        return os.open(name, flags | getattr(os, "O_NONBLOCK", 0))
+
+    # open() with an opener keeps the path as the file's name (pydicom re-opens deferred values
+    # by name).
+    fh = open(os.fspath(path), "rb", opener=opener)
+    try:
+        mode = os.fstat(fh.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(file_kind(mode))
+    except BaseException:
+        fh.close()
+        raise
+    return fh
 
 
 def write_failure_text(target: Path, exc: OSError) -> str:

@@ -61,8 +61,13 @@ class _Unsupported(Exception):
     pass
 
 
-def _skip_undefined(buf: bytes, pos: int, explicit: bool) -> int:
+MAX_DEPTH = 32  # sequences nested deeper than this are left to pydicom (never seen in real files)
+
+
+def _skip_undefined(buf: bytes, pos: int, explicit: bool, depth: int = 1) -> int:
     """Skip items of an undefined-length sequence; return the position after its delimiter."""
+    if depth > MAX_DEPTH:
+        raise _Unsupported("sequences nested too deep")
     n = len(buf)
     while pos + 8 <= n:
         group, elem = _TAG.unpack_from(buf, pos)
@@ -77,12 +82,13 @@ def _skip_undefined(buf: bytes, pos: int, explicit: bool) -> int:
         if length != _UNDEFINED:
             pos += length
             continue
-        pos = _walk(buf, pos, explicit, nested=True)[1]
+        pos = _walk(buf, pos, explicit, nested=True, depth=depth)[1]
     raise _Unsupported("sequence runs past the buffer")
 
 
 def _walk(buf: bytes, pos: int, explicit: bool, nested: bool = False,
-          out: dict[int, tuple[bytes, bytes]] | None = None, last: int = 0xFFFFFFFF) -> tuple[bool, int]:
+          out: dict[int, tuple[bytes, bytes]] | None = None, last: int = 0xFFFFFFFF,
+          depth: int = 0) -> tuple[bool, int]:
     """Walk elements from ``pos``. Top level: collect wanted raw values into ``out`` and stop
     past ``last``. Nested (inside an undefined-length item): stop at the item delimiter."""
     n = len(buf)
@@ -112,7 +118,7 @@ def _walk(buf: bytes, pos: int, explicit: bool, nested: bool = False,
                 return True, pos
             if out is not None and tag in WANTED:
                 out[tag] = (b"SQ", b"")
-            pos = _skip_undefined(buf, pos, explicit)
+            pos = _skip_undefined(buf, pos, explicit, depth + 1)
             continue
         if pos + length > n:
             break
@@ -197,5 +203,5 @@ def parse_header(buf: bytes) -> dict[str, str | int] | None:
             else:
                 result[keyword] = _text(raw, charset)
         return result
-    except (_Unsupported, struct.error, UnicodeDecodeError):
+    except (_Unsupported, struct.error, UnicodeDecodeError, RecursionError):
         return None

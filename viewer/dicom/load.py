@@ -20,7 +20,9 @@ from typing import IO, Any
 import numpy as np
 import pydicom
 from pydicom import uid as _uid
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, pixel_array
 
@@ -30,7 +32,10 @@ from viewer.dicom.attributes import (
 )
 from viewer.dicom.codecs import codec_status, describe_transfer_syntax
 from viewer.dicom.reduced import decode_reduced, native_decimated
-from viewer.dicom.scan import InstanceRecord
+from viewer.dicom.scan import InstanceRecord, deflate_problem, plausible_raw_dataset
+from viewer.core.files import open_regular
+from viewer.core.messages import exception_words
+from viewer.dicom.codestream import check_frame_header
 
 __all__ = ["HeaderNode", "LoadError", "MAX_FRAME_BYTES", "MAX_FRAME_PIXELS", "check_frame_size",
            "load_radiograph", "open_source", "read_dataset", "read_header",
@@ -94,7 +99,7 @@ def read_member(zip_path: str, member: str) -> bytes:
     """Read one zip member in place (never extracted), refusing bombs and traversal names."""
     if member.startswith(("/", "\\")) or ".." in member.replace("\\", "/").split("/"):
         raise LoadError(f"refusing unsafe zip member name {member!r}")
-    with zipfile.ZipFile(zip_path) as zf:
+    with open_regular(zip_path) as raw, zipfile.ZipFile(raw) as zf:
         info = zf.getinfo(member)
         if info.file_size > MAX_MEMBER_BYTES:
             raise LoadError(f"zip member {member!r} is too large ({info.file_size} bytes)")
@@ -110,7 +115,7 @@ def read_member(zip_path: str, member: str) -> bytes:
 def open_source(path: str, member: str | None = None) -> IO[bytes]:
     """A readable binary stream for a file or a zip member (in memory)."""
     if member is None:
-        return open(path, "rb")
+        return open_regular(path)
     return io.BytesIO(read_member(path, member))
 
 
@@ -126,6 +131,11 @@ def read_dataset(path: str, member: str | None = None, *, stop_before_pixels: bo
         with open_source(path, member) as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             head = fp.read(132)
+            if head[128:132] != b"DICM" and not plausible_raw_dataset(head):
+                raise LoadError(f"{name} is not a DICOM file (no preamble and no DICOM elements)")
+            deflated = deflate_problem(fp)
+            if deflated:
+                raise LoadError(f"{name}: damaged or hostile DICOM, not read: {deflated}")
             fp.seek(0)
             return pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels,
                                    force=head[128:132] != b"DICM",
@@ -133,11 +143,11 @@ def read_dataset(path: str, member: str | None = None, *, stop_before_pixels: bo
     except LoadError:
         raise
     except InvalidDicomError as exc:
-        raise LoadError(f"{name} is not a DICOM file ({exc})") from exc
+        raise LoadError(f"{name} is not a DICOM file ({exception_words(exc)})") from exc
     except OSError as exc:
-        raise LoadError(f"cannot read {name}: {exc.strerror or exc}") from exc
+        raise LoadError(f"cannot read {name}: {exception_words(exc)}") from exc
     except Exception as exc:
-        raise LoadError(f"{name} has a damaged DICOM header ({type(exc).__name__}: {exc})") from exc
+        raise LoadError(f"{name} has a damaged DICOM header ({exception_words(exc)})") from exc
 
 
 # Fastest permissive plugin per transfer syntax (measured on 2000x1600 12-bit: RLE pylibjpeg-rle
@@ -189,6 +199,22 @@ def _declared_shape(arr: np.ndarray, rows: int, cols: int, samples: int, name: s
                         f"declares {rows} x {cols} x {samples}", transfer_syntax=ts,
                         advice="the header or the pixel data is damaged")
     return arr
+
+
+def _check_codestream(ds: Dataset, frame: int, n_frames: int, rows: int, cols: int, samples: int,
+                      bits_alloc: int, name: str, ts: str) -> None:
+    """Refuse a compressed frame whose own header contradicts the data set, before a native
+    decoder trusts it (viewer.dicom.codestream: a hostile size claim aborted the process)."""
+    if not _uid.UID(ts).is_compressed or ts == _uid.RLELossless:
+        return
+    try:
+        data = get_frame(ds.PixelData, frame, number_of_frames=max(n_frames, 1))
+    except Exception:
+        return  # the decoder will say what is wrong with the encapsulation
+    why = check_frame_header(data, rows, cols, samples, bits_alloc)
+    if why:
+        raise LoadError(f"{name}: not decoded: {why}", transfer_syntax=ts,
+                        advice="the file is damaged, or was made to crash image decoders")
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -244,8 +270,8 @@ def radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
         raise
     except Exception as exc:
         name = os.path.basename(source) or "file"
-        raise LoadError(f"{name}: damaged header attribute ({type(exc).__name__}: "
-                        f"{str(exc)[:200]})", advice="the file's header is damaged") from exc
+        raise LoadError(f"{name}: damaged header attribute ({exception_words(exc)})",
+                        advice="the file's header is damaged") from exc
 
 
 def _radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
@@ -269,7 +295,7 @@ def _radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
     except Exception as exc:
         raise LoadError(f"{name}: unreadable image pixel attributes ((0028,0010) Rows, (0028,0011) "
                         f"Columns, (0028,0100) Bits Allocated, (0028,0008) Number of Frames: "
-                        f"{type(exc).__name__}: {exc})", transfer_syntax=ts) from exc
+                        f"{exception_words(exc)})", transfer_syntax=ts) from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise LoadError(f"{name} has no pixel data", transfer_syntax=ts)
     if not 0 <= frame < max(n_frames, 1):
@@ -290,6 +316,7 @@ def _radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
         raise LoadError(f"{name}: cannot decode {describe_transfer_syntax(ts)}",
                         advice=status.advice, transfer_syntax=ts)
     check_frame_size(name, rows, cols, samples, bits_alloc, ts)
+    _check_codestream(ds, frame, n_frames, rows, cols, samples, bits_alloc, name, ts)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
     reduced = None
     if reduce_to and file_path:
@@ -310,9 +337,8 @@ def _radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
     except BaseException as exc:
         if not _decoder_failure(exc):
             raise
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        msg = " ".join(lines) if lines else type(exc).__name__
-        raise LoadError(f"{name}: decoding {describe_transfer_syntax(ts)} failed ({msg[:300]})",
+        raise LoadError(f"{name}: decoding {describe_transfer_syntax(ts)} failed "
+                        f"({exception_words(exc)})",
                         advice=status.advice or "the pixel data may be damaged or truncated",
                         transfer_syntax=ts) from exc
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
@@ -399,18 +425,32 @@ def _value_text(elem: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _nodes(ds: Dataset) -> tuple[HeaderNode, ...]:
+HEADER_MAX_DEPTH = 32  # sequence levels shown in the header tree
+
+
+def _nodes(ds: Dataset, depth: int = 0) -> tuple[HeaderNode, ...]:
+    if depth > HEADER_MAX_DEPTH:
+        return (HeaderNode("", "", "", f"<sequences nested deeper than {HEADER_MAX_DEPTH} levels: "
+                                       "not shown>", ()),)
     out: list[HeaderNode] = []
-    for elem in ds:
+    for key in list(ds.keys()):
+        try:
+            elem = ds[key]  # converts a raw element: may fail on a value that contradicts its VR
+        except Exception:  # the library's message quotes the value: our words only
+            raw = ds.get_item(key)
+            out.append(HeaderNode(f"({key.group:04X},{key.element:04X})",
+                                  keyword_for_tag(key) or "(unknown)", str(getattr(raw, "VR", "") or ""),
+                                  "<unreadable value: it does not match its VR>", ()))
+            continue
         tag = f"({elem.tag.group:04X},{elem.tag.element:04X})"
         children: tuple[HeaderNode, ...] = ()
         if elem.VR == "SQ":
-            children = tuple(HeaderNode(f"Item {i + 1}", "", "", "", _nodes(item))
+            children = tuple(HeaderNode(f"Item {i + 1}", "", "", "", _nodes(item, depth + 1))
                              for i, item in enumerate(elem.value))
         try:
             text = _value_text(elem)
-        except Exception as exc:
-            text = f"<unreadable: {exc}>"
+        except Exception:  # the library's message may quote the value: our words only
+            text = "<unreadable value>"
         keyword = elem.keyword or ("(private)" if elem.tag.is_private else "(unknown)")
         out.append(HeaderNode(tag, keyword, str(elem.VR), text, children))
     return tuple(out)
@@ -422,8 +462,12 @@ def read_header(path_or_record: str | os.PathLike[str] | InstanceRecord) -> list
         path, member = path_or_record.path, path_or_record.member
     else:
         path, member = os.fspath(path_or_record), None
-    ds = read_dataset(path, member, stop_before_pixels=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        meta = list(_nodes(ds.file_meta)) if getattr(ds, "file_meta", None) is not None else []
-        return meta + list(_nodes(ds))
+    try:
+        ds = read_dataset(path, member, stop_before_pixels=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta = list(_nodes(ds.file_meta)) if getattr(ds, "file_meta", None) is not None else []
+            return meta + list(_nodes(ds))
+    except RecursionError:
+        raise LoadError(f"{os.path.basename(member or path)}: the header's sequences are nested "
+                        "too deeply to read", advice="the file is damaged or hostile") from None

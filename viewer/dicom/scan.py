@@ -20,6 +20,8 @@ from typing import IO, Any, Literal
 from functools import lru_cache
 
 from viewer.dicom.fastheader import parse_header
+from viewer.core.files import open_regular
+from viewer.core.messages import exception_words
 
 __all__ = [
     "header_tags",
@@ -217,7 +219,7 @@ def image_size(data: bytes) -> tuple[int, int, int]:
         try:
             return _jpeg_size(io.BytesIO(data))
         except struct.error as exc:
-            raise ValueError(f"damaged JPEG header ({exc})") from exc
+            raise ValueError("damaged JPEG header") from exc
     raise ValueError("not a PNG or JPEG signature")
 
 
@@ -230,7 +232,8 @@ def _image_record(fp: IO[bytes], kind: str, path: str, member: str | None,
         else:
             rows, cols, depth = _jpeg_size(fp)
     except (ValueError, struct.error, OSError) as exc:
-        return LoadProblem(path, f"unreadable {kind.upper()} header: {exc}", member=member)
+        return LoadProblem(path, f"unreadable {kind.upper()} header: {exception_words(exc)}",
+                           member=member)
     if rows <= 0 or cols <= 0:
         return LoadProblem(path, f"{kind.upper()} header declares {cols} x {rows} pixels; no image",
                            member=member)
@@ -261,6 +264,76 @@ def _int(value: Any) -> int:
         return 0
 
 
+def plausible_raw_dataset(head: bytes) -> bool:
+    """Whether bytes without the Part 10 preamble may still be a DICOM data set, judged from
+    its first element: a group between (0002) and (7FE0), an even one (or FFFE items), and a
+    tag that is not (0000,0000). pydicom's ``force=True`` otherwise reads anything, a zero-filled
+    file as millions of empty elements (18 s for 64 MB: pre-allocated downloads look like
+    that)."""
+    if len(head) < 8 or not any(head[:132]):
+        return False
+    group, elem = struct.unpack_from("<HH", head, 0)
+    if group == 0xFFFE or (group, elem) == (0, 0):
+        return False
+    return bool(0x0002 <= group <= 0x7FE0 and group % 2 == 0)
+
+
+DEFLATED = "1.2.840.10008.1.2.1.99"
+# A Deflated Explicit VR data set is inflated whole by pydicom: past this it is refused (a
+# radiograph's data set is tens of MB; 1.5 GB inflated took 3.2 GB of memory).
+MAX_INFLATED_BYTES = 512 * 1024**2
+
+
+def _meta_end(head: bytes) -> int | None:
+    """End of the file meta group from (0002,0000) File Meta Information Group Length."""
+    if head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00" or len(head) < 144:
+        return None
+    return 144 + int(struct.unpack_from("<I", head, 140)[0])
+
+
+def deflate_problem(fp: IO[bytes]) -> str | None:
+    """For a Deflated Explicit VR Little Endian file: why it must not be read, or ``None``.
+
+    Inflates as a stream, keeping nothing but the first bytes, so neither a deflate bomb nor
+    gigabytes of deflated zeros cost memory or more than about a second: the data set must
+    start like one (:func:`plausible_raw_dataset`) and inflate to at most
+    :data:`MAX_INFLATED_BYTES`. Leaves ``fp`` at its start."""
+    import zlib
+
+    fp.seek(0)
+    head = fp.read(4096)
+    end = _meta_end(head)
+    if end is None or DEFLATED.encode() not in head[132:end]:
+        fp.seek(0)
+        return None
+    fp.seek(end)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total, first = 0, b""
+    try:
+        while True:
+            chunk = fp.read(1 << 20)
+            if not chunk:
+                break
+            out = inflater.decompress(chunk, 1 << 24)
+            while True:
+                total += len(out)
+                if len(first) < 256:
+                    first += out[:256 - len(first)]
+                if total > MAX_INFLATED_BYTES:
+                    return (f"its Deflated data set inflates to over {MAX_INFLATED_BYTES // 1024**2} MiB "
+                            "(a deflate bomb?)")
+                if not inflater.unconsumed_tail:
+                    break
+                out = inflater.decompress(inflater.unconsumed_tail, 1 << 24)
+            if len(first) >= 8 and not plausible_raw_dataset(first.ljust(132, b"\x01")):
+                return "its Deflated data set does not start with DICOM elements"
+    except zlib.error:
+        return "its Deflated data set is not valid deflate data"
+    finally:
+        fp.seek(0)
+    return None
+
+
 def scan_bytes(fp: IO[bytes], path: str, member: str | None = None, *, size: int = 0,
                mtime: float = 0.0, fast: bool = True) -> InstanceRecord | LoadProblem:
     """Scan an open binary stream (a file, or a zip member read into memory).
@@ -287,6 +360,12 @@ def _scan_stream(fp: IO[bytes], path: str, member: str | None, size: int, mtime:
         values: dict[str, Any] = {field_name: str(parsed.get(k, "")) for k, field_name in _STR_FIELDS.items()}
         values.update({field_name: int(parsed.get(k, 0)) for k, field_name in _INT_FIELDS.items()})
         return _finish(values, path, member, ts, size, mtime, "DirectoryRecordSequence" in parsed)
+    deflated = deflate_problem(fp) if has_preamble and DEFLATED.encode() in head[:4096] else None
+    if deflated:
+        return LoadProblem(path, f"damaged or hostile DICOM, not read: {deflated}", member=member)
+    if not has_preamble and not plausible_raw_dataset(head):
+        what = "empty or zero-filled" if not any(head[:132]) else "no preamble and no DICOM elements"
+        return LoadProblem(path, f"not a DICOM file ({what})", member=member)
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -295,9 +374,9 @@ def _scan_stream(fp: IO[bytes], path: str, member: str | None, size: int, mtime:
         ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=header_tags(),
                              force=not has_preamble)
     except InvalidDicomError as exc:
-        return LoadProblem(path, f"not a DICOM file ({exc})", member=member)
+        return LoadProblem(path, f"not a DICOM file ({exception_words(exc)})", member=member)
     except Exception as exc:  # pydicom raises many kinds on damaged files
-        return LoadProblem(path, f"damaged DICOM header: {type(exc).__name__}: {exc}", member=member)
+        return LoadProblem(path, f"damaged DICOM header: {exception_words(exc)}", member=member)
     meta = getattr(ds, "file_meta", None)
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
     values = {}
@@ -307,7 +386,7 @@ def _scan_stream(fp: IO[bytes], path: str, member: str | None, size: int, mtime:
         for keyword, field_name in _INT_FIELDS.items():
             values[field_name] = _int(ds.get(keyword))
     except Exception as exc:
-        return LoadProblem(path, f"damaged DICOM header: {type(exc).__name__}: {exc}",
+        return LoadProblem(path, f"damaged DICOM header: {exception_words(exc)}",
                            transfer_syntax=ts, member=member)
     if not has_preamble and not values["sop_class_uid"] and not values["rows"] and len(ds) == 0:
         return LoadProblem(path, "not a DICOM file (no preamble and no DICOM elements)", member=member)
@@ -352,11 +431,11 @@ def scan_file(path: str | os.PathLike[str]) -> InstanceRecord | LoadProblem:
     """
     p = os.fspath(path)
     try:
-        st = os.stat(p)
-        with open(p, "rb") as fp:
+        with open_regular(p) as fp:
+            st = os.fstat(fp.fileno())
             return scan_bytes(fp, p, size=st.st_size, mtime=st.st_mtime)
     except OSError as exc:
-        return LoadProblem(p, f"cannot read file: {exc.strerror or exc}")
+        return LoadProblem(p, f"cannot read file: {exception_words(exc)}")
 
 
 def undecodable_problem(rec: InstanceRecord) -> LoadProblem | None:

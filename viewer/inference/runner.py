@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from collections.abc import Mapping
 
 import numpy as np
@@ -48,6 +49,26 @@ class ModelOutputs:
         return None if value is None or value.size == 0 else float(value.reshape(-1)[0])
 
 
+class ModelContractError(ValueError):
+    """The ONNX graph does not have the input or outputs its manifest names (a message in our
+    words, naming the graph's own inputs and outputs, for the model's author)."""
+
+
+def check_contract(session: Any, manifest: ModelManifest) -> None:
+    """Raise :class:`ModelContractError` when the manifest names an input or output the graph
+    lacks (onnxruntime's own error text is not shown: messages are built from our words)."""
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = {o.name for o in session.get_outputs()}
+    if manifest.input_name not in inputs:
+        raise ModelContractError(f"the manifest's input {manifest.input_name!r} is not an input of "
+                                 f"{manifest.onnx_path.name} (its inputs: {', '.join(inputs)})")
+    missing = [n for n in manifest.outputs if n not in outputs]
+    if missing:
+        raise ModelContractError(f"the manifest's outputs {', '.join(map(repr, missing))} are not "
+                                 f"outputs of {manifest.onnx_path.name} (its outputs: "
+                                 f"{', '.join(sorted(outputs))})")
+
+
 def run_model(
     session: ort.InferenceSession,
     manifest: ModelManifest,
@@ -78,6 +99,7 @@ def run_model(
     x = normalise(view, manifest.input_spec)
     t1 = time.perf_counter()
     names = list(manifest.outputs)
+    check_contract(session, manifest)
     try:
         raw = session.run(names, {manifest.input_name: x}, run_options)
     except Exception as exc:  # onnxruntime raises its own Fail type

@@ -19,6 +19,8 @@ screenshot (``--out``, default a new temporary folder; never the DICOM folder).
 
 from __future__ import annotations
 
+from viewer.core.messages import exception_words
+
 import argparse
 import platform
 import sys
@@ -75,7 +77,7 @@ def _step(report: Report, section: str, run: Callable[[], T]) -> T | None:
     try:
         return run()
     except Exception as exc:
-        report.add(section, "crashed", "fail", f"{type(exc).__name__}: {exc}"[:400])
+        report.add(section, "crashed", "fail", exception_words(exc)[:400])
         return None
 
 
@@ -150,6 +152,6 @@ def selftest_main(argv: Sequence[str]) -> int:
         report.write_json(out_dir / "report.json")
         sys.stdout.write(f"report: {out_dir / 'report.json'}\n")
     except OSError as exc:
-        sys.stdout.write(f"could not write report.json: {exc}\n")
+        sys.stdout.write(f"could not write report.json: {exception_words(exc)}\n")
     sys.stdout.flush()
     return 1 if report.failures else 0

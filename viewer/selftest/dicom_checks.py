@@ -16,6 +16,8 @@ Classification of a file that does not decode:
 
 from __future__ import annotations
 
+from viewer.core.messages import exception_words
+
 import tempfile
 import time
 from dataclasses import dataclass
@@ -83,7 +85,7 @@ def check_codecs(report: Report) -> None:
         try:
             plugins = sorted(get_decoder(ts).available_plugins)
         except Exception as exc:
-            report.add("codec", label, "fail", f"{type(exc).__name__}: {exc}")
+            report.add("codec", label, "fail", exception_words(exc))
             continue
         status = "ok" if plugins else "fail"
         report.add("codec", label, status, ", ".join(plugins) or "no decoder plugin available")
@@ -181,7 +183,7 @@ def check_files(report: Report, folder: Path) -> list[DecodedImage]:
             if gpl and not _gpl_decoder_installed():
                 report.add("dicom", label, "expected", GPL_NOTE, dt)
             else:
-                report.add("dicom", label, "fail", f"{type(exc).__name__}: {exc}"[:300], dt)
+                report.add("dicom", label, "fail", exception_words(exc)[:300], dt)
             continue
         dt = time.perf_counter() - t0
         problem = _check_image(image, head)
@@ -200,7 +202,7 @@ def check_files(report: Report, folder: Path) -> list[DecodedImage]:
             image, _ = _decode_one(path, load, display)
             outcome = f"decoded anyway ({image.shape[1]}x{image.shape[0]})"
         except Exception as exc:
-            outcome = f"failed cleanly: {type(exc).__name__}: {exc}"[:200]
+            outcome = f"failed cleanly: {exception_words(exc)}"[:200]
         report.add("broken", path.name, "expected", outcome, time.perf_counter() - t0)
     return decoded
 

@@ -7,6 +7,8 @@ Grad-CAM++), so a frozen build that lost a piece of it fails here.
 
 from __future__ import annotations
 
+from viewer.core.messages import exception_words
+
 import time
 from pathlib import Path
 from typing import Any
@@ -89,7 +91,7 @@ def check_models(
             names = list(manifest.outputs)
             values = dict(zip(names, info.session.run(names, {manifest.input_name: x})))
         except Exception as exc:
-            report.add("model", manifest.id, "fail", f"{type(exc).__name__}: {exc}"[:300])
+            report.add("model", manifest.id, "fail", exception_words(exc)[:300])
             continue
         dt = time.perf_counter() - t0
         bad = [n for n, v in values.items() if not np.all(np.isfinite(v))]
@@ -117,7 +119,7 @@ def check_models(
                 cam = gradcam_plusplus(act, np.asarray(manifest.gradcam_weight), target)
                 heat = cam_to_image(cam, image.display.shape[:2])
             except Exception as exc:
-                report.add("gradcam", manifest.id, "fail", f"{type(exc).__name__}: {exc}"[:300])
+                report.add("gradcam", manifest.id, "fail", exception_words(exc)[:300])
                 continue
             problem = ""
             if heat.shape != image.display.shape[:2] or not np.all(np.isfinite(heat)):

@@ -8,6 +8,8 @@ the worker can import the decoders from the bundle. This runs one real decode in
 
 from __future__ import annotations
 
+from viewer.core.messages import exception_words
+
 import multiprocessing
 import os
 import time
@@ -38,7 +40,7 @@ def check_process_pool(report: Report, path: Path | None) -> None:
         pid, shape = pool.submit(decode_in_worker, str(path)).result(timeout=TIMEOUT_S)
     except Exception as exc:
         pool.shutdown(wait=False, cancel_futures=True)
-        report.add("process", "spawn worker", "fail", f"{type(exc).__name__}: {exc}"[:300], time.perf_counter() - t0)
+        report.add("process", "spawn worker", "fail", exception_words(exc)[:300], time.perf_counter() - t0)
         return
     pool.shutdown(wait=True)
     status = "ok" if pid != os.getpid() and len(shape) >= 2 else "fail"

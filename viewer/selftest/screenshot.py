@@ -8,6 +8,8 @@ checks the written file: right size, and not a blank picture.
 
 from __future__ import annotations
 
+from viewer.core.messages import exception_words
+
 import os
 import time
 from pathlib import Path
@@ -79,7 +81,7 @@ def check_screenshot(report: Report, shown: dict[str, Any], out_dir: Path) -> Pa
             widget = _render_with_canvas(image, shown.get("heatmap"), shown.get("mask"))
             how = "viewer.ui.canvas.ImageCanvas"
         except Exception as exc:
-            report.add("screenshot", "canvas", "info", f"viewer canvas not used ({type(exc).__name__}: {exc})"[:200])
+            report.add("screenshot", "canvas", "info", f"viewer canvas not used ({exception_words(exc)})"[:200])
             widget = _render_plain(image, shown.get("heatmap"))
             how = "pyqtgraph"
         widget.show()
@@ -95,7 +97,7 @@ def check_screenshot(report: Report, shown: dict[str, Any], out_dir: Path) -> Pa
         sample = np.array([check.pixel(x, y) for x in range(0, check.width(), 7) for y in range(0, check.height(), 7)])
         distinct = len(np.unique(sample))
     except Exception as exc:
-        report.add("screenshot", "render", "fail", f"{type(exc).__name__}: {exc}"[:300], time.perf_counter() - t0)
+        report.add("screenshot", "render", "fail", exception_words(exc)[:300], time.perf_counter() - t0)
         return None
     problem = ""
     if (check.width(), check.height()) != SIZE:

@@ -27,7 +27,7 @@ from viewer.core.preprocess import InputSpec
 from viewer.inference.gradcam import cam_to_image, gradcam_plusplus
 from viewer.inference.manifest import ModelManifest
 from viewer.inference.registry import ModelRegistry
-from viewer.inference.runner import ModelOutputs, RunTerminated, run_model
+from viewer.inference.runner import ModelContractError, ModelOutputs, RunTerminated, run_model
 from viewer.inference.sessions import SessionPool
 from viewer.services.analysis_types import (
     ERROR, NOT_PROJECTION_RADIOGRAPHY, OK, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON, OUTSIDE_DATA,
@@ -36,6 +36,7 @@ from viewer.services.analysis_types import (
 )
 from viewer.services.support_log import file_token, log_file_error
 from viewer.services.tasks import CancelToken, Cancelled, ProgressFn, no_progress
+from viewer.core.messages import exception_words
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,8 @@ class AnalysisService:
             raise
         except Exception as exc:
             log_file_error(log, f"model {m.id} {m.version}", inp.source or inp.image_id, exc)
-            return _evolve(base, reason=f"{type(exc).__name__}: {exc}"), None
+            why = str(exc) if isinstance(exc, ModelContractError) else exception_words(exc)
+            return _evolve(base, reason=f"the model failed: {why}"), None
         timings = dict(out.timings_ms)
         if m.task == "segmentation":
             res = _evolve(base, status=OK, label=m.labels[-1], mask=out.mask, model_view=out.view,

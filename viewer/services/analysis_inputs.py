@@ -9,6 +9,7 @@ exactly as the training images did.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from viewer.core.preprocess import colour_fraction, to_gray_u8
 from viewer.core.radiograph import Radiograph
@@ -48,7 +49,12 @@ def input_from_radiograph(rg: Radiograph, source: str = "", *, plain: bool = Fal
     )
 
 
-def input_from_record(record: InstanceRecord) -> AnalysisInput:
-    """Decode a library record (raises the library's ``LoadError`` with a user message)."""
+def input_from_record(record: InstanceRecord,
+                      load: Callable[[InstanceRecord], Radiograph] = load_image) -> AnalysisInput:
+    """Decode a library record (raises the library's ``LoadError`` with a user message).
+
+    ``load``: the decoder to use, e.g. a :class:`~viewer.services.decode_pool.DecodePool`'s
+    ``load_image``, which decodes compressed files in worker processes so that a decoder's
+    native crash costs one file, not the batch."""
     source = f"{record.path}!{record.member}" if record.member else record.path
-    return input_from_radiograph(load_image(record), source, plain=record.kind != "dicom")
+    return input_from_radiograph(load(record), source, plain=record.kind != "dicom")

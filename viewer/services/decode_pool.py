@@ -35,6 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from viewer.core.radiograph import Radiograph
+from viewer.dicom.load import LoadError
 from viewer.dicom.scan import InstanceRecord
 from viewer.services.library import load_image
 from viewer.services.tasks import CancelToken, background_nice, background_priority
@@ -51,6 +52,18 @@ _RLE = "1.2.840.10008.1.2.5"
 # RLE decodes at ~10 ns/pixel unloaded but 2-3x that on a busy machine: large frames stall the
 # GUI for more than 3 frames (bench: 40-60 ms at 2500x2000), small ones do not.
 _RLE_PROCESS_PIXELS = 1_000_000
+
+
+class WorkerCrashed(RuntimeError):
+    """A decode worker process died twice on the same task (a native abort or segfault)."""
+
+
+def crashed_error(record: InstanceRecord) -> LoadError:
+    """The user-facing error for a file whose decoder took its worker process down."""
+    return LoadError(f"{record.display_name}: the image decoder crashed on this file (its worker "
+                     "process ended abruptly; the other files are not affected)",
+                     advice="the file is damaged, or was made to crash image decoders",
+                     transfer_syntax=record.transfer_syntax_uid)
 
 
 def decodes_in_process(record: InstanceRecord, reduce_to: int | None = None) -> bool:
@@ -139,14 +152,36 @@ class DecodePool:
 
         _thread.start_new_thread(run, ())
 
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        """Forget a pool whose worker died (a decoder's native abort or segfault); the next
+        call starts a fresh one. Only that pool: another thread may have replaced it already."""
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
+
     def _run(self, fn: Callable[..., _T], *args: Any, cancel: CancelToken | None = None,
              **kwargs: Any) -> _T:
+        """Run ``fn`` in a worker. A worker that dies takes every task in flight in its pool
+        with it, so a task that meets a broken pool runs once more, alone, in a process of its
+        own: a file that only shared the pool with the culprit succeeds there, and the culprit
+        raises :class:`WorkerCrashed` without taking anything else down a second time."""
+        pool = self._executor()
         try:
-            future = self._executor().submit(fn, *args, **kwargs)
+            return self._wait(pool.submit(fn, *args, **kwargs), cancel)
         except BrokenProcessPool:
-            with self._lock:
-                self._pool = None  # a crashed worker (e.g. a decoder segfault): start afresh
-            future = self._executor().submit(fn, *args, **kwargs)
+            self._discard(pool)
+        solo = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=init_decode_worker, initargs=(_worker_nice(),))
+        try:
+            return self._wait(solo.submit(fn, *args, **kwargs), cancel)
+        except BrokenProcessPool:
+            raise WorkerCrashed() from None
+        finally:
+            solo.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _wait(future: Future[_T], cancel: CancelToken | None) -> _T:
         while True:
             if cancel is not None and cancel.cancelled:
                 future.cancel()
@@ -155,17 +190,16 @@ class DecodePool:
                 return future.result(timeout=0.1)
             except TimeoutError:
                 continue
-            except BrokenProcessPool:
-                with self._lock:
-                    self._pool = None
-                raise
 
     def load_image(self, record: InstanceRecord, frame: int = 0, *, reduce_to: int | None = None,
                    cancel: CancelToken | None = None) -> Radiograph:
         """:func:`viewer.services.library.load_image`, in a worker process when expensive."""
         if not self._workers or not decodes_in_process(record, reduce_to):
             return load_image(record, frame, reduce_to=reduce_to)
-        return self._run(load_image, record, frame, reduce_to=reduce_to, cancel=cancel)
+        try:
+            return self._run(load_image, record, frame, reduce_to=reduce_to, cancel=cancel)
+        except WorkerCrashed:
+            raise crashed_error(record) from None
 
     def make_thumbnail(self, store: ThumbnailStore, record: InstanceRecord, frame: int = 0,
                        cancel: CancelToken | None = None) -> np.ndarray:
@@ -175,7 +209,10 @@ class DecodePool:
             return hit
         if not self._workers or not decodes_in_process(record, store.size):
             return store.make(record, frame)
-        return self._run(_make_thumbnail, store, record, frame, cancel=cancel)
+        try:
+            return self._run(_make_thumbnail, store, record, frame, cancel=cancel)
+        except WorkerCrashed:
+            raise crashed_error(record) from None
 
     def shutdown(self) -> None:
         """Stop the workers (pending work is cancelled; idempotent); later process decodes raise

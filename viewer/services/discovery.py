@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from collections.abc import Iterable
 
 from viewer.dicom.load import MAX_MEMBER_BYTES, MAX_ZIP_RATIO
 from viewer.dicom.scan import InstanceRecord, LoadProblem, scan_bytes
-from viewer.services.tasks import CancelToken
+from viewer.services.tasks import CancelToken, Cancelled
+from viewer.core.files import file_kind, open_regular
+from viewer.core.messages import exception_words
 
 __all__ = ["Discovery", "discover", "scan_zip", "MAX_ZIP_TOTAL_BYTES"]
 
@@ -52,24 +55,65 @@ def _skipped(name: str) -> bool:
     return lower.startswith(".") or lower in _SKIP_NAMES or os.path.splitext(lower)[1] in _SKIP_SUFFIXES
 
 
-def _dicomdir_files(path: str, out: Discovery) -> None:
-    """Referenced files of a DICOMDIR (PS3.10 Media Storage Directory)."""
+MAX_DICOMDIR_RECORDS = 1_000_000
+
+
+def _dicomdir_files(path: str, out: Discovery, cancel: CancelToken) -> None:
+    """Referenced files of a DICOMDIR (PS3.10 Media Storage Directory, PS3.3 F.3).
+
+    The records are read as the flat (0004,1220) Directory Record Sequence, one pass, never by
+    following their (0004,1400)/(0004,1420) offsets: a DICOMDIR whose offsets loop sent
+    pydicom's ``FileSet`` round for ever. Every (0004,1500) Referenced File ID is resolved
+    against the DICOMDIR's folder; a file that is missing, lies outside that folder, or is the
+    DICOMDIR itself is reported, and the pass checks ``cancel``.
+    """
+    root = os.path.dirname(os.path.abspath(path))
     try:
         import pydicom
-        from pydicom.fileset import FileSet
 
-        with warnings.catch_warnings():
+        with open_regular(path) as fh, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fs = FileSet(pydicom.dcmread(path))
-            found = [os.fspath(inst.path) for inst in fs]
+            ds = pydicom.dcmread(fh, force=True)
+            records = ds.get("DirectoryRecordSequence")
+            if records is None:
+                out.problems.append(LoadProblem(path, "a DICOMDIR without a Directory Record Sequence"))
+                return
+            refs = []
+            for i, record in enumerate(records):
+                if i % 1000 == 0:
+                    cancel.raise_if_cancelled()
+                if i >= MAX_DICOMDIR_RECORDS:
+                    out.problems.append(LoadProblem(
+                        path, f"the DICOMDIR has over {MAX_DICOMDIR_RECORDS} records; the rest were not read"))
+                    break
+                ref = record.get("ReferencedFileID")
+                if ref:
+                    parts = [str(p) for p in (ref if isinstance(ref, (list, tuple)) or
+                                              type(ref).__name__ == "MultiValue" else [ref])]
+                    refs.append(parts)
+    except Cancelled:
+        raise
     except Exception as exc:
-        out.problems.append(LoadProblem(path, f"unreadable DICOMDIR ({type(exc).__name__}: {exc})"))
+        out.problems.append(LoadProblem(path, f"unreadable DICOMDIR ({exception_words(exc)})"))
         return
-    for ref in found:
-        if os.path.isfile(ref):
-            out.files.append(ref)
+    me = os.path.realpath(path)
+    for parts in refs:
+        if any(p in ("..", "") or "/" in p or "\\" in p for p in parts):
+            out.problems.append(LoadProblem(path, "a DICOMDIR record with an unsafe file name was refused"))
+            continue
+        ref_path = os.path.join(root, *parts)
+        if not os.path.exists(ref_path):
+            # File IDs are upper case on media; a copy may have lower-cased them.
+            alt = os.path.join(root, *[p.lower() for p in parts])
+            ref_path = alt if os.path.exists(alt) else ref_path
+        if os.path.realpath(ref_path) == me:
+            out.problems.append(LoadProblem(path, "a DICOMDIR record refers to the DICOMDIR itself"))
+        elif not os.path.exists(ref_path):
+            out.problems.append(LoadProblem(ref_path, "file listed in DICOMDIR is missing"))
+        elif not os.path.isfile(ref_path):
+            out.problems.append(LoadProblem(ref_path, "entry listed in DICOMDIR is not a regular file"))
         else:
-            out.problems.append(LoadProblem(ref, "file listed in DICOMDIR is missing"))
+            out.files.append(ref_path)
 
 
 def _walk(root: str, out: Discovery, cancel: CancelToken) -> None:
@@ -80,7 +124,7 @@ def _walk(root: str, out: Discovery, cancel: CancelToken) -> None:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            out.problems.append(LoadProblem(folder, f"cannot list folder: {exc.strerror or exc}"))
+            out.problems.append(LoadProblem(folder, f"cannot list folder: {exception_words(exc)}"))
             continue
         subdirs = []
         for entry in entries:
@@ -90,6 +134,10 @@ def _walk(root: str, out: Discovery, cancel: CancelToken) -> None:
                         subdirs.append(entry.path)
                     continue
                 if not entry.is_file():
+                    mode = entry.stat().st_mode  # follows a symbolic link
+                    if not stat.S_ISDIR(mode):  # links to folders are not followed (loops)
+                        out.problems.append(LoadProblem(
+                            entry.path, f"not a regular file: {file_kind(mode)}, not read"))
                     continue
             except OSError:
                 continue
@@ -107,12 +155,18 @@ def discover(paths: Iterable[str], cancel: CancelToken) -> Discovery:
     out = Discovery()
     for raw in paths:
         path = os.path.abspath(os.fspath(raw))
-        if os.path.isdir(path):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and stat.S_ISDIR(mode):
             _walk(path, out, cancel)
-        elif not os.path.exists(path):
+        elif mode is None:
             out.problems.append(LoadProblem(path, "path does not exist"))
+        elif not stat.S_ISREG(mode):  # a FIFO or a device: opening or reading it may never end
+            out.problems.append(LoadProblem(path, f"not a regular file: {file_kind(mode)}, not read"))
         elif _is_dicomdir(path):
-            _dicomdir_files(path, out)
+            _dicomdir_files(path, out, cancel)
         elif path.lower().endswith(".zip") or zipfile.is_zipfile(path):
             out.zips.append(path)
         else:
@@ -142,7 +196,7 @@ def scan_zip(path: str, cancel: CancelToken) -> tuple[list[InstanceRecord], list
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        return [], [LoadProblem(path, f"unreadable zip archive: {exc}")], 1
+        return [], [LoadProblem(path, f"unreadable zip archive: {exception_words(exc)}")], 1
     mtime = os.stat(path).st_mtime
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
@@ -177,7 +231,8 @@ def scan_zip(path: str, cancel: CancelToken) -> tuple[list[InstanceRecord], list
                         result = scan_bytes(io.BytesIO(data), path, name, size=info.file_size,
                                             mtime=mtime)
             except Exception as exc:  # bad CRC, unsupported compression, encryption
-                problems.append(LoadProblem(path, f"unreadable zip member: {exc}", member=name))
+                problems.append(LoadProblem(path, f"unreadable zip member: {exception_words(exc)}",
+                                            member=name))
                 continue
             (records if isinstance(result, InstanceRecord) else problems).append(result)  # type: ignore[arg-type]
     return records, problems, seen

@@ -112,12 +112,45 @@ def atomic_write_bytes(
     return atomic_write(target, write, ExportError)  # type: ignore[arg-type]
 
 
+# OWASP "CSV injection": a cell a spreadsheet would read as a formula starts with one of these.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), 0x7F)}
+
+
+def safe_text(value: str) -> str:
+    """A string cell made safe for spreadsheets and terminals: control characters (ESC, NUL,
+    newlines, ...) written as ``\\xNN``, text that is not valid Unicode (file names in another
+    encoding, kept by Python as surrogates) as ``\\xNN`` bytes, and a leading ``=``, ``+``,
+    ``-``, ``@``, tab or CR neutralised with a ``'`` (the OWASP rule), so no cell is ever a
+    formula."""
+    text = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if text.startswith(_FORMULA_START):
+        text = "'" + text
+    return text.translate(_CONTROL)
+
+
+def safe_cell(value: object) -> object:
+    """:func:`safe_text` for strings (recursively inside lists and dicts); numbers unchanged."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, dict):
+        return {safe_text(str(k)): safe_cell(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [safe_cell(v) for v in value]
+    return value
+
+
 def _csv_value(key: str, value: object) -> object:
     if key == "probabilities":
-        return json.dumps(value, sort_keys=False)
+        return safe_text(json.dumps(safe_cell(value), sort_keys=False))
     if value is None:
         return ""
-    return value
+    return safe_cell(value)
+
+
+def csv_row(row: dict[str, object]) -> dict[str, object]:
+    """The CSV cells of a result row (:data:`CSV_FIELDS`), made safe (:func:`safe_text`)."""
+    return {k: _csv_value(k, row.get(k)) for k in CSV_FIELDS}
 
 
 class CsvResultWriter:
@@ -153,7 +186,7 @@ class CsvResultWriter:
         Path(self._tmp).unlink(missing_ok=True)
 
     def write_row(self, row: dict[str, object]) -> None:
-        values = {k: _csv_value(k, row.get(k)) for k in CSV_FIELDS}
+        values = csv_row(row)
         self._guarded(lambda: self._writer.writerow(values))
         self.rows += 1
 
@@ -203,7 +236,7 @@ def write_json(rows: Iterable[dict[str, object]], dest: Path,
     """Write result rows as ``{"notice": ..., "results": [...]}`` JSON, atomically
     (``deidentify`` as for :func:`write_csv`)."""
     doc: dict[str, object] = {"notice": RESEARCH_NOTICE,
-                              "results": list(_maybe_deidentified(rows, deidentify))}
+                              "results": [safe_cell(row) for row in _maybe_deidentified(rows, deidentify)]}
     if deidentify:
         doc["deidentified"] = "file paths and SOP Instance UIDs replaced (PS3.15 Annex E)"
     data = json.dumps(doc, indent=1).encode("utf-8")

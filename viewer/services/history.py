@@ -11,6 +11,8 @@ a timestamp) and a fresh one is created; the message saying so is kept in
 
 from __future__ import annotations
 
+from viewer.core.messages import exception_words
+
 import json
 import sqlite3
 import threading
@@ -144,7 +146,7 @@ class HistoryStore:
         except sqlite3.DatabaseError as exc:
             moved = self._move_aside()
             self.messages.append(
-                f"The history database could not be read ({exc}); it was kept as {moved.name} "
+                f"The history database could not be read ({exception_words(exc)}); it was kept as {moved.name} "
                 "and a new, empty history was started.")
             self._conn = self._open()
 

@@ -32,6 +32,8 @@ from viewer.services.discovery import discover, scan_zip
 from viewer.services.image_cache import ImageCache
 from viewer.services.support_log import file_token, log_file_error, problem_category, register_opened
 from viewer.services.tasks import CancelToken, ProgressFn, no_progress
+from viewer.core.files import open_regular
+from viewer.core.messages import exception_words
 
 __all__ = [
     "ImageCache",
@@ -380,7 +382,7 @@ def _log_scan(n_paths: int, files_seen: int, n_records: int, problems: list[Load
 def _read_bytes(record: InstanceRecord) -> bytes:
     if record.member is not None:
         return read_member(record.path, record.member)
-    with open(record.path, "rb") as fp:
+    with open_regular(record.path) as fp:
         return fp.read()
 
 
@@ -394,13 +396,13 @@ def load_plain_image(data: bytes, source: str) -> Radiograph:
     try:
         rows, cols, depth = image_size(data)
     except ValueError as exc:
-        raise LoadError(f"{name}: unreadable {kind.upper()} header ({exc})") from exc
+        raise LoadError(f"{name}: unreadable {kind.upper()} header ({exception_words(exc)})") from exc
     # Refuse size claims before OpenCV allocates the image (PNG/JPEG bombs).
     check_frame_size(name, rows, cols, 3, 16 if depth > 8 else 8)
     try:
         arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
-        raise LoadError(f"{name}: {kind.upper()} decoding failed ({str(exc).strip()[:200]})") from exc
+        raise LoadError(f"{name}: {kind.upper()} decoding failed ({exception_words(exc)})") from exc
     if arr is None:
         raise LoadError(f"{name}: damaged or truncated {kind.upper()} data ({rows} x {cols} "
                         "declared)")
@@ -447,5 +449,5 @@ def _load_image(record: InstanceRecord, frame: int, reduce_to: int | None) -> Ra
     try:
         data = _read_bytes(record)
     except OSError as exc:
-        raise LoadError(f"cannot read {record.display_name}: {exc.strerror or exc}") from exc
+        raise LoadError(f"cannot read {record.display_name}: {exception_words(exc)}") from exc
     return load_plain_image(data, source)

@@ -389,10 +389,10 @@ class AiFeatures(QObject):
             if kind.startswith("results"):
                 path = ex.export_results(self._scope(kind), dest, folders, deidentify=deid)
             elif kind == "png":
-                path = ex.export_png(w.canvas, dest, folders)
+                path = ex.export_png(w.canvas, dest, folders, deidentify=deid)
                 if deid:
-                    caution = ("a PNG 'as seen' carries no attributes; hide the patient overlay "
-                               "(O) and check the pixels before sharing it")
+                    caution = ("the patient overlay was left out of the PNG; text burnt into the "
+                               "image's own pixels is not removed: check them before sharing it")
             else:
                 result = self.controller.current_result
                 if result is None or self.current_record is None:

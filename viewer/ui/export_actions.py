@@ -60,9 +60,22 @@ def grab_rgb(widget: Any) -> np.ndarray:
     return buf[:, : 3 * w].reshape(h, w, 3).copy()
 
 
-def export_png(view_widget: Any, dest: Path, folders: Iterable[Path]) -> Path:
-    """PNG of the current view (window/level, orientation, overlays) with the notice burnt in."""
-    return write_png(grab_rgb(view_widget), Path(dest), tuple(folders))
+def export_png(view_widget: Any, dest: Path, folders: Iterable[Path], *,
+               deidentify: bool = False) -> Path:
+    """PNG of the current view (window/level, orientation, overlays) with the notice burnt in.
+
+    ``deidentify``: the patient overlay (name, ID, dates in the corner text) is hidden for the
+    grab whatever the screen shows, and shown again after it."""
+    label = getattr(view_widget, "overlay_label", None)
+    hide = label if deidentify and label is not None and label.isVisible() else None
+    if hide is not None:
+        hide.setVisible(False)
+    try:
+        rgb = grab_rgb(view_widget)
+    finally:
+        if hide is not None:
+            hide.setVisible(True)
+    return write_png(rgb, Path(dest), tuple(folders))
 
 
 def _dataset(record: Any) -> Any:

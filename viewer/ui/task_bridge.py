@@ -17,6 +17,8 @@ GUI thread.
 
 from __future__ import annotations
 
+from viewer.core.messages import exception_words
+
 import itertools
 import logging
 import queue
@@ -273,8 +275,19 @@ class TaskBridge(QObject):
             self._executor.shutdown(wait=True, cancel_futures=True)
 
 
+_OWN_ERRORS = frozenset({"ExportError", "DicomWriteError", "ManifestError"})
+
+
 def _failure(exc: BaseException) -> TaskFailure:
     """The user-facing fields of a failure (message, advice, transfer syntax when present)."""
-    message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
+    # Our own errors carry messages in our words; anything else gets a category (a library's
+    # exception text may quote element values or paths).
+    name = type(exc).__name__
+    if name == "LoadError":
+        message = str(getattr(exc, "message", "") or name)
+    elif name in _OWN_ERRORS:
+        message = str(exc) or name
+    else:
+        message = exception_words(exc)
     return TaskFailure(str(message), str(getattr(exc, "advice", "") or ""),
                        str(getattr(exc, "transfer_syntax", "") or ""))

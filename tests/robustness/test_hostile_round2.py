@@ -23,6 +23,19 @@ from viewer.services.library import load_image, scan_paths
 pytestmark = pytest.mark.timeout(120)
 
 
+def _peak_mb(fn):  # type: ignore[no-untyped-def]
+    """``fn()`` and the peak of Python allocations during it, in MB (tracemalloc: a process's
+    RSS high-water mark could already be above what the call needs)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1] / 1024**2
+    finally:
+        tracemalloc.stop()
+
+
 def _good(folder: Path, name: str = "good.dcm") -> Path:
     return dicom_factory.write_dicom(folder / name, np.full((32, 32), 900, np.uint16),
                                      bits_stored=12, PatientName="Good^One")
@@ -297,7 +310,6 @@ def test_dicomdir_scan_can_be_cancelled(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_deflated_bombs_and_zeros_are_refused_cheaply(tmp_path: Path) -> None:
-    import resource
     import zlib
 
     folder = tmp_path / "in"
@@ -317,12 +329,61 @@ def test_deflated_bombs_and_zeros_are_refused_cheaply(tmp_path: Path) -> None:
         fh.write(comp.flush())
     # A genuine deflated data set still reads (pydicom writes it deflated for this syntax).
     ds.save_as(folder / "deflated-ok.dcm", enforce_file_format=True)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    scan = scan_paths([str(folder)], workers=1)
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    scan, grown_mb = _peak_mb(lambda: scan_paths([str(folder)], workers=1))
     names = sorted(os.path.basename(r.path) for r in scan.index.records())
     assert names == ["deflated-ok.dcm", "good.dcm"]
     assert load_image(next(r for r in scan.index.records() if "deflated" in r.path)).pixels.max() == 900
     reason = next(p.reason for p in scan.problems if p.path.endswith("zeros.dcm"))
     assert "Deflated" in reason
     assert grown_mb < 200, f"scanning grew the process by {grown_mb:.0f} MB"
+
+
+def test_zip_member_that_is_not_dicom_is_not_read_whole(tmp_path: Path) -> None:
+    """The scan read a whole member when its first 256 KB were not DICOM (3.9 GB peak for a
+    1.9 GB member); a nested zip was called "not a DICOM file"."""
+    import zipfile
+
+    rng = np.random.default_rng(0)
+    # ~100:1 compressible, not DICOM: short random runs repeated.
+    chunk = (rng.integers(0, 255, 4096, dtype=np.uint8).tobytes() + bytes(400_000)) * 4
+    archive = tmp_path / "big.zip"
+    inner = tmp_path / "inner.zip"
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.writestr("x.txt", "hello")
+    good = _good(tmp_path / "src")
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("blob.dcm", "w") as fh:
+            for _ in range(60):  # ~96 MB
+                fh.write(chunk)
+        zf.write(inner, "nested.zip")
+        zf.write(good, "good.dcm")
+    scan, grown_mb = _peak_mb(lambda: scan_paths([str(archive)], workers=1))
+    assert [r.member for r in scan.index.records()] == ["good.dcm"]
+    by_member = {p.member: p.reason for p in scan.problems}
+    assert "zip archive inside the zip archive" in by_member["nested.zip"]
+    assert "not a DICOM file" in by_member["blob.dcm"]
+    assert grown_mb < 60, f"scanning grew the process by {grown_mb:.0f} MB"
+
+
+def test_plain_images_are_sized_by_their_own_samples(tmp_path: Path) -> None:
+    """A 100 MP 16-bit grey PNG was refused as "572 MiB" (sized as three samples); a big RGB
+    PNG inside the pixel limit took 2.3 GB: both are now judged by what they decode to."""
+    import zlib
+
+    from viewer.services.library import MAX_PLAIN_DECODED_BYTES, load_plain_image
+
+    def png_header(width: int, height: int, depth: int, colour: int) -> bytes:
+        def chunk(kind: bytes, body: bytes) -> bytes:
+            return (struct.pack(">I", len(body)) + kind + body
+                    + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+        ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+    grey16 = png_header(9000, 9000, 16, 0)  # 81 MP, 154 MiB decoded: within both limits
+    with pytest.raises(LoadError) as grey_err:  # no pixel data: damaged, not "too big"
+        load_plain_image(grey16, "g.png")
+    assert "damaged or truncated" in str(grey_err.value)
+    rgb = png_header(9000, 9000, 8, 2)  # 81 MP RGB: 232 MiB decoded
+    with pytest.raises(LoadError, match="MiB limit for PNG/JPEG") as rgb_err:
+        load_plain_image(rgb, "c.png")
+    assert f"{MAX_PLAIN_DECODED_BYTES // 1024**2} MiB" in str(rgb_err.value)

@@ -42,7 +42,7 @@ __all__ = ["HeaderNode", "LoadError", "MAX_FRAME_BYTES", "MAX_FRAME_PIXELS", "ch
            "radiograph_from_dataset"]
 
 # Uncompressed zip members larger than this are refused (zip-bomb guard), bytes.
-MAX_MEMBER_BYTES = 2 * 1024**3
+MAX_MEMBER_BYTES = 1024**3  # a member is read whole to decode it: within the 1.5 GiB ceiling
 MAX_ZIP_RATIO = 200.0
 # A frame whose header claims more than this is refused before any decoder allocates for it
 # (a damaged or hostile (0028,0010) Rows / (0028,0011) Columns). The largest projection

@@ -207,6 +207,23 @@ def _jpeg_size(fp: IO[bytes]) -> tuple[int, int, int]:
         fp.seek(length - 2, io.SEEK_CUR)
 
 
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # IHDR colour type -> samples once decoded
+
+
+def image_samples(data: bytes) -> int:
+    """Samples per pixel of PNG/JPEG bytes once decoded (3 when the header does not say)."""
+    kind = image_kind(data[:8])
+    if kind == "png" and len(data) >= 26:
+        return _PNG_SAMPLES.get(data[25], 3)
+    if kind == "jpeg":
+        from viewer.dicom.codestream import frame_header
+
+        fh = frame_header(data)
+        if fh is not None and fh.components in (1, 3, 4):
+            return fh.components
+    return 3
+
+
 def image_size(data: bytes) -> tuple[int, int, int]:
     """(rows, cols, bit depth or precision) of PNG/JPEG bytes, from the header alone.
 

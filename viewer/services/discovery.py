@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from collections.abc import Iterable
 
 from viewer.dicom.load import MAX_MEMBER_BYTES, MAX_ZIP_RATIO
-from viewer.dicom.scan import InstanceRecord, LoadProblem, scan_bytes
+from viewer.dicom.scan import InstanceRecord, LoadProblem, plausible_raw_dataset, scan_bytes
 from viewer.services.tasks import CancelToken, Cancelled
 from viewer.core.files import file_kind, open_regular
 from viewer.core.messages import exception_words
@@ -25,8 +25,16 @@ __all__ = ["Discovery", "discover", "scan_zip", "MAX_ZIP_TOTAL_BYTES"]
 
 # Whole-archive cap on uncompressed bytes (zip-bomb guard).
 MAX_ZIP_TOTAL_BYTES = 64 * 1024**3
-# Headers are read from the first part of a zip member; a longer header falls back to all of it.
+# Headers are read from the first part of a zip member; a DICOM header longer than that is read
+# again from up to _ZIP_HEADER_MAX bytes (headers before the pixel data are kilobytes; icons
+# and private sequences can reach megabytes).
 _ZIP_HEAD_BYTES = 256 * 1024
+_ZIP_HEADER_MAX = 64 * 1024**2
+
+
+def _dicom_like(head: bytes) -> bool:
+    """Whether a zip member's first bytes are a DICOM file's (so a longer read may help)."""
+    return head[128:132] == b"DICM" or plausible_raw_dataset(head)
 
 # Files that are certainly not images: skipped silently instead of reported one by one.
 _SKIP_SUFFIXES = frozenset({
@@ -225,9 +233,16 @@ def scan_zip(path: str, cancel: CancelToken) -> tuple[list[InstanceRecord], list
             try:
                 with zf.open(info) as fp:
                     data = fp.read(_ZIP_HEAD_BYTES)
+                    if data[:4] == b"PK\x03\x04":
+                        problems.append(LoadProblem(path, "a zip archive inside the zip archive: not "
+                                                          "opened (extract it and open it)", member=name))
+                        continue
                     result = scan_bytes(io.BytesIO(data), path, name, size=info.file_size, mtime=mtime)
-                    if isinstance(result, LoadProblem) and len(data) == _ZIP_HEAD_BYTES:
-                        data += fp.read(MAX_MEMBER_BYTES)
+                    if (isinstance(result, LoadProblem) and len(data) == _ZIP_HEAD_BYTES
+                            and _dicom_like(data)):
+                        # A header longer than the first part: read more, up to a bound (the
+                        # whole member of a 1.9 GB non-DICOM file used to be read to look).
+                        data += fp.read(_ZIP_HEADER_MAX - len(data))
                         result = scan_bytes(io.BytesIO(data), path, name, size=info.file_size,
                                             mtime=mtime)
             except Exception as exc:  # bad CRC, unsupported compression, encryption

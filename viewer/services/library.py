@@ -26,7 +26,7 @@ import numpy as np
 from viewer.core.radiograph import Radiograph
 from viewer.dicom.load import LoadError, check_frame_size, load_radiograph, read_member
 from viewer.dicom.scan import (
-    InstanceRecord, LoadProblem, image_kind, image_size, scan_files, undecodable_problem,
+    InstanceRecord, LoadProblem, image_kind, image_samples, image_size, scan_files, undecodable_problem,
 )
 from viewer.services.discovery import discover, scan_zip
 from viewer.services.image_cache import ImageCache
@@ -59,6 +59,10 @@ __all__ = [
 # 25-30 ms / max 44-85 ms (the workers compete with the GUI process for the 2 cores).
 POOL_THRESHOLD = 20_000
 WARM_POOL_THRESHOLD = 2_000
+
+# PNG/JPEG: decoded bytes allowed (RGB images take ~8x that at the peak; 160 MiB is ~55 MP RGB,
+# ~84 MP 16-bit grey; 8-bit grey stays under the 100-megapixel frame limit first).
+MAX_PLAIN_DECODED_BYTES = 160 * 1024**2
 
 log = logging.getLogger(__name__)
 
@@ -397,8 +401,18 @@ def load_plain_image(data: bytes, source: str) -> Radiograph:
         rows, cols, depth = image_size(data)
     except ValueError as exc:
         raise LoadError(f"{name}: unreadable {kind.upper()} header ({exception_words(exc)})") from exc
-    # Refuse size claims before OpenCV allocates the image (PNG/JPEG bombs).
-    check_frame_size(name, rows, cols, 3, 16 if depth > 8 else 8)
+    # Refuse size claims before OpenCV allocates the image (PNG/JPEG bombs), sized with the
+    # image's own samples (a 16-bit grey PNG was sized as three samples), and keep what the
+    # decode and the display pipeline hold (about 8x the decoded bytes for RGB: 99 MP RGB took
+    # 2.3 GB) within the memory ceiling.
+    samples = image_samples(data)
+    check_frame_size(name, rows, cols, samples, 16 if depth > 8 else 8)
+    decoded = rows * cols * samples * (2 if depth > 8 else 1)
+    if decoded > MAX_PLAIN_DECODED_BYTES:
+        raise LoadError(f"{name}: {cols} x {rows} pixels x {samples} sample(s) would decode to "
+                        f"{decoded / 1024**2:.0f} MiB, over the {MAX_PLAIN_DECODED_BYTES // 1024**2} "
+                        f"MiB limit for PNG/JPEG images; not decoded",
+                        advice="export the image at a lower resolution, or as DICOM")
     try:
         arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:

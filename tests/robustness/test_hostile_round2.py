@@ -387,3 +387,27 @@ def test_plain_images_are_sized_by_their_own_samples(tmp_path: Path) -> None:
     with pytest.raises(LoadError, match="MiB limit for PNG/JPEG") as rgb_err:
         load_plain_image(rgb, "c.png")
     assert f"{MAX_PLAIN_DECODED_BYTES // 1024**2} MiB" in str(rgb_err.value)
+
+
+def test_a_transfer_syntax_contradicting_the_encoding_is_named(tmp_path: Path) -> None:
+    """Explicit VR Little Endian in (0002,0010) over an Implicit VR data set used to be reported
+    as "not an image ... SOP Class absent"."""
+    pixels = np.full((32, 32), 900, np.uint16)
+    explicit = dicom_factory.write_dicom(tmp_path / "src" / "e.dcm", pixels, bits_stored=12)
+    implicit = dicom_factory.write_dicom(tmp_path / "src" / "i.dcm", pixels, bits_stored=12,
+                                         transfer_syntax=pydicom.uid.ImplicitVRLittleEndian)
+    e, i = explicit.read_bytes(), implicit.read_bytes()
+    e_end = 144 + struct.unpack_from("<I", e, 140)[0]
+    i_end = 144 + struct.unpack_from("<I", i, 140)[0]
+    bad = tmp_path / "in" / "mismatch.dcm"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(e[:e_end] + i[i_end:])  # meta says explicit, data set is implicit
+    scan = scan_paths([str(bad)], workers=1)
+    if scan.index.records():  # pydicom coped: the image must then load or fail cleanly
+        try:
+            load_image(scan.index.records()[0])
+        except LoadError:
+            pass
+    else:
+        (problem,) = scan.problems
+        assert "without explicit VRs" in problem.reason, problem.reason

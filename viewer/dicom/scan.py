@@ -376,7 +376,7 @@ def _scan_stream(fp: IO[bytes], path: str, member: str | None, size: int, mtime:
         ts = str(parsed.get("TransferSyntaxUID", ""))
         values: dict[str, Any] = {field_name: str(parsed.get(k, "")) for k, field_name in _STR_FIELDS.items()}
         values.update({field_name: int(parsed.get(k, 0)) for k, field_name in _INT_FIELDS.items()})
-        return _finish(values, path, member, ts, size, mtime, "DirectoryRecordSequence" in parsed)
+        return _finish(values, path, member, ts, size, mtime, "DirectoryRecordSequence" in parsed, head)
     deflated = deflate_problem(fp) if has_preamble and DEFLATED.encode() in head[:4096] else None
     if deflated:
         return LoadProblem(path, f"damaged or hostile DICOM, not read: {deflated}", member=member)
@@ -407,7 +407,7 @@ def _scan_stream(fp: IO[bytes], path: str, member: str | None, size: int, mtime:
                            transfer_syntax=ts, member=member)
     if not has_preamble and not values["sop_class_uid"] and not values["rows"] and len(ds) == 0:
         return LoadProblem(path, "not a DICOM file (no preamble and no DICOM elements)", member=member)
-    return _finish(values, path, member, ts, size, mtime, "DirectoryRecordSequence" in ds)
+    return _finish(values, path, member, ts, size, mtime, "DirectoryRecordSequence" in ds, head)
 
 
 def _uid_name(value: str) -> str:
@@ -418,13 +418,41 @@ def _uid_name(value: str) -> str:
     return str(UID(value).name)
 
 
+_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO",
+                   b"LT", b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ",
+                   b"SS", b"ST", b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT",
+                   b"UV"})
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+
+
+def encoding_mismatch(head: bytes, ts: str) -> str | None:
+    """Whether the data set's first element contradicts the (0002,0010) Transfer Syntax UID:
+    an explicit-VR syntax whose first element has no VR, or Implicit VR whose first element
+    carries one. ``None`` when they agree or it cannot be told."""
+    end = _meta_end(head)
+    if end is None or end + 8 > len(head) or not ts:
+        return None
+    vr = head[end + 4:end + 6]
+    if ts == _IMPLICIT_LE and vr in _VRS:
+        return "the data set is encoded with explicit VRs but (0002,0010) says Implicit VR Little Endian"
+    if ts != _IMPLICIT_LE and ts.startswith("1.2.840.10008.1.2") and vr not in _VRS:
+        return ("the data set is encoded without explicit VRs but (0002,0010) Transfer Syntax UID "
+                "says otherwise")
+    return None
+
+
 def _finish(values: dict[str, Any], path: str, member: str | None, ts: str, size: int,
-            mtime: float, is_dicomdir: bool) -> InstanceRecord | LoadProblem:
+            mtime: float, is_dicomdir: bool, head: bytes = b"") -> InstanceRecord | LoadProblem:
     """Classify the header values: a DICOMDIR, a non-image object, or an image record."""
     if is_dicomdir:
         return LoadProblem(path, "DICOMDIR (index of other files, scanned separately)",
                            transfer_syntax=ts, member=member)
     sop_class = str(values["sop_class_uid"])
+    if not (values["rows"] and values["cols"]) and not sop_class:
+        mismatch = encoding_mismatch(head, ts)
+        if mismatch:
+            return LoadProblem(path, f"damaged DICOM header: {mismatch}", transfer_syntax=ts,
+                               member=member, advice="the file's transfer syntax is wrong")
     if not (values["rows"] and values["cols"]):
         label = _NON_IMAGE_CLASSES.get(sop_class) or _uid_name(sop_class)
         what = f"{label} " if label and label != sop_class else ""

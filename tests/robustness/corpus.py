@@ -27,7 +27,8 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
-    ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit,
+    ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless,
+    JPEGBaseline8Bit, JPEGLSLossless,
     RLELossless,
 )
 
@@ -129,10 +130,11 @@ def _small_seed(header: Dataset, grey: np.ndarray, ts: str) -> bytes:
         bits = min(int(header.get("BitsStored", 12) or 12), 16)
         arr = (grey.astype(np.uint16) << max(bits - 8, 0)) if bits > 8 else grey.astype(np.uint16)
         ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
-        if ts == RLELossless:
+        if ts in (RLELossless, JPEGLSLossless, JPEG2000Lossless):
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds.PixelData = arr.tobytes()
-            ds.compress(RLELossless, arr, encoding_plugin="pydicom")
+            plugin = {RLELossless: "pydicom", JPEGLSLossless: "pyjpegls"}.get(ts, "pylibjpeg")
+            ds.compress(ts, arr, encoding_plugin=plugin)
         else:
             ds.PixelData = (arr.astype(">u2") if ts == ExplicitVRBigEndian else arr).tobytes()
             ds["PixelData"].VR = "OW"
@@ -155,7 +157,7 @@ def _seeds(shared: Path | None, images: list[Path], rng: np.random.Generator
         if header is None:
             continue
         for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian,
-                   RLELossless, JPEGBaseline8Bit):
+                   RLELossless, JPEGBaseline8Bit, JPEGLSLossless, JPEG2000Lossless):
             try:
                 dicom.append((f"{real.stem}-{ts.name.split()[0]}",
                               _small_seed(header, _grey_pixels(images, rng), ts)))
@@ -169,7 +171,8 @@ def _seeds(shared: Path | None, images: list[Path], rng: np.random.Generator
         header.StudyInstanceUID = pydicom.uid.generate_uid()
         header.SeriesInstanceUID = pydicom.uid.generate_uid()
         header.BitsStored = 12
-        for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEGBaseline8Bit):
+        for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEGBaseline8Bit,
+                   JPEGLSLossless, JPEG2000Lossless):
             dicom.append((f"generated-{ts.name.split()[0]}",
                           _small_seed(header, _grey_pixels(images, rng), ts)))
     img: list[tuple[str, bytes]] = []
@@ -352,7 +355,86 @@ def _png_dims(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 DicomMutation = Callable[[bytes, np.random.Generator], bytes]
+# --- round two (issue 15): what crashed, hung or ate memory in the held-out corpus ---------
+
+def _meta_end(data: bytes) -> int | None:
+    if data[128:132] != b"DICM" or len(data) < 144:
+        return None
+    return 144 + struct.unpack_from("<I", data, 140)[0]
+
+
+def _codestream_claim(data: bytes, rng: np.random.Generator) -> bytes:
+    """A compressed frame whose own header claims another size than Rows/Columns (a 666-byte
+    JPEG-LS claiming 65000 x 65000 aborted the process inside the decoder)."""
+    buf = bytearray(data)
+    rows = int(rng.choice([65000, 20000, 1, int(rng.integers(2, 65536))]))
+    cols = int(rng.choice([65000, 20000, 1, int(rng.integers(2, 65536))]))
+    start = _pixel_offset(data)
+    for marker in (b"\xff\xc0", b"\xff\xc1", b"\xff\xc3", b"\xff\xf7"):
+        at = data.find(marker, start)
+        if at > 0 and at + 9 <= len(buf):
+            buf[at + 5:at + 9] = struct.pack(">HH", rows, cols)
+            return bytes(buf)
+    at = data.find(b"\xff\x4f\xff\x51", start)
+    if at > 0 and at + 16 <= len(buf):
+        buf[at + 8:at + 16] = struct.pack(">II", cols, rows)
+        return bytes(buf)
+    return _gigapixels(data, rng)  # an uncompressed seed: the header-claim variant instead
+
+
+def _deep_nesting(data: bytes, rng: np.random.Generator) -> bytes:
+    """A sequence nested hundreds deep right after the file meta (RecursionError escaped the
+    fast header reader and lost the whole folder)."""
+    end = _meta_end(data)
+    if end is None:
+        return data
+    depth = int(rng.integers(40, 1200))
+    if rng.random() < 0.5:  # undefined lengths
+        body = b""
+        for _ in range(depth):
+            body = (struct.pack("<HH2sHI", 0x0008, 0x1140, b"SQ", 0, 0xFFFFFFFF)
+                    + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + body
+                    + struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    else:  # defined lengths
+        body = b""
+        for _ in range(depth):
+            item = struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body
+            body = struct.pack("<HH2sHI", 0x0008, 0x1140, b"SQ", 0, len(item)) + item
+    return data[:end] + body + data[end:]
+
+
+def _deflated(data: bytes, rng: np.random.Generator) -> bytes:
+    """Deflated Explicit VR Little Endian: a deflate bomb of zeros, garbage, or the real data
+    set deflated (1.5 GB inflated took 3.2 GB; deflated zeros over a minute)."""
+    import zlib
+
+    end = _meta_end(data)
+    if end is None:
+        return data
+    head = _splice_ts(data[:end], b"1.2.840.10008.1.2.1.99")
+    head = head[:140] + struct.pack("<I", len(head) - 144) + head[144:]
+    comp = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    kind = int(rng.integers(3))
+    if kind == 0:
+        block = bytes(1 << 22)
+        body = b"".join(comp.compress(block) for _ in range(int(rng.integers(8, 200)))) + comp.flush()
+    elif kind == 1:
+        body = rng.bytes(int(rng.integers(16, 4096)))
+    else:
+        body = comp.compress(data[end:]) + comp.flush()
+    return head + body
+
+
+def _zero_filled(data: bytes, rng: np.random.Generator) -> bytes:
+    """What a pre-allocated download looks like (read whole, 64 MB took 18 s)."""
+    return bytes(int(rng.integers(1, 8)) * 1024**2)
+
+
 _DICOM_MUTATIONS: dict[str, DicomMutation] = {
+    "codestream-claim": _codestream_claim,
+    "deep-nesting": _deep_nesting,
+    "deflated": _deflated,
+    "zero-filled": _zero_filled,
     "truncated": _truncate,
     "flipped-header": _flip_header,
     "flipped-pixels": _flip_pixels,
@@ -435,6 +517,49 @@ def _symlink_folder(root: Path, seed: bytes) -> Path:
     return folder
 
 
+def _dicomdir_case(folder: Path, seeds: list[bytes], rng: np.random.Generator) -> Path | None:
+    """A DICOMDIR over real-header seeds, then damaged: looping offsets, a record naming the
+    DICOMDIR itself, a missing file, an unsafe file ID, or flipped bytes (pydicom's FileSet
+    looped for ever on the first)."""
+    from pydicom.fileset import FileSet
+
+    try:
+        fs = FileSet()
+        for i, data in enumerate(seeds):
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            ds.PatientID = ds.get("PatientID") or f"P{i}"
+            ds.StudyInstanceUID = ds.get("StudyInstanceUID") or pydicom.uid.generate_uid()
+            ds.SeriesInstanceUID = ds.get("SeriesInstanceUID") or pydicom.uid.generate_uid()
+            ds.SOPInstanceUID = pydicom.uid.generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            fs.add(ds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fs.write(folder)
+    except Exception:
+        return None
+    path = folder / "DICOMDIR"
+    ds = pydicom.dcmread(path)
+    records = list(ds.DirectoryRecordSequence)
+    kind = int(rng.integers(5))
+    if kind == 0:
+        first = ds.OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity
+        for r in records:
+            r.OffsetOfTheNextDirectoryRecord = first
+            r.OffsetOfReferencedLowerLevelDirectoryEntity = first
+    elif kind == 1:
+        next(r for r in records if r.get("ReferencedFileID")).ReferencedFileID = ["DICOMDIR"]
+    elif kind == 2:
+        target = next(r for r in records if r.get("ReferencedFileID"))
+        (folder.joinpath(*target.ReferencedFileID)).unlink(missing_ok=True)
+    elif kind == 3:
+        next(r for r in records if r.get("ReferencedFileID")).ReferencedFileID = ["..", "..", "X"]
+    ds.save_as(path)
+    if kind == 4:
+        path.write_bytes(_flip(path.read_bytes(), 132, len(path.read_bytes()), rng))
+    return path
+
+
 # ----------------------------------------------------------------------------------------------
 # The corpus
 # ----------------------------------------------------------------------------------------------
@@ -480,6 +605,11 @@ def build_corpus(root: Path, shared: Path | None, n: int = 2000, seed: int = 202
     for i in range(quotas["zip"]):
         family, data = _zip_case(i, dicom_seeds[i % len(dicom_seeds)][1], rng)
         put(family, "archive.zip", data)
+    for _ in range(10):
+        picked = [dicom_seeds[int(rng.integers(len(dicom_seeds)))][1] for _ in range(2)]
+        made = _dicomdir_case(root / f"{len(items):05d}-dicomdir", picked, rng)
+        if made is not None:
+            items.append(Item(made, "dicomdir"))
     for i in range(6):
         folder = root / f"{len(items):05d}-symlink-loop"
         items.append(Item(_symlink_folder(folder, dicom_seeds[i % len(dicom_seeds)][1]),

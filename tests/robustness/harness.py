@@ -135,6 +135,7 @@ _REASON_CLASSES = (
                               r"inflates to")),
     ("hostile structure", re.compile(r"Deflated data set|frame header declares|nested too deep|"
                                      r"decoder crashed|not a regular file|zero-filled")),
+    ("DICOMDIR", re.compile(r"DICOMDIR")),
     ("unsafe zip name", re.compile(r"unsafe|refusing unsafe")),
     ("not DICOM / not an image", re.compile(r"not a DICOM|not an image|not a PNG|unknown signature|"
                                             r"no preamble")),

@@ -217,6 +217,7 @@ def _abort_when(flag: str) -> str:
     return flag
 
 
+@pytest.mark.timeout(400)  # several worker processes start (seconds each on a loaded machine)
 def test_a_worker_that_dies_costs_one_task_and_is_replaced() -> None:
     from viewer.services.decode_pool import DecodePool, WorkerCrashed
 
@@ -411,3 +412,24 @@ def test_a_transfer_syntax_contradicting_the_encoding_is_named(tmp_path: Path) -
     else:
         (problem,) = scan.problems
         assert "without explicit VRs" in problem.reason, problem.reason
+
+
+def _sleep_forever(_: str) -> str:
+    import time
+
+    time.sleep(3600)  # what a decoder looping in native code looks like from outside
+    return "never"
+
+
+@pytest.mark.timeout(400)
+def test_a_decode_that_never_ends_is_stopped_and_the_pool_recovers() -> None:
+    from viewer.services.decode_pool import DecodePool, TaskTimedOut
+
+    pool = DecodePool(workers=1, task_timeout_s=3)
+    try:
+        with pytest.raises(TaskTimedOut):
+            pool._run(_sleep_forever, "x")
+        pool.task_timeout_s = 120  # the limit counts a fresh worker's start-up too
+        assert pool._run(_abort_when, "after") == "after"
+    finally:
+        pool.shutdown()

@@ -16,6 +16,7 @@ any other exception is a crash.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import traceback
@@ -23,10 +24,10 @@ import traceback
 import psutil
 
 
-def _open(path: str, store) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _open(path: str, store, pool) -> dict[str, object]:  # type: ignore[no-untyped-def]
     from viewer.dicom.load import LoadError
     from viewer.services.analysis_inputs import input_from_record
-    from viewer.services.library import load_image, scan_paths
+    from viewer.services.library import scan_paths
 
     reasons: list[str] = []
     loaded = 0
@@ -35,8 +36,10 @@ def _open(path: str, store) -> dict[str, object]:  # type: ignore[no-untyped-def
     records = [r for r in scan.index.records() if r.is_image]
     for rec in records:
         ok = True
-        for step in (lambda rec=rec: load_image(rec), lambda rec=rec: store.make(rec),
-                     lambda rec=rec: input_from_record(rec)):
+        # As the window and `radview analyze` do: compressed files decode in worker processes
+        # (a native crash or hang costs that file only).
+        for step in (lambda rec=rec: pool.load_image(rec), lambda rec=rec: pool.make_thumbnail(store, rec),
+                     lambda rec=rec: input_from_record(rec, load=pool.load_image)):
             try:
                 step()
             except LoadError as exc:
@@ -56,7 +59,11 @@ def main(argv: list[str]) -> int:
     warnings.simplefilter("ignore")
     from viewer.services.thumbnails import ThumbnailStore
 
+    from viewer.services.decode_pool import DecodePool
+
     store = ThumbnailStore(argv[0], size=128)
+    # A decode stuck in native code is stopped well inside the harness's per-file limit.
+    pool = DecodePool(workers=1, task_timeout_s=float(os.environ.get("RADVIEW_DECODE_TIMEOUT_S", 5)))
     proc = psutil.Process()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
@@ -64,7 +71,7 @@ def main(argv: list[str]) -> int:
         if not path:
             continue
         try:
-            answer = _open(path, store)
+            answer = _open(path, store, pool)
         except Exception as exc:  # the harness counts these as crashes
             answer = {"outcome": "crash", "reasons": [f"{type(exc).__name__}: {exc}"],
                       "trace": traceback.format_exc(limit=6)}

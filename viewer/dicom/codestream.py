@@ -91,6 +91,9 @@ def check_frame_header(data: bytes, rows: int, cols: int, samples: int, bits_all
     fh = frame_header(data)
     if fh is None:
         return None
+    if fh.kind == "JPEG-LS" and not bytes(data[-16:]).rstrip(b"\x00\xff").endswith(b"\xff\xd9"):
+        # CharLS loops for ever on some truncated streams (found by our fuzzing).
+        return "its JPEG-LS frame is truncated (no end-of-image marker)"
     if (fh.rows, fh.cols) != (rows, cols):
         return (f"its {fh.kind} frame header declares {fh.cols} x {fh.rows} pixels but (0028,0011) "
                 f"Columns x (0028,0010) Rows say {cols} x {rows}")

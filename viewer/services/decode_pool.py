@@ -27,6 +27,7 @@ import _thread
 import multiprocessing
 import os
 import threading
+import time
 from typing import Any, TypeVar
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -58,11 +59,22 @@ class WorkerCrashed(RuntimeError):
     """A decode worker process died twice on the same task (a native abort or segfault)."""
 
 
+class TaskTimedOut(RuntimeError):
+    """A decode did not finish in :attr:`DecodePool.task_timeout_s`; its worker was killed."""
+
+
 def crashed_error(record: InstanceRecord) -> LoadError:
     """The user-facing error for a file whose decoder took its worker process down."""
     return LoadError(f"{record.display_name}: the image decoder crashed on this file (its worker "
                      "process ended abruptly; the other files are not affected)",
                      advice="the file is damaged, or was made to crash image decoders",
+                     transfer_syntax=record.transfer_syntax_uid)
+
+
+def timeout_error(record: InstanceRecord, seconds: float) -> LoadError:
+    """The user-facing error for a decode that was stopped after ``seconds``."""
+    return LoadError(f"{record.display_name}: decoding did not finish within {seconds:.0f} s and "
+                     "was stopped", advice="the file is damaged, or was made to hang image decoders",
                      transfer_syntax=record.transfer_syntax_uid)
 
 
@@ -106,8 +118,12 @@ class DecodePool:
         compete with the GUI). 0: no processes, every decode runs in the calling thread.
     """
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, task_timeout_s: float | None = None) -> None:
         self._workers = max(0, int(workers))
+        # A native decoder can loop for ever on a hostile stream (CharLS did, on a truncated
+        # JPEG-LS frame): past this a task's worker is killed and the file reported.
+        self.task_timeout_s = float(task_timeout_s if task_timeout_s is not None else
+                                    os.environ.get("RADVIEW_DECODE_TIMEOUT_S", 60.0))
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -168,20 +184,20 @@ class DecodePool:
         raises :class:`WorkerCrashed` without taking anything else down a second time."""
         pool = self._executor()
         try:
-            return self._wait(pool.submit(fn, *args, **kwargs), cancel)
+            return self._wait(pool, pool.submit(fn, *args, **kwargs), cancel)
         except BrokenProcessPool:
             self._discard(pool)
         solo = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=init_decode_worker, initargs=(_worker_nice(),))
         try:
-            return self._wait(solo.submit(fn, *args, **kwargs), cancel)
+            return self._wait(solo, solo.submit(fn, *args, **kwargs), cancel)
         except BrokenProcessPool:
             raise WorkerCrashed() from None
         finally:
             solo.shutdown(wait=False, cancel_futures=True)
 
-    @staticmethod
-    def _wait(future: Future[_T], cancel: CancelToken | None) -> _T:
+    def _wait(self, pool: ProcessPoolExecutor, future: Future[_T], cancel: CancelToken | None) -> _T:
+        deadline = time.monotonic() + self.task_timeout_s
         while True:
             if cancel is not None and cancel.cancelled:
                 future.cancel()
@@ -189,7 +205,14 @@ class DecodePool:
             try:
                 return future.result(timeout=0.1)
             except TimeoutError:
-                continue
+                if time.monotonic() < deadline:
+                    continue
+            # Stuck in native code: only killing its process stops it. The pool's other tasks
+            # fail with it and are retried (see _run); this one is reported.
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.kill()
+            self._discard(pool)
+            raise TaskTimedOut(self.task_timeout_s)
 
     def load_image(self, record: InstanceRecord, frame: int = 0, *, reduce_to: int | None = None,
                    cancel: CancelToken | None = None) -> Radiograph:
@@ -200,6 +223,8 @@ class DecodePool:
             return self._run(load_image, record, frame, reduce_to=reduce_to, cancel=cancel)
         except WorkerCrashed:
             raise crashed_error(record) from None
+        except TaskTimedOut as exc:
+            raise timeout_error(record, exc.args[0]) from None
 
     def make_thumbnail(self, store: ThumbnailStore, record: InstanceRecord, frame: int = 0,
                        cancel: CancelToken | None = None) -> np.ndarray:
@@ -213,6 +238,8 @@ class DecodePool:
             return self._run(_make_thumbnail, store, record, frame, cancel=cancel)
         except WorkerCrashed:
             raise crashed_error(record) from None
+        except TaskTimedOut as exc:
+            raise timeout_error(record, exc.args[0]) from None
 
     def shutdown(self) -> None:
         """Stop the workers (pending work is cancelled; idempotent); later process decodes raise

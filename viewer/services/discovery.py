@@ -104,6 +104,9 @@ def _dicomdir_files(path: str, out: Discovery, cancel: CancelToken) -> None:
     except Exception as exc:
         out.problems.append(LoadProblem(path, f"unreadable DICOMDIR ({exception_words(exc)})"))
         return
+    if not refs:
+        out.problems.append(LoadProblem(path, "the DICOMDIR lists no files"))
+        return
     me = os.path.realpath(path)
     for parts in refs:
         if any(p in ("..", "") or "/" in p or "\\" in p for p in parts):

@@ -137,16 +137,33 @@ def selftest_main(argv: Sequence[str]) -> int:
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="radview-selftest-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     sys.stdout.write("radview self-test\n")
+
+    def checkpoint(stage: str) -> None:
+        # report.json is rewritten after every stage, with the stage about to run: if a native
+        # library takes the process down, the report says how far it got and where it stopped.
+        try:
+            report.write_json(out_dir / "report.json")
+            (out_dir / "report.json.stage").write_text(stage + "\n", encoding="utf-8")
+        except OSError:
+            pass
+
+    checkpoint("env")
     _step(report, "env", lambda: _environment(report))
     _step(report, "env", lambda: _runtime(report))
+    checkpoint("codec")
     _step(report, "codec", lambda: _codecs(report))
+    checkpoint("dicom")
     images = _step(report, "dicom", lambda: _dicom(report, args.folder, out_dir if args.out else None)) or []
+    checkpoint("model")
     shown = _step(report, "model", lambda: _models(report, images, args.threads, args.models)) or {}
+    checkpoint("process")
     _step(report, "process", lambda: _process(report, images))
+    checkpoint("screenshot")
     if args.no_gui:
         report.add("screenshot", "render", "skip", "--no-gui")
     else:
         _step(report, "screenshot", lambda: _screenshot(report, shown, out_dir))
+    (out_dir / "report.json.stage").unlink(missing_ok=True)
     sys.stdout.write(report.summary())
     try:
         report.write_json(out_dir / "report.json")

@@ -183,6 +183,7 @@ class AiFeatures(QObject):
     def _connect(self) -> None:
         w, c = self.window, self.controller
         w.sig_image_displayed.connect(self._on_window_image_displayed)
+        w.sig_image_cleared.connect(self._on_window_image_cleared)
         w.browser.sig_records_selected.connect(self._on_browser_records_selected)
         self.panel.sig_analyse_requested.connect(self.analyse_current)
         c.sig_result_ready.connect(self._on_controller_result_ready)
@@ -258,6 +259,15 @@ class AiFeatures(QObject):
         elif self.action_map["auto_analyse"].isChecked():
             self.analyse_current(False)
 
+    def _on_window_image_cleared(self, record: Any, text: str) -> None:
+        """No image on screen: no result, overlay or model input of a previous image may stay
+        (and Analyse has nothing to run on)."""
+        self.current_record, self.current_prepared = None, None
+        self.controller.set_current(None)
+        self.overlays.clear()
+        self.model_input.set_result(None)
+        self.panel.clear(f"No image on screen. {text}")
+
     def _on_browser_records_selected(self, records: list[Any]) -> None:
         self.all_records = list(records)
         if self.sort_combo.currentIndex() or self.filter_combo.currentData() is not None:
@@ -281,6 +291,11 @@ class AiFeatures(QObject):
     def _on_controller_batch_result_ready(self, record: Any, value: object) -> None:
         if isinstance(value, AnalysisResult):
             self._badge(record, value)
+            if self.current_record is not None and record.key == self.current_record.key \
+                    and self.controller.current_result is None:
+                # The panel must say what the badge says (the batch keeps no overlays: the
+                # image's own analysis, Ctrl+R, draws them).
+                self.panel.set_result(value, self._manifests())
         else:
             self.window.grid.thumb_model.set_badge(record.key, "\u26a0 error", "red")
 

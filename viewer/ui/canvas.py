@@ -99,6 +99,15 @@ class ImageCanvas(QWidget):
         )
         self.notice_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.notice_label.setWordWrap(True)  # on a narrow canvas it wraps instead of being cut
+        # Said on the empty canvas when an image cannot be shown (never a black, silent canvas).
+        self.message_label = QLabel("", self.view)
+        self.message_label.setObjectName("canvasMessage")
+        self.message_label.setStyleSheet("color: #f0f0f0; background: rgba(120,30,30,200); "
+                                         "padding: 10px; border-radius: 4px;")
+        self.message_label.setWordWrap(True)
+        self.message_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.message_label.hide()
 
         self._drag_timer = QTimer(self)
         self._drag_timer.setSingleShot(True)
@@ -106,6 +115,18 @@ class ImageCanvas(QWidget):
         self._drag_timer.timeout.connect(self._on_drag_timer_timeout)
         self.view.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
         state.subscribe(self._on_state_changed)
+
+    def show_message(self, text: str) -> None:
+        """A centred message over the canvas ("" hides it): why no image is shown."""
+        self.message_label.setText(text)
+        self.message_label.setVisible(bool(text))
+        if text:
+            width = max(200, min(self.view.width() - 40, 560))
+            self.message_label.setFixedWidth(width)
+            self.message_label.adjustSize()
+            self.message_label.move(max(0, (self.view.width() - width) // 2),
+                                    max(0, (self.view.height() - self.message_label.height()) // 2))
+            self.message_label.raise_()
 
     # -- content ---------------------------------------------------------------------------
     def set_image(
@@ -121,6 +142,7 @@ class ImageCanvas(QWidget):
         pan (another frame of the same image)."""
         self.prepared = prepared
         self.radiograph = None if prepared is None else prepared.radiograph
+        self.show_message("")
         self.ruler.clear()
         self.set_mask(None)
         self.set_heatmap(None)

@@ -52,6 +52,9 @@ class MainWindow(QMainWindow):
     """The viewer window. Built by :func:`viewer.app.build_window` with its services."""
 
     sig_image_displayed = Signal(object, object)  # record, PreparedImage
+    # Nothing is on screen any more (the record that could not be shown, or None; why): every
+    # view of "the current image" (AI panel, overlays, window, readouts) clears with it.
+    sig_image_cleared = Signal(object, str)
 
     def __init__(
         self,
@@ -328,7 +331,12 @@ class MainWindow(QMainWindow):
 
     def _on_browser_records_selected(self, records: list[Any]) -> None:
         self.grid.set_records(records)
-        if records and (self.canvas.radiograph is None or len(records) == 1):
+        shown = self._shown_record
+        # A selection that does not contain the image on screen shows its first image: the
+        # canvas must never keep another patient's image beside this selection's thumbnails.
+        if records and (self.canvas.radiograph is None or len(records) == 1
+                        or not any(r is shown or getattr(r, "key", None) == getattr(shown, "key", 0)
+                                   for r in records)):
             QTimer.singleShot(0, lambda: self.grid.select_row(0))  # its own event-loop turn
 
     def _on_grid_thumbnail_failed(self, record: Any, failure: TaskFailure) -> None:
@@ -350,6 +358,7 @@ class MainWindow(QMainWindow):
                 prepared, voi_to_window(prepared.voi), prepared.voi, overlay_text(record, rg),
             )
         self.status.set_frames(rg.frame_index, rg.frame_count)
+        self.status.show_probe(None)  # the last image's pixel readout is not this image's
         self.window_panel.set_image(prepared)
         self.last_display_ms = ms
         self.sig_image_displayed.emit(record, prepared)
@@ -358,9 +367,19 @@ class MainWindow(QMainWindow):
         self.load_report.add_problems([ProblemRow(record, failure, "display")])
 
     def _on_images_image_failed(self, record: Any, message: str) -> None:
+        self.clear_display(record, f"Cannot display this image: {message}")
+
+    def clear_display(self, record: Any, text: str) -> None:
+        """Clear everything that shows "the current image" together: canvas (with ``text`` on
+        it), window/level and histogram, frame box, pixel readout, and (through
+        ``sig_image_cleared``) the AI panel and overlays."""
         self.canvas.set_image(None)
+        self.canvas.show_message(text)
         self._shown_record = None
-        self.status.show_text(f"Cannot display this image: {message}")
+        self.window_panel.set_image(None)
+        self.status.set_frames(0, 1)
+        self.status.show_text(text)
+        self.sig_image_cleared.emit(record, text)
 
     def _on_images_header_ready(self, record: Any, nodes: Any, message: str) -> None:
         self.header_view.set_header(nodes, message)

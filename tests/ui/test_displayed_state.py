@@ -1,0 +1,110 @@
+"""What is on screen is always the image, patient and result selected (issue 16, first part):
+image, overlays, window/level, panel and readouts change together or clear together, with a
+visible message when an image cannot be shown. Real widgets, tiny generated models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import dicom_factory
+from tests.inference.tiny_models import make_model_set
+from tests.ui.test_ai_features import _analyse, _chest_like, _open
+from viewer.ui.status_bar import probe_text
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_set(tmp_path_factory.mktemp("state_models") / "chest")
+
+
+def _write(folder: Path, name: str, patient: str, series: str, n: int = 1) -> list[Path]:
+    return [dicom_factory.write_dicom(folder / f"{name}{i}.dcm", _chest_like(seed=i + len(name)),
+                                      bits_stored=12, PatientName=f"{patient}^Test", PatientID=patient,
+                                      BodyPartExamined="CHEST", InstanceNumber=i + 1,
+                                      StudyInstanceUID=f"1.2.826.0.1.3680043.8.498.{len(patient)}",
+                                      SeriesInstanceUID=series)
+            for i in range(n)]
+
+
+def test_good_then_undecodable_clears_everything(qtbot: Any, ai_window: Any, models: Path,
+                                                 tmp_path: Path) -> None:
+    folder = tmp_path / "study"
+    (good,) = _write(folder, "good", "AAA", "1.2.3.1")
+    (src,) = _write(tmp_path / "src", "bad", "BBB", "1.2.3.2")
+    dicom_factory.write_truncated(src, folder / "bad0.dcm", keep=src.stat().st_size - 4000)
+    window = ai_window(models)
+    _open(qtbot, window, folder)
+    ai = window.ai
+    first = window.images.current
+    assert first is not None and first.path.endswith("good0.dcm")
+    _analyse(qtbot, window)
+    assert ai.overlays.mask_data is not None and ai.panel.tree.topLevelItemCount() > 0
+    bad = next(r for r in window.library.records if r.path.endswith("bad0.dcm"))
+    with qtbot.waitSignal(window.sig_image_cleared, timeout=20000) as blocker:
+        window.images.show(bad)
+    assert blocker.args[0] is bad
+    # the canvas says why it is empty
+    assert window.canvas.radiograph is None and window.canvas.message_label.isVisible()
+    assert "Cannot display this image" in window.canvas.message_label.text()
+    # no previous patient's result, overlay, window or readout
+    assert ai.current_record is None and ai.controller.current_result is None
+    assert ai.overlays.mask_data is None and ai.overlays.heatmap is None
+    assert window.canvas.mask_layer.item.image is None or not window.canvas.mask_layer.item.isVisible()
+    assert ai.panel.tree.topLevelItemCount() == 0 and "No image on screen" in ai.panel.state_label.text()
+    assert window.window_panel.prepared is None
+    # Ctrl+R has nothing to analyse and paints nothing
+    assert ai.analyse_current(False) == 0 and ai.last_message == "No image to analyse."
+    # back to the good image: everything is the good image's again
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=20000):
+        window.images.show(first)
+    assert not window.canvas.message_label.isVisible() and window.window_panel.prepared is not None
+
+
+def test_selecting_another_patients_series_shows_its_image(qtbot: Any, ai_window: Any,
+                                                           models: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "two"
+    _write(folder / "a", "hand", "AAA", "1.2.3.10", n=1)
+    _write(folder / "b", "hip", "BBB", "1.2.3.20", n=3)
+    window = ai_window(models)
+    _open(qtbot, window, folder)
+    shown = window.images.current
+    other = [r for r in window.library.records if r.patient_id != shown.patient_id]
+    assert len(other) in (1, 3)
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=20000) as blocker:
+        window.browser.sig_records_selected.emit(other)  # what a click on the series sends
+    assert blocker.args[0].patient_id == other[0].patient_id != shown.patient_id
+    assert window.ai.current_record.patient_id == other[0].patient_id
+
+
+def test_batch_result_reaches_the_panel_of_the_image_on_screen(qtbot: Any, ai_window: Any,
+                                                               models: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "batch"
+    _write(folder, "img", "CCC", "1.2.3.30", n=3)
+    window = ai_window(models)
+    _open(qtbot, window, folder)
+    ai = window.ai
+    assert ai.panel.tree.topLevelItemCount() == 0  # "Not analysed yet"
+    with qtbot.waitSignal(ai.controller.sig_batch_finished, timeout=30000):
+        ai.analyse_shown()
+    current = window.images.current
+    badge = window.grid.thumb_model.badges[current.key]
+    assert badge and ai.panel.tree.topLevelItemCount() > 0
+    label = ai.controller.results[current.key].result("pneumonia").label
+    panel_text = " ".join(ai.panel.tree.topLevelItem(i).text(0) + ai.panel.tree.topLevelItem(i).text(1)
+                          for i in range(ai.panel.tree.topLevelItemCount()))
+    assert label in badge and label in panel_text
+
+
+def test_pixel_readout_is_cleared_when_the_image_changes(qtbot: Any, ai_window: Any, models: Path,
+                                                         tmp_path: Path) -> None:
+    folder = tmp_path / "readout"
+    _write(folder, "img", "DDD", "1.2.3.40", n=2)
+    window = ai_window(models)
+    _open(qtbot, window, folder)
+    window.status.pixel_label.setText("x 10 y 12: 1234 (stale)")
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=20000):
+        window.step_image(1)
+    assert window.status.pixel_label.text() == probe_text(None)

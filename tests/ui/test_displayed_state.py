@@ -108,3 +108,22 @@ def test_pixel_readout_is_cleared_when_the_image_changes(qtbot: Any, ai_window: 
     with qtbot.waitSignal(window.sig_image_displayed, timeout=20000):
         window.step_image(1)
     assert window.status.pixel_label.text() == probe_text(None)
+
+
+def test_header_dock_of_a_jpeg_says_it_has_no_dicom_header(qtbot: Any, ai_window: Any,
+                                                           models: Path, tmp_path: Path) -> None:
+    import cv2
+
+    folder = tmp_path / "jpeg"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "chest.jpg"), (_chest_like() // 16).astype("uint8"))
+    window = ai_window(models)
+    window.docks["header"].show()
+    window.images.header_wanted = True
+    with qtbot.waitSignal(window.images.sig_header_ready, timeout=20000) as blocker:
+        _open(qtbot, window, folder)
+    assert blocker.args[1] is None and "no DICOM header" in blocker.args[2]
+    model = window.header_view.model
+    texts = [model.item(r, c).text() for r in range(model.rowCount()) for c in range(4) if model.item(r, c)]
+    assert not any("(D8FF" in t or "(private)" in t for t in texts)
+    assert any("no DICOM header" in t for t in texts)

@@ -103,6 +103,13 @@ class ImageController(QObject):
         self._image_request = self._header_request = 0
 
     def load_header(self, record: Any) -> None:
+        if record is not None and getattr(record, "kind", "dicom") != "dicom":
+            # A PNG/JPEG has no DICOM header: say so instead of parsing its bytes as one (the
+            # dock showed "(D8FF,E0FF) (private) UN" for a JPEG).
+            self._header_request = 0
+            self.sig_header_ready.emit(record, None, f"{str(record.kind).upper()} image: it has no "
+                                       "DICOM header (no patient, study or acquisition attributes)")
+            return
         if self.header_fn is not None and record is not None:
             self._header_request = self.bridge.submit(
                 TaskRequest(HEADER_CHANNEL, self.header_fn, (record,), with_progress=False)

@@ -130,6 +130,9 @@ def test_out_of_scope_state_and_run_anyway_marked(qtbot: Any, ai_window: Any, mo
     assert result.result("pneumonia").status == OUT_OF_SCOPE  # type: ignore[union-attr]
     panel = window.ai.panel
     assert "not analysed: outside the model's intended input" in panel.state_label.text().lower()
+    # plain words for the gate; its scores only in the details (tooltip)
+    assert "not a chest radiograph: chest models not run" in panel.gate_label.text()
+    assert "%" not in panel.gate_label.text() and "knee" in panel.gate_label.toolTip()
     assert panel.force_button.isEnabled()
     with qtbot.waitSignal(window.ai.controller.sig_result_ready, timeout=20000) as blocker:
         panel.force_button.click()

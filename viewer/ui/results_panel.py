@@ -179,12 +179,22 @@ class ResultsPanel(QWidget):
         self.tree.clear()
         gate = result.gate
         if gate is not None:
-            region = "unknown / not a radiograph" if gate.is_unknown else gate.region
-            why = f" ({gate.unknown_reason})" if gate.unknown_reason else ""
+            # Plain words first; the gate's scores (confidence, energy) are details, in the
+            # tooltip (issue 16: a hip read "unknown / not a radiograph 32 % (energy ...)").
+            chest = gate.region == "chest" and not gate.is_unknown
+            if chest:
+                words = "chest radiograph: chest models run"
+            elif any(r.status == OUT_OF_SCOPE for r in result.results):
+                words = "not a chest radiograph: chest models not run"
+            else:
+                words = f"{'not recognised' if gate.is_unknown else gate.region}"
+            details = (f"body-region model: {'unknown' if gate.is_unknown else gate.region} "
+                       f"{100 * gate.confidence:.0f}%"
+                       + (f" ({gate.unknown_reason})" if gate.unknown_reason else ""))
             self.gate_label.setText(
-                f"Body region (model): {region} {100 * gate.confidence:.0f}%{why}  |  DICOM "
-                f"Body Part Examined: {gate.body_part_examined or '-'}, View Position: "
-                f"{gate.view_position or '-'}")
+                f"Body region: {words}  |  DICOM Body Part Examined: "
+                f"{gate.body_part_examined or '-'}, View Position: {gate.view_position or '-'}")
+            self.gate_label.setToolTip(details)
         else:
             self.gate_label.setText("Body region: not checked (no body-region model)")
         out_of_scope = False

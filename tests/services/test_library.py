@@ -184,3 +184,20 @@ def test_long_lived_executor_is_used_and_left_running(tmp_path, monkeypatch):
         second = scan_paths([str(tmp_path)], workers=2, executor=pool)  # pool still usable
         assert pool.submit(len, [1, 2]).result(timeout=30) == 2
     assert len(first.index) == len(second.index) == 30
+
+
+def test_an_8_bit_png_opens_at_its_full_range(tmp_path):
+    """Issue 16: an already-windowed 8-bit image opened with an auto window that clipped its
+    brightest 0.5 %; it is shown as stored (what the models are given too)."""
+    import cv2
+
+    from viewer.core.windowing import default_voi, display_image
+    from viewer.services.library import load_plain_image
+
+    img = np.tile(np.arange(256, dtype=np.uint8), (64, 1))
+    ok, buf = cv2.imencode(".png", img)
+    rg = load_plain_image(buf.tobytes(), str(tmp_path / "x.png"))
+    assert default_voi(rg).explanation.startswith("Full range")
+    np.testing.assert_array_equal(display_image(rg), img)
+    ok, buf16 = cv2.imencode(".png", (img.astype(np.uint16) * 257))
+    assert default_voi(load_plain_image(buf16.tobytes(), "y.png")).origin == "auto"

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 
-from viewer.core.radiograph import Radiograph
+from viewer.core.radiograph import VOI, Radiograph
 from viewer.dicom.load import LoadError, check_frame_size, load_radiograph, read_member
 from viewer.dicom.scan import (
     InstanceRecord, LoadProblem, image_kind, image_samples, image_size, scan_files, undecodable_problem,
@@ -434,8 +434,13 @@ def load_plain_image(data: bytes, source: str) -> Radiograph:
                 arr = (np.asarray(arr, np.uint16) >> 8).astype(np.uint8)
             return Radiograph(pixels=arr, photometric="RGB", bits_stored=8, source=source)
     bits = 16 if arr.dtype == np.uint16 else 8
+    # An 8-bit PNG/JPEG was windowed when it was made: it opens at its full range (as stored,
+    # which is also what the models are given), not with an auto window that clips the
+    # brightest 0.5 % (issue 16). 16-bit images keep the automatic window first.
+    vois = (VOI("Full range (as stored in the image)", center=127.5, width=255.0,
+                function="LINEAR_EXACT"),) if bits == 8 else ()
     return Radiograph(pixels=np.ascontiguousarray(arr), photometric="MONOCHROME2", bits_stored=bits,
-                      source=source)
+                      source=source, vois=vois)
 
 
 def load_image(record: InstanceRecord, frame: int = 0, *, reduce_to: int | None = None) -> Radiograph:

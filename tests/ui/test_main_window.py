@@ -381,3 +381,20 @@ def test_help_menu_opens_the_support_log_folder(qtbot: Any, make_window: Any, tm
     assert [u.toLocalFile() for u in catcher.urls] == [str(folder)]
     assert folder.is_dir()
     assert str(folder) in window.statusBar().currentMessage()
+
+
+def test_preset_box_names_the_window_in_use(qtbot: Any, make_window: Any, tmp_path: Path) -> None:
+    """Issue 16: a file window that does not fit the data was named as applied while the auto
+    window was in use; a drag kept naming a preset; the label repeated the numbers."""
+    path = dicom_factory.write_dicom(
+        tmp_path / "w" / "bad-window.dcm", np.tile(np.arange(0, 4000, 50, dtype=np.uint16), (40, 1)),
+        bits_stored=12, WindowCenter=[90000], WindowWidth=[10], WindowCenterWidthExplanation=["AWAY"])
+    window = make_window()
+    open_and_wait(qtbot, window, [str(path)])
+    panel = window.window_panel
+    assert "does not fit the data" in panel.presets.itemText(0)
+    assert "[auto]" in panel.presets.currentText()  # the window in use is the automatic one
+    assert all(" C " not in panel.presets.itemText(i) for i in range(panel.presets.count()))
+    panel.center.setValue(1500.0)
+    panel.center.editingFinished.emit()  # a manual window: no preset is named any more
+    assert panel.presets.currentIndex() == -1

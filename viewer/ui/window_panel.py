@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -20,20 +20,29 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.core.radiograph import VOI
+from viewer.core.windowing import validate_voi
 from viewer.state.display_plan import PreparedImage, voi_to_window
 from viewer.state.view_state import ViewState, WindowLevel, WindowPreset
 
 HISTOGRAM_DELAY_MS = 30  # after the image: its paint and the histogram's fall in separate turns
 
 
-def voi_label(voi: VOI, index: int) -> str:
-    """Combo-box text for a VOI: its (0028,1055) explanation, centre/width or 'VOI LUT'."""
+def voi_label(voi: VOI, index: int, rejected: str | None = None) -> str:
+    """Combo-box text for a VOI: its (0028,1055) explanation (or 'Window n'), 'VOI LUT', the
+    VOI function when not linear and where it comes from. The numbers are in the fields beside
+    it; centre and width go to the tooltip. A file window that does not fit the data says so."""
     name = voi.explanation or f"Window {index + 1}"
     if voi.lut is not None:
         return f"{name} (VOI LUT, {len(voi.lut)} entries)"
     fn = "" if (voi.function or "LINEAR").upper() == "LINEAR" else f", {voi.function}"
     source = {"file": "file", "auto": "auto", "user": "user"}.get(voi.origin, voi.origin)
-    return f"{name}  C {voi.center:g} / W {voi.width:g}{fn}  [{source}]"
+    unusable = "; does not fit the data" if rejected else ""
+    return f"{name}{fn}  [{source}{unusable}]"
+
+
+def _voi_tip(voi: VOI, rejected: str | None) -> str:
+    numbers = "" if voi.lut is not None else f"C {voi.center:g} / W {voi.width:g}"
+    return numbers + (f"\nnot used: {rejected}" if rejected else "")
 
 
 class WindowPanel(QWidget):
@@ -173,12 +182,32 @@ class WindowPanel(QWidget):
         self._fill_presets()
 
     def _fill_presets(self) -> None:
+        self.presets.blockSignals(True)
         self.presets.clear()
+        lo, hi = self.prepared.value_range if self.prepared is not None else (0.0, 1.0)
         for i, voi in enumerate(self._file_vois):
-            self.presets.addItem(voi_label(voi, i), voi)
+            why = validate_voi(voi, lo, hi) if voi.origin == "file" else None
+            self.presets.addItem(voi_label(voi, i, why), voi)
+            self.presets.setItemData(self.presets.count() - 1, _voi_tip(voi, why),
+                                     Qt.ItemDataRole.ToolTipRole)
         for preset in self.user_presets:
             voi = VOI(preset.name, preset.center, preset.width, "LINEAR", origin="user")
             self.presets.addItem(voi_label(voi, 0), voi)
+            self.presets.setItemData(self.presets.count() - 1, _voi_tip(voi, None),
+                                     Qt.ItemDataRole.ToolTipRole)
+        # The box names the window actually in use: the default one (a rejected file window is
+        # never named as applied; the automatic one is).
+        chosen = self.prepared.voi if self.prepared is not None else None
+
+        def same(v: object) -> bool:
+            return v is chosen or (isinstance(v, VOI) and chosen is not None and v.lut is None
+                                   and (v.origin, v.explanation, v.center, v.width, v.function)
+                                   == (chosen.origin, chosen.explanation, chosen.center,
+                                       chosen.width, chosen.function))
+
+        index = next((i for i in range(self.presets.count()) if same(self.presets.itemData(i))), -1)
+        self.presets.setCurrentIndex(index if index >= 0 else (0 if self.presets.count() else -1))
+        self.presets.blockSignals(False)
 
     # -- events ----------------------------------------------------------------------------
     def _on_presets_activated(self, index: int) -> None:
@@ -255,6 +284,11 @@ class WindowPanel(QWidget):
             self.width_box.setValue(window.width)
             self.region.setRegion((window.low, window.high))
             self.note.setText(f"{window.explanation or 'Manual'} ({window.origin})")
+            if window.explanation == "Manual" and window.origin in ("user", "drag"):
+                # A drag or typed values: no preset is in use any more, so none is named.
+                self.presets.blockSignals(True)
+                self.presets.setCurrentIndex(-1)
+                self.presets.blockSignals(False)
         finally:
             self._updating = False
 

@@ -31,14 +31,14 @@ run: $(VENV)/.installed
 ## The whole suite: architecture contracts, ruff, mypy, then pytest (offscreen Qt).
 test: $(VENV)/.installed
 	$(BIN)/lint-imports
-	$(BIN)/ruff check viewer tests bench training
+	$(BIN)/ruff check viewer tests bench training tools
 	$(BIN)/mypy
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
 lint: static
 static: $(VENV)/.installed
 	$(BIN)/lint-imports
-	$(BIN)/ruff check viewer tests bench training
+	$(BIN)/ruff check viewer tests bench training tools
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed

@@ -235,13 +235,13 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
                 log.info("epoch %d step %d/%d loss %.4f lr %.2e", epoch, b, steps_per_epoch,
                          np.mean(losses[-50:]), sched.get_last_lr()[0])
         kept = model if ema is None else ema.module  # the weights that are validated and kept
-        score = val_score(recipe, predict(kept, recipe, va.images), va)
-        if ext is not None:  # choose the checkpoint on the external selection set instead
-            own = score
+        if ext is None:
+            score = val_score(recipe, predict(kept, recipe, va.images), va)
+        else:  # choose the checkpoint on the external selection set instead (the own
+            # validation split is scored once, in evaluate.py: it costs 3x the time here)
             judged = FlipAveraged(kept) if recipe.tta_hflip else kept
-            score = val_score(recipe, predict(judged, recipe, ext.images), ext)
-            judged.train()  # predict() switched it to eval; training continues below
-            log.info("epoch %d: own validation score %.4f, external score %.4f", epoch, own, score)
+            score = val_score(recipe, predict(judged, recipe, ext.images, batch=16), ext)
+            log.info("epoch %d: external score %.4f", epoch, score)
         improved = score > best
         best = max(best, score)
         ck = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),

@@ -102,7 +102,7 @@ def test_logits_are_gap_linear_of_activations(model_id: str) -> None:
     m = _manifest(model_id)
     h, w = m["input"]["size"]
     x = np.random.default_rng(0).normal(size=(2, 1, h, w)).astype(np.float32)
-    logits, act = _session(m).run(None, {"input": x})
+    logits, act = _session(m).run(["logits", "activations"], {"input": x})
     assert logits.shape == (2, len(m["labels"])) and act.ndim == 4 and act.shape[0] == 2
     weight = np.asarray(m["gradcam"]["weight"], np.float64)
     bias = np.asarray(m["gradcam"]["bias"], np.float64)
@@ -123,8 +123,8 @@ def test_declared_flip_averaging_is_in_the_graph(model_id: str) -> None:
     h, w = m["input"]["size"]
     x = np.random.default_rng(1).normal(size=(1, 1, h, w)).astype(np.float32)
     sess = _session(m)
-    logits, act = sess.run(None, {"input": x})
-    logits_m, act_m = sess.run(None, {"input": np.ascontiguousarray(x[..., ::-1])})
+    logits, act = sess.run(["logits", "activations"], {"input": x})
+    logits_m, act_m = sess.run(["logits", "activations"], {"input": np.ascontiguousarray(x[..., ::-1])})
     if m.get("test_time_augmentation"):
         np.testing.assert_allclose(logits_m, logits, atol=1e-4)
         np.testing.assert_allclose(act_m[..., ::-1], act, atol=1e-4)
@@ -164,3 +164,35 @@ def test_lung_dice_on_test_images(rel: str) -> None:
     gt = (mask == 255) & valid
     pred &= valid
     assert 2 * (pred & gt).sum() / (pred.sum() + gt.sum()) > 0.9
+
+
+# (model, image relative to shared/data, refused by the applicability check?): an image of the
+# model's own test split is inside its data; an image of the other population is outside.
+APPLICABILITY = [
+    ("pneumonia", "pneumonia/images224/NORMAL/IM-0505-0001-0002.jpeg", False),
+    ("pneumonia", "covid/Normal/Normal-6349.jpg", True),
+    ("covid", "covid/COVID/COVID-775.jpg", False),
+    ("covid", "pneumonia/images224/NORMAL/IM-0505-0001-0002.jpeg", True),
+]
+
+
+def _applicability(m: dict, display: np.ndarray) -> float:
+    x = prepare_input(display, InputSpec.from_manifest(m["input"]))
+    return float(_session(m).run([m["applicability"]["output"]], {"input": x})[0][0])
+
+
+@pytest.mark.parametrize(("model_id", "rel", "refused"), APPLICABILITY)
+def test_applicability_output_and_manifest(model_id: str, rel: str, refused: bool) -> None:
+    """Disease classifiers carry the "outside this model's data" score as a third output."""
+    m = _manifest(model_id)
+    if "applicability" not in m:
+        pytest.skip(f"{model_id} {m['version']} has no applicability output")
+    a = m["applicability"]
+    assert {"name": a["output"], "kind": "applicability"} in m["outputs"]
+    assert a["threshold"] > 0 and a["components"] >= 1
+    assert {"method", "fitted_on", "threshold_rule"} <= set(a)
+    assert a["rates"]["validation_refused"] <= 0.03 and a["rates"]["test_refused"] <= 0.05
+    x = np.zeros((2, 1, *m["input"]["size"]), np.float32)
+    out = _session(m).run([a["output"]], {"input": x})[0]
+    assert out.shape == (2,) and out.dtype == np.float32
+    assert (_applicability(m, _display(rel)) > a["threshold"]) is refused

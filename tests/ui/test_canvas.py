@@ -163,13 +163,15 @@ def test_preview_used_when_zoomed_out(canvas: ImageCanvas) -> None:
 
 
 def test_research_notice_stays_whole_on_a_narrow_canvas(qtbot: Any) -> None:
-    """It sits in one line in the bottom-right corner, and wraps rather than being cut off."""
+    """It is a strip under the image view (never over the image's pixels), in one line where
+    there is room, and wraps rather than being cut off."""
     wide = shown_canvas(qtbot, 900, 400)
     narrow = shown_canvas(qtbot, 220, 400)
     for c in (wide, narrow):
         label, view = c.notice_label, c.view
-        assert label.isVisible() and label.x() >= 0 and label.y() >= 0
-        assert label.x() + label.width() <= view.width() and label.y() + label.height() <= view.height()
+        assert label.isVisible() and label.parent() is c
+        assert label.y() >= view.y() + view.height()  # below the image view, not on it
+        assert label.x() >= 0 and label.x() + label.width() <= c.width()
     line = wide.notice_label.fontMetrics().height()
     assert wide.notice_label.height() < 2 * line + 12  # one line where there is room
     assert narrow.notice_label.height() > wide.notice_label.height()  # wrapped, not clipped

@@ -212,6 +212,8 @@ def write_heatmap_capture(
     ref.ReferencedSOPClassUID = source.SOPClassUID
     ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
     sc.SourceImageSequence = [ref]
+    # The research notice is text in the pixels (a strip under the image): (0028,0301) says so.
+    sc.BurnedInAnnotation = "YES"
     if deidentify is not None:
         mark_deidentified(sc)
     return atomic_save(sc, dest)

@@ -249,7 +249,9 @@ def iter_rows(results: Iterable[AnalysisResult]) -> Iterator[dict[str, object]]:
 
 
 def burn_notice(rgb: np.ndarray, notice: str = RESEARCH_NOTICE) -> np.ndarray:
-    """Return a copy of an (H, W, 3) uint8 image with ``notice`` on a dark band at the bottom."""
+    """Return the (H, W, 3) uint8 image with ``notice`` on a dark band added **below** it: the
+    band is new rows, never the image's own pixels (a band laid over them hid the costophrenic
+    angles of every exported chest film, issue 16)."""
     img = np.asarray(rgb)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError("burn_notice expects an (H, W, 3) uint8 RGB image")
@@ -260,10 +262,11 @@ def burn_notice(rgb: np.ndarray, notice: str = RESEARCH_NOTICE) -> np.ndarray:
     scale = max(0.3, min(1.0, 0.95 * w / max(tw, 1)))
     thickness = 1 if scale < 0.8 else 2
     (tw, th), base = cv2.getTextSize(notice, font, scale, thickness)
-    band = min(h, th + base + 10)
-    out = img.copy()
-    out[h - band:] = (out[h - band:].astype(np.uint16) // 4).astype(np.uint8)
-    cv2.putText(out, notice, (max(2, (w - tw) // 2), h - base - 5), font, scale,
+    band = th + base + 10
+    out = np.empty((h + band, w, 3), np.uint8)
+    out[:h] = img
+    out[h:] = 24  # near-black strip under the image
+    cv2.putText(out, notice, (max(2, (w - tw) // 2), h + band - base - 5), font, scale,
                 (255, 255, 255), thickness, cv2.LINE_AA)
     return out
 

@@ -92,13 +92,14 @@ class ImageCanvas(QWidget):
         self.overlay_label.setObjectName("patientOverlay")
         self.overlay_label.setStyleSheet("color: #e8e8e8; background: transparent; padding: 6px;")
         self.overlay_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.notice_label = QLabel(RESEARCH_NOTICE, self.view)
+        # The research notice is a strip under the image, never over its pixels (it hid the
+        # costophrenic angles at the bottom of chest films; issue 16).
+        self.notice_label = QLabel(RESEARCH_NOTICE, self)
         self.notice_label.setObjectName("researchNotice")
-        self.notice_label.setStyleSheet(
-            "color: #ffcc66; background: rgba(0,0,0,150); padding: 3px;"
-        )
-        self.notice_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.notice_label.setStyleSheet("color: #ffcc66; background: #1c1c1c; padding: 2px;")
+        self.notice_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.notice_label.setWordWrap(True)  # on a narrow canvas it wraps instead of being cut
+        layout.addWidget(self.notice_label)
         # Said on the empty canvas when an image cannot be shown (never a black, silent canvas).
         self.message_label = QLabel("", self.view)
         self.message_label.setObjectName("canvasMessage")
@@ -316,13 +317,8 @@ class ImageCanvas(QWidget):
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self.overlay_label.move(0, 0)
-        label = self.notice_label
-        margins = label.contentsMargins()
-        natural = (label.fontMetrics().horizontalAdvance(label.text())
-                   + margins.left() + margins.right() + 2 * label.margin() + 8)
-        width = max(40, min(natural, self.view.width() - 8))
-        label.setFixedSize(width, label.heightForWidth(width))
-        label.move(self.view.width() - width - 4, self.view.height() - label.height() - 4)
+        if self.message_label.isVisible():
+            self.show_message(self.message_label.text())
 
 
 def orientation_transform(orientation: Orientation, width: int, height: int) -> QTransform:

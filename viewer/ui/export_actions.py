@@ -71,7 +71,9 @@ def export_png(view_widget: Any, dest: Path, folders: Iterable[Path], *,
     if hide is not None:
         hide.setVisible(False)
     try:
-        rgb = grab_rgb(view_widget)
+        # The image view only: the on-screen notice strip under it is replaced by the export's
+        # own strip (write_png), not doubled.
+        rgb = grab_rgb(getattr(view_widget, "view", view_widget))
     finally:
         if hide is not None:
             hide.setVisible(True)

@@ -90,7 +90,8 @@ class ImageCanvas(QWidget):
         layout.addWidget(self.view)
         self.overlay_label = QLabel(self.view)
         self.overlay_label.setObjectName("patientOverlay")
-        self.overlay_label.setStyleSheet("color: #e8e8e8; background: transparent; padding: 6px;")
+        # A dark backing keeps the corner text readable on bright collimation (issue 16).
+        self.overlay_label.setStyleSheet("color: #f0f0f0; background: rgba(0, 0, 0, 130); padding: 6px;")
         self.overlay_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         # The research notice is a strip under the image, never over its pixels (it hid the
         # costophrenic angles at the bottom of chest films; issue 16).

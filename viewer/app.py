@@ -53,6 +53,24 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
+XCB_LIBRARIES = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4",
+                 "xcb-keysyms": "libxcb-keysyms1"}
+
+
+def missing_xcb_libraries() -> list[str]:
+    """Debian/Ubuntu packages Qt's xcb platform needs and this Linux machine lacks (a plain
+    install has none of them; Qt then aborts with "could not load the Qt platform plugin").
+    Empty elsewhere, on Wayland or the offscreen platform."""
+    if not sys.platform.startswith("linux") or not os.environ.get("DISPLAY"):
+        return []
+    platform = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0].strip().lower()
+    if platform and platform != "xcb":
+        return []
+    from ctypes.util import find_library
+
+    return [pkg for lib, pkg in XCB_LIBRARIES.items() if find_library(lib) is None]
+
+
 def has_display() -> bool:
     """Whether Qt can open windows a person can see: a display server, or a platform chosen
     explicitly. The windowless platforms (offscreen, minimal) count as no display, so
@@ -149,6 +167,14 @@ def main(argv: Sequence[str]) -> int:
     headless = (args.demo is not None or args.screenshot) and not has_display()
     if headless:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    else:
+        missing = missing_xcb_libraries()
+        if missing:
+            print("radview: the window needs system libraries this machine lacks: "
+                  f"{' '.join(missing)}\n  install them with: sudo apt-get install {' '.join(missing)}"
+                  "\n  (or run headless: QT_QPA_PLATFORM=offscreen radview --demo DIR)",
+                  file=sys.stderr)
+            return 2
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 

@@ -398,3 +398,25 @@ def test_preset_box_names_the_window_in_use(qtbot: Any, make_window: Any, tmp_pa
     panel.center.setValue(1500.0)
     panel.center.editingFinished.emit()  # a manual window: no preset is named any more
     assert panel.presets.currentIndex() == -1
+
+
+def test_missing_xcb_libraries_are_named_before_qt_aborts(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16: on a plain Debian/Ubuntu machine the window did not appear until three xcb
+    libraries were installed; the command now says which, instead of Qt's abort."""
+    import ctypes.util
+    import sys
+
+    from viewer import app
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("xcb is the Linux platform")
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None if name == "xcb-cursor" else "x")
+    assert app.missing_xcb_libraries() == ["libxcb-cursor0"]
+    assert app.main([]) == 2
+    err = capsys.readouterr().err
+    assert "sudo apt-get install libxcb-cursor0" in err
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert app.missing_xcb_libraries() == []

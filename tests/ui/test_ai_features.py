@@ -75,9 +75,18 @@ def test_panel_shows_bands_threshold_version_and_notice(qtbot: Any, ai_window: A
     head = next(tree.topLevelItem(i) for i in range(tree.topLevelItemCount())
                 if tree.topLevelItem(i).data(0, 256) == "pneumonia")
     band_cell = head.text(2)
-    assert res.band is not None and band_cell  # text cue beside the colour
+    assert res.band is not None and band_cell  # confidence in words, never an alarm colour
     assert {"green": "high", "orange": "medium", "red": "low"}[res.band] in band_cell
-    assert head.background(2).color().name() != "#000000"
+    assert head.background(2).style() == Qt.BrushStyle.NoBrush
+    # the colour is the call's, and the call is stated in words with its operating point
+    from viewer.ui.results_panel import CALL_STYLE, call_of
+
+    call = call_of(res)
+    assert call in ("finding", "no finding")
+    assert head.background(1).color() == CALL_STYLE[call]
+    assert "50.0%" in head.toolTip(1)  # the operating point
+    children_text = " ".join(head.child(i).text(0) for i in range(head.childCount()))
+    assert ("finding" if call == "finding" else "no pneumonia") in children_text
     children = [head.child(i).text(0) + " " + head.child(i).text(1) for i in range(head.childCount())]
     assert any("threshold" in c and "0.500" in c for c in children)
     assert any("green >= 90%" in c for c in children)
@@ -88,7 +97,8 @@ def test_panel_shows_bands_threshold_version_and_notice(qtbot: Any, ai_window: A
     key = window.images.current.key
     badge = window.grid.thumb_model.badges[key]
     assert res.label in badge and "%" in badge
-    assert window.grid.thumb_model.badge_colours[key] == res.band
+    assert window.grid.thumb_model.badge_colours[key] == res.band  # kept for the band filter
+    assert window.grid.thumb_model.badge_calls[key] in ("finding", "no finding")  # the tint
 
 
 def test_window_with_every_panel_fits_a_laptop_screen(qtbot: Any, ai_window: Any,
@@ -496,7 +506,10 @@ def test_panel_shows_a_population_caution(qtbot: Any) -> None:
     head = panel.tree.topLevelItem(0)
     rows = [head.child(i).text(0) for i in range(head.childCount())]
     assert any("Caution" in r and caution in r for r in rows)
-    assert "80.0%" in head.text(1)  # still analysed: the caution is advisory
+    # still analysed (the caution is advisory), and the call is in words: no finding, with the
+    # positive class's probability and the operating point (not "normal 80 %")
+    assert head.text(1) == "no covid 20% <50%"
+    assert any("no covid (normal): P(covid) 20.0% is below the operating threshold 50%" in r for r in rows)
     assert caution in panel.caution_label.text()  # also in full, wrapped, under the table
 
 
@@ -523,7 +536,7 @@ def test_panel_keeps_verdict_and_band_in_view_in_a_narrow_dock(qtbot: Any) -> No
         right = header.sectionViewportPosition(col) + header.sectionSize(col)
         assert header.sectionSize(col) > 0 and right <= viewport, (col, right, viewport)
     head = panel.tree.topLevelItem(0)
-    assert head.text(1) == "pneumonia 90.0%" and "high confidence" in head.text(2)
+    assert head.text(1) == "pneumonia 90% >=20%" and "high confidence" in head.text(2)
     note = next(head.child(i) for i in range(head.childCount()) if "Caution" in head.child(i).text(0))
     assert note.isFirstColumnSpanned() and caution in note.toolTip(0)
 

@@ -27,7 +27,7 @@ from viewer.ui.history_dock import HistoryPanel
 from viewer.ui.model_info import ModelsDialog
 from viewer.ui.model_input_view import ModelInputView
 from viewer.ui.overlay_panel import OverlayPanel
-from viewer.ui.results_panel import ResultsPanel, badge_text, suspicion, top_finding
+from viewer.ui.results_panel import ResultsPanel, badge_call, badge_text, suspicion, top_finding
 
 AUTO_KEY = "ai/auto_analyse"
 DEID_KEY = "export/deidentify"
@@ -297,7 +297,7 @@ class AiFeatures(QObject):
                 # image's own analysis, Ctrl+R, draws them).
                 self.panel.set_result(value, self._manifests())
         else:
-            self.window.grid.thumb_model.set_badge(record.key, "\u26a0 error", "red")
+            self.window.grid.thumb_model.set_badge(record.key, "\u26a0 error", "red", "error")
 
     def _on_controller_batch_finished(self, done: int, errors: int, cancelled: bool) -> None:
         self.window.status.set_busy(False)
@@ -312,7 +312,7 @@ class AiFeatures(QObject):
 
     def _badge(self, record: Any, result: AnalysisResult) -> None:
         text, band = badge_text(result)
-        self.window.grid.thumb_model.set_badge(record.key, text, band)
+        self.window.grid.thumb_model.set_badge(record.key, text, band, badge_call(result))
         best = top_finding(result)
         if best is not None and best.label and self.filter_combo.findData(f"label:{best.label}") < 0:
             self.filter_combo.addItem(f"label: {best.label}", f"label:{best.label}")

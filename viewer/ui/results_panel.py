@@ -30,6 +30,45 @@ BAND_STYLE: dict[str, tuple[str, str, QColor]] = {
     "orange": ("\u25b2", "medium confidence", QColor(200, 130, 30)),
     "red": ("\u2716", "low confidence", QColor(180, 50, 50)),
 }
+# Colour encodes the call, never the confidence (issue 16): a finding is orange-red as in
+# clinical tools, no finding a quiet slate, anything not a real call (forced, out of scope,
+# outside the model's data) grey. Confidence is words and a shape, uncoloured.
+CALL_STYLE: dict[str, QColor] = {
+    "finding": QColor(178, 72, 28),
+    "no finding": QColor(58, 78, 98),
+    "forced": QColor(110, 110, 110),
+}
+
+
+def call_of(res: ModelResult) -> str | None:
+    """The call a classifier makes: "finding" (its positive label at or past the operating
+    threshold), "no finding", "forced" (ran outside its input or data: not a real call), or
+    ``None`` (no positive label, not analysed, segmentation)."""
+    if res.status != OK or res.task != "classification":
+        return None
+    if res.forced:
+        return "forced"
+    if res.positive_label is None or res.label is None:
+        return None
+    return "finding" if res.label == res.positive_label else "no finding"
+
+
+def call_text(res: ModelResult, long: bool = False) -> str:
+    """The call with the positive class's probability and the operating point: short for the
+    table ("pneumonia 83% >=20%", "no pneumonia 12% <20%"), ``long`` for the row under it
+    ("no pneumonia (normal): P(pneumonia) 12.0% is below the operating threshold 20%"), never
+    "normal 50 %" beside a "pneumonia" label."""
+    p, t, pos = res.positive_probability, res.threshold, res.positive_label
+    if pos is None or p is None or t is None:
+        return f"{res.label} {100 * (res.confidence or 0):.1f}%"
+    finding = res.label == pos
+    if long:
+        side = "at or above" if finding else "below"
+        what = f"{pos}: finding" if finding else f"no {pos} ({res.label})"
+        return f"{what}: P({pos}) {100 * p:.1f}% is {side} the operating threshold {100 * t:.0f}%"
+    return f"{pos} {100 * p:.0f}% >={100 * t:.0f}%" if finding else f"no {pos} {100 * p:.0f}% <{100 * t:.0f}%"
+
+
 STATUS_STYLE: dict[str, tuple[str, QColor]] = {
     OUT_OF_SCOPE: ("\u2298 not analysed", QColor(90, 90, 110)),
     OUTSIDE_DATA: ("\u2298 outside this model's data", QColor(90, 90, 110)),
@@ -74,6 +113,16 @@ def badge_text(result: AnalysisResult) -> tuple[str, str | None]:
     forced = " (forced)" if best.forced else ""
     caution = " \u26a0" if best.caution else ""  # outside the model's population or dates
     return f"{shape} {best.label} {100 * (best.confidence or 0):.0f}%{forced}{caution}", best.band
+
+
+def badge_call(result: AnalysisResult) -> str | None:
+    """The call that tints a thumbnail: "finding" when any classifier makes one (not forced),
+    else the top result's call; ``None`` when nothing was called."""
+    calls = [call_of(r) for r in result.results]
+    if "finding" in calls:
+        return "finding"
+    best = top_finding(result)
+    return call_of(best) if best is not None else None
 
 
 def suspicion(result: AnalysisResult | None) -> float:
@@ -253,13 +302,15 @@ class ResultsPanel(QWidget):
             head.setText(1, "mask ready")
             self._note(head, f"  {res.label}: see Overlays")
             return name
-        verdict = f"{res.label} {100 * (res.confidence or 0):.1f}%"
-        head.setText(1, verdict + ("  [FORCED]" if res.forced else ""))
+        head.setText(1, call_text(res) + ("  [FORCED]" if res.forced else ""))
+        head.setToolTip(1, self._operating_point(res, manifest))
+        if res.positive_label is not None and res.threshold is not None:
+            self._note(head, f"  {call_text(res, long=True)}")
         # The column carries shape + words; the band's edges are in the tooltip and the
         # "bands" row, so the column stays narrow enough for the class names beside it.
         head.setText(2, band_label(res.band))
         head.setToolTip(2, band_text(res.band, bands))
-        self._colour(head, res.band)
+        self._colour(head, call_of(res))
         for label, p in res.probabilities.items():
             QTreeWidgetItem(head, [f"  {label}", f"{100 * p:.1f}%", ""])
         b = dict(bands or {"green": 0.9, "orange": 0.7})
@@ -272,7 +323,21 @@ class ResultsPanel(QWidget):
         return name
 
     @staticmethod
-    def _colour(item: QTreeWidgetItem, band: str | None) -> None:
-        if band in BAND_STYLE:
-            item.setBackground(2, QBrush(BAND_STYLE[band][2]))
-            item.setForeground(2, QBrush(QColor("white")))
+    def _operating_point(res: ModelResult, manifest: Any) -> str:
+        """The operating point in words, with the sensitivity and specificity measured there
+        when the manifest's metrics give them."""
+        if res.threshold is None or res.positive_label is None:
+            return ""
+        text = f"operating point: {res.positive_label} when P >= {100 * res.threshold:.1f}%"
+        metrics = dict((getattr(manifest, "raw", {}) or {}).get("metrics") or {})
+        sens, spec = metrics.get("sensitivity"), metrics.get("specificity")
+        if isinstance(sens, (int, float)) and isinstance(spec, (int, float)):
+            where = metrics.get("split", "held-out data")
+            text += f"; there: sensitivity {100 * sens:.1f}%, specificity {100 * spec:.1f}% ({where})"
+        return text
+
+    @staticmethod
+    def _colour(item: QTreeWidgetItem, call: str | None) -> None:
+        if call in CALL_STYLE:
+            item.setBackground(1, QBrush(CALL_STYLE[call]))
+            item.setForeground(1, QBrush(QColor("white")))

@@ -34,7 +34,10 @@ PREFETCH = 256  # rows beyond the visible ones queued at a time
 ICON_FLUSH_MS = 50  # new icons are announced to the view at most this often (one repaint each)
 BADGE_ROLE = Qt.ItemDataRole.UserRole + 2
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
-BADGE_COLOURS = {"green": (40, 110, 50), "orange": (150, 95, 20), "red": (140, 35, 35)}
+# A thumbnail is tinted by the call (issue 16): a finding orange-red, no finding a quiet slate,
+# forced results grey; confidence bands only filter, they never colour.
+CALL_COLOURS = {"finding": (150, 60, 25), "no finding": (50, 66, 84), "forced": (95, 95, 95),
+                "error": (120, 40, 40)}
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -70,7 +73,8 @@ class ThumbnailModel(QAbstractListModel):
         self._rows: dict[Any, int] = {}
         self.icons: dict[Any, QIcon] = {}
         self.badges: dict[Any, str] = {}
-        self.badge_colours: dict[Any, str] = {}  # key -> band name (green / orange / red)
+        self.badge_colours: dict[Any, str] = {}  # key -> band name (green / orange / red): filter
+        self.badge_calls: dict[Any, str] = {}  # key -> call (finding / no finding / forced): tint
         self._empty = _placeholder(size)
         self._broken = _placeholder(size, broken=True)
         self.failed: set[Any] = set()
@@ -112,8 +116,8 @@ class ThumbnailModel(QAbstractListModel):
         if role == BADGE_ROLE:
             return self.badges.get(key, "")
         if role == Qt.ItemDataRole.BackgroundRole:
-            band = self.badge_colours.get(key)
-            return QColor(*BADGE_COLOURS[band]) if band in BADGE_COLOURS else None
+            call = self.badge_calls.get(key)
+            return QColor(*CALL_COLOURS[call]) if call in CALL_COLOURS else None
         return None
 
     def row_of(self, key: Any) -> int:
@@ -143,9 +147,10 @@ class ThumbnailModel(QAbstractListModel):
                                       [Qt.ItemDataRole.DecorationRole])
                 start = i
 
-    def set_badge(self, key: Any, text: str, band: str | None = None) -> None:
+    def set_badge(self, key: Any, text: str, band: str | None = None, call: str | None = None) -> None:
         """Show a short text under a thumbnail (AI results); empty removes it. ``band``
-        (green / orange / red) tints the cell too; the text always carries the meaning."""
+        (green / orange / red) is kept for filtering; ``call`` (finding / no finding / forced /
+        error) tints the cell; the text always carries the meaning."""
         if text:
             self.badges[key] = text
         else:
@@ -154,6 +159,10 @@ class ThumbnailModel(QAbstractListModel):
             self.badge_colours[key] = band
         else:
             self.badge_colours.pop(key, None)
+        if text and call:
+            self.badge_calls[key] = call
+        else:
+            self.badge_calls.pop(key, None)
         row = self.row_of(key)
         if row >= 0:
             idx = self.index(row)

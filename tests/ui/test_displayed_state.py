@@ -127,3 +127,19 @@ def test_header_dock_of_a_jpeg_says_it_has_no_dicom_header(qtbot: Any, ai_window
     texts = [model.item(r, c).text() for r in range(model.rowCount()) for c in range(4) if model.item(r, c)]
     assert not any("(D8FF" in t or "(private)" in t for t in texts)
     assert any("no DICOM header" in t for t in texts)
+
+
+def test_a_heatmap_mostly_outside_the_lungs_is_flagged(qtbot: Any) -> None:
+    from viewer.services.analysis_types import OK, AnalysisResult, ModelResult
+    from viewer.ui.results_panel import ResultsPanel
+
+    panel = ResultsPanel()
+    qtbot.addWidget(panel)
+    for share, warned in ((0.19, True), (0.8, False)):
+        res = ModelResult("covid", "3", "classification", OK, label="covid",
+                          probabilities={"normal": 0.1, "covid": 0.9}, confidence=0.9, band="green",
+                          threshold=0.5, positive_label="covid", heatmap_in_lung=share)
+        panel.set_result(AnalysisResult("img", "/x.dcm", (10, 10), None, (res,)), {})
+        head = panel.tree.topLevelItem(0)
+        rows = " ".join(head.child(i).text(0) for i in range(head.childCount()))
+        assert ("of the heatmap lies in the lungs" in rows) is warned

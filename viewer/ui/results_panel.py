@@ -40,6 +40,9 @@ CALL_STYLE: dict[str, QColor] = {
 }
 
 
+LOW_IN_LUNG = 0.5  # heatmap share inside the lungs below which the panel warns
+
+
 def call_of(res: ModelResult) -> str | None:
     """The call a classifier makes: "finding" (its positive label at or past the operating
     threshold), "no finding", "forced" (ran outside its input or data: not a real call), or
@@ -320,6 +323,12 @@ class ResultsPanel(QWidget):
                          f"{100 * b.get('orange', 0.7):.0f}%, red below")
         if res.heatmap_in_lung is not None:
             QTreeWidgetItem(head, ["  heatmap mass inside lungs", f"{100 * res.heatmap_in_lung:.0f}%", ""])
+            if res.heatmap_in_lung < LOW_IN_LUNG:
+                # A chest classifier looking mostly outside the lungs may answer from labels,
+                # borders or devices (shortcut learning): say so beside the number.
+                self._note(head, f"  \u26a0 only {100 * res.heatmap_in_lung:.0f}% of the heatmap lies in "
+                                 "the lungs: the model may be answering from something else "
+                                 "(markers, borders, devices)")
         return name
 
     @staticmethod

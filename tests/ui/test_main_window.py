@@ -420,3 +420,25 @@ def test_missing_xcb_libraries_are_named_before_qt_aborts(monkeypatch: pytest.Mo
     assert "sudo apt-get install libxcb-cursor0" in err
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     assert app.missing_xcb_libraries() == []
+
+
+def test_first_window_help_about_and_shortcuts(qtbot: Any, make_window: Any, small_study: Path) -> None:
+    """Issue 16: a first window that says what to do; Help > About (version, licences,
+    intended use) and the keyboard shortcuts, from the actions' own table."""
+    window = make_window()
+    qtbot.waitUntil(lambda: window.canvas.message_label.isVisible(), timeout=5000)
+    assert "Open a folder or drop files here" in window.canvas.message_label.text()
+    titles = [a.text() for a in window.help_menu.actions()]
+    assert titles == ["&Keyboard Shortcuts", "Open &Log Folder", "&About radview"]
+    about = window.about_text()
+    assert "0.1.0" in about and "not for diagnosis" in about.lower() and "LGPL-3.0" in about
+    keys = window.shortcuts_text()
+    assert "Ctrl+O" in keys and "Rotate 90" in keys and "Window Preset 1" in keys
+    from PySide6.QtWidgets import QMessageBox
+
+    window.action_map["about"].trigger()
+    box = window.findChild(QMessageBox, "aboutBox")
+    assert box is not None and "radview 0.1.0" in box.text()
+    box.close()
+    open_and_wait(qtbot, window, [str(small_study)])
+    assert not window.canvas.message_label.isVisible()  # the image replaced the hint

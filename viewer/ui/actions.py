@@ -41,6 +41,8 @@ SPECS: tuple[ActionSpec, ...] = (
     ActionSpec("previous_frame", "Previous Fr&ame", (",", "Ctrl+Up"), tip="Multi-frame images"),
     ActionSpec("open_log_folder", "Open &Log Folder", tip="The support log: versions, timings and "
                "errors, without patient data (send it with a problem report)"),
+    ActionSpec("shortcuts", "&Keyboard Shortcuts", ("F1",)),
+    ActionSpec("about", "&About radview"),
 ) + tuple(
     # Keys 1-9: the window/level presets in the panel's order (the file's windows first, then
     # the automatic window, then the user's presets).

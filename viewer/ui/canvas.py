@@ -118,8 +118,12 @@ class ImageCanvas(QWidget):
         self.view.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
         state.subscribe(self._on_state_changed)
 
-    def show_message(self, text: str) -> None:
-        """A centred message over the canvas ("" hides it): why no image is shown."""
+    def show_message(self, text: str, error: bool = True) -> None:
+        """A centred message over the canvas ("" hides it): why no image is shown (``error``)
+        or what to do first."""
+        self.message_label.setStyleSheet(
+            "color: #f0f0f0; padding: 10px; border-radius: 4px; background: "
+            + ("rgba(120,30,30,200);" if error else "rgba(40,60,80,200);"))
         self.message_label.setText(text)
         self.message_label.setVisible(bool(text))
         if text:

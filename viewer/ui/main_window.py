@@ -118,6 +118,13 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         self.restore_saved_layout()
+        # The first window says what to do (issue 16); the first image shown replaces it.
+        QTimer.singleShot(0, self._show_first_hint)
+
+    def _show_first_hint(self) -> None:
+        if self.canvas.radiograph is None and not self.library.records and not self.canvas.message_label.text():
+            self.canvas.show_message("Open a folder or drop files here\n(File > Open Folder, "
+                                     "Ctrl+Shift+O; DICOM, DICOMDIR, zip, PNG, JPEG)", error=False)
 
     # -- assembly --------------------------------------------------------------------------
     def _dock(self, name: str, title: str, widget: QWidget, area: Qt.DockWidgetArea,
@@ -193,6 +200,8 @@ class MainWindow(QMainWindow):
             "next_frame": lambda: self.step_frame(1),
             "previous_frame": lambda: self.step_frame(-1),
             "open_log_folder": self._on_open_log_folder_triggered,
+            "shortcuts": self._on_shortcuts_triggered,
+            "about": self._on_about_triggered,
             **{f"preset_{i}": self._preset_handler(i - 1) for i in range(1, 10)},
         }
 
@@ -223,8 +232,44 @@ class MainWindow(QMainWindow):
         for dock in self.docks.values():
             self.view_menu.addAction(dock.toggleViewAction())
         self.help_menu = self.menuBar().addMenu("&Help")
-        self.help_menu.addAction(a["open_log_folder"])
+        for name in ("shortcuts", "open_log_folder", "about"):
+            self.help_menu.addAction(a[name])
         self._fill_recent_menu()
+
+    def shortcuts_text(self) -> str:
+        """Every action with a keyboard shortcut, from the one table that defines them."""
+        from viewer.ui.actions import SPECS
+
+        lines = [f"{', '.join(s.shortcuts):<16} {s.text.replace('&', '')}" for s in SPECS if s.shortcuts]
+        lines.append(f"{'Right-drag':<16} window/level (Ctrl+left-drag too)")
+        return "\n".join(lines)
+
+    def about_text(self) -> str:
+        """Version, intended use and the licences of what the program bundles."""
+        return (f"radview {__version__}\n\n{RESEARCH_NOTICE}\n"
+                "Intended use: research on projection radiographs (viewing, and running AI models "
+                "on the same machine, offline). Not for diagnosis or any clinical decision.\n\n"
+                "Bundled components and licences: Qt for Python (PySide6, LGPL-3.0), pyqtgraph "
+                "(MIT), pydicom (MIT), highdicom (MIT), python-gdcm (BSD), pylibjpeg, "
+                "pylibjpeg-openjpeg and pylibjpeg-rle (MIT), pyjpegls / CharLS (MIT/BSD), "
+                "OpenCV (Apache-2.0), onnxruntime (MIT), numpy (BSD), Pillow (MIT-CMU), psutil "
+                "(BSD). The models are ours (see Analysis > About the models for their data and "
+                "licences). pylibjpeg-libjpeg (GPL-3.0) is not bundled.\n\n"
+                "No data leaves this computer: the program opens no network connection.")
+
+    def _on_shortcuts_triggered(self) -> None:
+        self._info_box("Keyboard shortcuts", self.shortcuts_text(), "shortcutsBox")
+
+    def _on_about_triggered(self) -> None:
+        self._info_box("About radview", self.about_text(), "aboutBox")
+
+    def _info_box(self, title: str, text: str, name: str) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        box = QMessageBox(QMessageBox.Icon.Information, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setObjectName(name)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()  # non-blocking
 
     def _on_open_log_folder_triggered(self) -> None:
         from PySide6.QtCore import QUrl

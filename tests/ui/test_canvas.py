@@ -175,3 +175,25 @@ def test_research_notice_stays_whole_on_a_narrow_canvas(qtbot: Any) -> None:
     line = wide.notice_label.fontMetrics().height()
     assert wide.notice_label.height() < 2 * line + 12  # one line where there is room
     assert narrow.notice_label.height() > wide.notice_label.height()  # wrapped, not clipped
+
+
+def test_view_info_says_window_zoom_and_transforms(qtbot: Any) -> None:
+    """Issue 16: a small image magnified 3.5x, a rotation or an inversion said nothing."""
+    from viewer.core.radiograph import VOI
+    from viewer.state.display_plan import prepare_image, voi_to_window
+    from viewer.state.view_state import Orientation
+
+    canvas = shown_canvas(qtbot, 640, 480)
+    assert not canvas.info_label.isVisible()
+    voi = VOI("W", center=2000.0, width=3000.0)
+    prepared = prepare_image(gradient_radiograph(rows=60, cols=90, vois=(voi,)))
+    canvas.set_image(prepared, voi_to_window(prepared.voi), prepared.voi)
+    text = canvas.info_label.text()
+    assert canvas.info_label.isVisible() and "W 3000  L 2000" in text
+    zoom = int(text.split("zoom ")[1].split("%")[0])
+    assert zoom > 300  # 90 px wide in a 640-px view
+    canvas.state.set_orientation(Orientation(1, False, False))
+    canvas.state.set_invert(True)
+    assert "rotated 90" in canvas.info_label.text() and "inverted" in canvas.info_label.text()
+    canvas.set_image(None)
+    assert not canvas.info_label.isVisible()

@@ -53,6 +53,7 @@ def canvas(qtbot: Any) -> ImageCanvas:
     widget = shown_canvas(qtbot, 320, 240)
     widget.notice_label.hide()  # text rendering differs between machines; tested elsewhere
     widget.overlay_label.hide()
+    widget.info_enabled = False
     return widget
 
 

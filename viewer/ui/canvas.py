@@ -93,6 +93,14 @@ class ImageCanvas(QWidget):
         # A dark backing keeps the corner text readable on bright collimation (issue 16).
         self.overlay_label.setStyleSheet("color: #f0f0f0; background: rgba(0, 0, 0, 130); padding: 6px;")
         self.overlay_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        # Bottom-left: window/level, zoom and the view's transforms (issue 16: a 224-px image
+        # magnified 3.5x said nothing).
+        self.info_label = QLabel(self.view)
+        self.info_label.setObjectName("viewInfo")
+        self.info_label.setStyleSheet("color: #f0f0f0; background: rgba(0, 0, 0, 130); padding: 3px;")
+        self.info_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.info_label.hide()
+        self.info_enabled = True  # golden-image tests turn it off (fonts differ by machine)
         # The research notice is a strip under the image, never over its pixels (it hid the
         # costophrenic angles at the bottom of chest films; issue 16).
         self.notice_label = QLabel(RESEARCH_NOTICE, self)
@@ -158,10 +166,12 @@ class ImageCanvas(QWidget):
             self.plan = self.voi = None
             self.image_item.clear()
             self.preview.set_image(None, (0.0, 1.0))
+            self.update_info()
             return
         self.voi = voi
         self.state.window = window  # set without notifying: the render below applies it
         self._render(fit=fit)
+        self.update_info()
         self.state.touch("window")
 
     def _render(self, fit: bool = False) -> None:
@@ -243,6 +253,7 @@ class ImageCanvas(QWidget):
             self.apply_window(self.state.window)
         elif name == "overlay_visible":
             self.overlay_label.setVisible(self.state.overlay_visible)
+        self.update_info()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.state.unsubscribe(self._on_state_changed)
@@ -269,6 +280,34 @@ class ImageCanvas(QWidget):
 
     def _on_viewbox_transform_changed(self, *_args: object) -> None:
         self.preview.update()
+        self.update_info()
+
+    def info_text(self) -> str:
+        """Window/level, zoom (screen pixels per image pixel, %) and transforms in use."""
+        if self.radiograph is None:
+            return ""
+        parts = []
+        window = self.state.window
+        if window is not None:
+            parts.append(f"W {window.width:.0f}  L {window.center:.0f}")
+        px = self.viewbox.viewPixelSize()[0]
+        if px > 0:
+            parts.append(f"zoom {100.0 / px:.0f}%")
+        o = self.state.orientation
+        flags = [f"rotated {90 * o.quarter_turns}\u00b0"] if o.quarter_turns else []
+        flags += ["flipped H"] if o.flip_h else []
+        flags += ["flipped V"] if o.flip_v else []
+        flags += ["inverted"] if self.state.invert else []
+        return "  |  ".join(parts + flags)
+
+    def update_info(self) -> None:
+        text = self.info_text() if self.info_enabled else ""
+        self.info_label.setVisible(bool(text))
+        if text and text != self.info_label.text():
+            self.info_label.setText(text)
+            self.info_label.adjustSize()
+        if text:
+            self.info_label.move(0, max(0, self.view.height() - self.info_label.height()))
 
     def _on_viewbox_window_drag(self, dx: float, dy: float, start: bool, finish: bool) -> None:
         self.window_drag(dx, dy, start, finish)
@@ -322,6 +361,7 @@ class ImageCanvas(QWidget):
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self.overlay_label.move(0, 0)
+        self.update_info()
         if self.message_label.isVisible():
             self.show_message(self.message_label.text())
 

@@ -88,3 +88,26 @@ def test_declines_truncated_and_long_headers(tmp_path):
     fast, slow, _ = _both(path)
     assert fast == slow and fast.rows == 3
     assert parse_header(b"\x00" * 200) is None
+
+
+def test_text_without_a_declared_character_set_is_best_guessed(tmp_path) -> None:
+    """Issue 16: the 16-bit DX chest (no (0008,0005)) showed its Cyrillic name as mojibake."""
+    import numpy as np
+
+    from tests import dicom_factory
+    from viewer.dicom.fastheader import undeclared_text
+    from viewer.dicom.load import read_header
+    from viewer.services.library import scan_paths
+
+    assert undeclared_text("Емельянова^Анна".encode("cp1251")) == "Емельянова^Анна"
+    assert undeclared_text("Müller^Jürgen".encode("latin-1")) == "Müller^Jürgen"
+    assert undeclared_text("Müller".encode("utf-8")) == "Müller"
+    path = dicom_factory.write_dicom(tmp_path / "ru.dcm", np.zeros((8, 8), np.uint16), bits_stored=12)
+    raw = path.read_bytes()
+    old = b"Test^Patient"
+    new = "Петров^Иван".encode("cp1251")
+    new = new + b" " * (len(old) - len(new)) if len(new) <= len(old) else new[: len(old)]
+    path.write_bytes(raw.replace(old, new))
+    (rec,) = scan_paths([str(path)], workers=1).index.records()
+    assert rec.patient_name.strip() == "Петров^Иван"
+    assert [n.value.strip() for n in read_header(rec) if n.keyword == "PatientName"] == ["Петров^Иван"]

@@ -130,12 +130,31 @@ def _walk(buf: bytes, pos: int, explicit: bool, nested: bool = False,
     return False, pos
 
 
+def undeclared_text(raw: bytes) -> str:
+    """Text of a file without (0008,0005) Specific Character Set whose bytes are not ASCII
+    (the standard's default repertoire). Writers then used their own code page; a best guess
+    beats mojibake: UTF-8 when the bytes are valid UTF-8; Windows-1251 (Cyrillic) when most
+    letters are in its letter range 0xC0-0xFF (a Russian name read as Latin-1 shows as
+    "Åìåëüÿíîâà"); else Latin-1."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    high = sum(1 for b in raw if b >= 0xC0)
+    letters = sum(1 for b in raw if b >= 0xC0 or (0x41 <= b <= 0x5A) or (0x61 <= b <= 0x7A))
+    if letters and high / letters > 0.6 and not any(0x80 <= b < 0xC0 and b not in (0xA8, 0xB8) for b in raw):
+        return raw.decode("cp1251")
+    return raw.decode("latin-1")
+
+
 def _text(raw: bytes, charset: str) -> str:
     if charset == "ISO_IR 192":
         text = raw.decode("utf-8")
     elif raw.isascii():
         text = raw.decode("ascii")
-    elif charset in ("", "ISO_IR 100", "ISO_IR 6"):
+    elif charset in ("", "ISO_IR 6"):
+        text = undeclared_text(raw)
+    elif charset == "ISO_IR 100":
         text = raw.decode("latin-1")
     else:
         raise _Unsupported(f"character set {charset!r}")

@@ -36,6 +36,7 @@ from viewer.dicom.scan import InstanceRecord, deflate_problem, plausible_raw_dat
 from viewer.core.files import open_regular
 from viewer.core.messages import exception_words
 from viewer.dicom.codestream import check_frame_header
+from viewer.dicom.fastheader import undeclared_text
 
 __all__ = ["HeaderNode", "LoadError", "MAX_FRAME_BYTES", "MAX_FRAME_PIXELS", "check_frame_size",
            "load_radiograph", "open_source", "read_dataset", "read_header",
@@ -411,7 +412,21 @@ class HeaderNode:
     children: tuple[HeaderNode, ...] = field(default=())
 
 
-def _value_text(elem: Any, limit: int = 200) -> str:
+_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC"})
+
+
+def _undeclared(text: str) -> str:
+    """Re-read text pydicom decoded with its default (Latin-1) when the file declares no
+    (0008,0005) Specific Character Set (see fastheader.undeclared_text)."""
+    if text.isascii():
+        return text
+    try:
+        return undeclared_text(text.encode("latin-1"))
+    except UnicodeEncodeError:
+        return text
+
+
+def _value_text(elem: Any, limit: int = 200, undeclared: bool = False) -> str:
     if elem.VR == "SQ":
         return f"{len(elem.value)} item(s)"
     value = elem.value
@@ -420,6 +435,8 @@ def _value_text(elem: Any, limit: int = 200) -> str:
     if elem.tag == 0x7FE00010:
         return "<pixel data>"
     text = str(value)
+    if undeclared and elem.VR in _TEXT_VRS:
+        text = _undeclared(text)
     if elem.VR == "UI" and hasattr(value, "name") and value.name and value.name != str(value):
         text = f"{value} ({value.name})"
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -428,7 +445,9 @@ def _value_text(elem: Any, limit: int = 200) -> str:
 HEADER_MAX_DEPTH = 32  # sequence levels shown in the header tree
 
 
-def _nodes(ds: Dataset, depth: int = 0) -> tuple[HeaderNode, ...]:
+def _nodes(ds: Dataset, depth: int = 0, undeclared: bool | None = None) -> tuple[HeaderNode, ...]:
+    if undeclared is None:  # the top level decides for the whole tree
+        undeclared = "SpecificCharacterSet" not in ds
     if depth > HEADER_MAX_DEPTH:
         return (HeaderNode("", "", "", f"<sequences nested deeper than {HEADER_MAX_DEPTH} levels: "
                                        "not shown>", ()),)
@@ -445,10 +464,10 @@ def _nodes(ds: Dataset, depth: int = 0) -> tuple[HeaderNode, ...]:
         tag = f"({elem.tag.group:04X},{elem.tag.element:04X})"
         children: tuple[HeaderNode, ...] = ()
         if elem.VR == "SQ":
-            children = tuple(HeaderNode(f"Item {i + 1}", "", "", "", _nodes(item, depth + 1))
+            children = tuple(HeaderNode(f"Item {i + 1}", "", "", "", _nodes(item, depth + 1, undeclared))
                              for i, item in enumerate(elem.value))
         try:
-            text = _value_text(elem)
+            text = _value_text(elem, undeclared=undeclared)
         except Exception:  # the library's message may quote the value: our words only
             text = "<unreadable value>"
         keyword = elem.keyword or ("(private)" if elem.tag.is_private else "(unknown)")

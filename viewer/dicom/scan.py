@@ -19,7 +19,7 @@ from typing import IO, Any, Literal
 
 from functools import lru_cache
 
-from viewer.dicom.fastheader import parse_header
+from viewer.dicom.fastheader import parse_header, undeclared_text
 from viewer.core.files import open_regular
 from viewer.core.messages import exception_words
 
@@ -398,8 +398,15 @@ def _scan_stream(fp: IO[bytes], path: str, member: str | None, size: int, mtime:
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
     values = {}
     try:
+        undeclared = "SpecificCharacterSet" not in ds
         for keyword, field_name in _STR_FIELDS.items():
-            values[field_name] = _text(ds.get(keyword))
+            text = _text(ds.get(keyword))
+            if undeclared and not text.isascii():
+                try:  # pydicom read it as Latin-1: the best guess instead (fastheader)
+                    text = undeclared_text(text.encode("latin-1"))
+                except UnicodeEncodeError:
+                    pass
+            values[field_name] = text
         for keyword, field_name in _INT_FIELDS.items():
             values[field_name] = _int(ds.get(keyword))
     except Exception as exc:

@@ -257,8 +257,8 @@ def _analyze_main(argv: Sequence[str]) -> int:
     if csv_out is not None:
         csv_out.close()
     if as_json:
-        from viewer.services.export import write_json
-        write_json(json_rows, args.out)
+        from viewer.services.export import provenance, write_json
+        write_json(json_rows, args.out, source=provenance(registry.available()))
     say(f"{rows_total} row(s), {errors} image(s) with errors" + (f" -> {args.out}" if args.out else ""))
     seconds = time.perf_counter() - t_start
     log.info("analyze done: %d image(s), %d row(s), %d with errors in %.1f s (%.2f images/s)",

@@ -195,3 +195,34 @@ def test_analyze_writes_a_csv_for_a_file_name_that_is_not_utf8(tmp_path: Path, t
                          "--quiet"]) == 0
     files = {r["file"] for r in csv.DictReader(out.open(encoding="utf-8"))}
     assert files == {str(folder) + "/chest-\\xff\\xfe.png"}
+
+
+def test_json_export_carries_provenance(tmp_path: Path, tiny_models_dir: Path) -> None:
+    """Issue 16: exports carry provenance (radview version, time, model versions and hashes)."""
+    from viewer import __version__
+    from viewer.inference.registry import ModelRegistry
+    from viewer.services.export import provenance, write_json
+
+    models = ModelRegistry([tiny_models_dir]).available()
+    doc = json.loads(write_json([{"file": "a", "model_id": "pneumonia"}], tmp_path / "r.json",
+                                source=provenance(models)).read_text())
+    prov = doc["provenance"]
+    assert prov["radview"] == __version__ and prov["created"].endswith("+00:00")
+    sha = json.loads((tiny_models_dir / "pneumonia.json").read_text())["sha256"]
+    assert prov["models"]["pneumonia"] == {"version": "0.0.1-test", "sha256": sha}
+
+
+def test_dicom_exports_name_radview_and_the_model(tmp_path: Path, make_dicom: Callable[..., Path]) -> None:
+    from viewer import __version__
+    from viewer.dicom.export import write_heatmap_capture, write_lung_segmentation
+
+    src = pydicom.dcmread(make_dicom("src.dcm", np.zeros((32, 24), np.uint16), bits_stored=12))
+    mask = np.zeros((32, 24), np.uint8)
+    mask[4:20, 4:12] = 1
+    seg = pydicom.dcmread(write_lung_segmentation(src, mask, tmp_path / "seg.dcm",
+                                                  algorithm_name="lungs", algorithm_version="2.0.0"))
+    sc = pydicom.dcmread(write_heatmap_capture(src, np.zeros((40, 24, 3), np.uint8), tmp_path / "sc.dcm",
+                                               description="Grad-CAM++ covid 3.0.0"))
+    assert list(seg.SoftwareVersions) == [f"radview {__version__}", "lungs 2.0.0"]
+    assert list(sc.SoftwareVersions) == [f"radview {__version__}", "Grad-CAM++ covid 3.0.0"]
+    assert sc.BurnedInAnnotation == "YES"

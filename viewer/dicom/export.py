@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian
 
+from viewer import __version__
 from viewer.core.files import atomic_write
 from viewer.dicom.deidentify import (
     UidMap, burned_in_annotation_warning, deidentify_dataset, mark_deidentified,
@@ -142,6 +143,8 @@ def write_lung_segmentation(
         series_description=f"Lung mask ({algorithm_name} {algorithm_version}) - {_RESEARCH}"[:64],
         transfer_syntax_uid=ExplicitVRLittleEndian,
     )
+    # (0018,1020) Software Versions: the program and the model that made the mask.
+    seg.add_new(0x00181020, "LO", [f"radview {__version__}", f"{algorithm_name} {algorithm_version}"[:64]])
     if deidentify is not None:
         mark_deidentified(seg)
     return atomic_save(seg, dest)
@@ -212,6 +215,7 @@ def write_heatmap_capture(
     ref.ReferencedSOPClassUID = source.SOPClassUID
     ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
     sc.SourceImageSequence = [ref]
+    sc.add_new(0x00181020, "LO", [f"radview {__version__}", description[:64]])
     # The research notice is text in the pixels (a strip under the image): (0028,0301) says so.
     sc.BurnedInAnnotation = "YES"
     if deidentify is not None:

@@ -230,12 +230,29 @@ def write_csv(rows: Iterable[dict[str, object]], dest: Path,
     return writer.dest
 
 
+def provenance(models: Iterable[object] = ()) -> dict[str, object]:
+    """Where an export comes from: radview's version, the time (UTC) and each model's id,
+    version and ONNX file hash (``models``: manifests)."""
+    import datetime as dt
+
+    from viewer import __version__
+
+    return {"radview": __version__,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "models": {str(getattr(m, "id", "")): {"version": str(getattr(m, "version", "")),
+                                                   "sha256": str((getattr(m, "raw", {}) or {}).get("sha256", ""))}
+                       for m in models}}
+
+
 def write_json(rows: Iterable[dict[str, object]], dest: Path,
                study_folders: Collection[Path] = (), *,
-               deidentify: RowDeidentifier | bool = False) -> Path:
-    """Write result rows as ``{"notice": ..., "results": [...]}`` JSON, atomically
-    (``deidentify`` as for :func:`write_csv`)."""
+               deidentify: RowDeidentifier | bool = False,
+               source: dict[str, object] | None = None) -> Path:
+    """Write result rows as ``{"notice": ..., "provenance": ..., "results": [...]}`` JSON,
+    atomically (``deidentify`` as for :func:`write_csv`; ``source``: :func:`provenance`, made
+    here without model hashes when not given)."""
     doc: dict[str, object] = {"notice": RESEARCH_NOTICE,
+                              "provenance": source if source is not None else provenance(),
                               "results": [safe_cell(row) for row in _maybe_deidentified(rows, deidentify)]}
     if deidentify:
         doc["deidentified"] = "file paths and SOP Instance UIDs replaced (PS3.15 Annex E)"

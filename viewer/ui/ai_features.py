@@ -390,7 +390,13 @@ class AiFeatures(QObject):
     # -- exports ---------------------------------------------------------------------------
     def export_dialog(self, kind: str) -> Path | None:
         filters = {"png": "PNG (*.png)", "seg": "DICOM (*.dcm)", "sc": "DICOM (*.dcm)"}
-        dest, _ = QFileDialog.getSaveFileName(self.window, "Export", "",
+        # A suggested name says what and when, never whose (no patient data in file names).
+        import datetime as dt
+
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        suffix = {"png": ".png", "seg": ".dcm", "sc": ".dcm"}.get(kind, ".csv")
+        suggested = f"radview-{kind.replace('_', '-')}-{stamp}{suffix}"
+        dest, _ = QFileDialog.getSaveFileName(self.window, "Export", suggested,
                                               filters.get(kind, "CSV (*.csv);;JSON (*.json)"))
         return self.export_to(kind, Path(dest)) if dest else None
 
@@ -402,7 +408,8 @@ class AiFeatures(QObject):
         caution = None
         try:
             if kind.startswith("results"):
-                path = ex.export_results(self._scope(kind), dest, folders, deidentify=deid)
+                path = ex.export_results(self._scope(kind), dest, folders, deidentify=deid,
+                                         models=self.registry.available())
             elif kind == "png":
                 path = ex.export_png(w.canvas, dest, folders, deidentify=deid)
                 if deid:

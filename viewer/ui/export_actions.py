@@ -24,7 +24,8 @@ from viewer.dicom.export import (
 from viewer.dicom.load import read_dataset
 from viewer.services.analysis_types import AnalysisResult
 from viewer.services.export import (
-    ExportError, burn_notice, check_destination, iter_rows, write_csv, write_json, write_png,
+    ExportError, burn_notice, check_destination, iter_rows, provenance, write_csv, write_json,
+    write_png,
 )
 
 __all__ = ["ExportError", "study_folders", "export_results", "grab_rgb", "export_png",
@@ -41,14 +42,16 @@ def study_folders(records: Iterable[Any], opened: Iterable[str] = ()) -> set[Pat
 
 
 def export_results(results: Sequence[AnalysisResult], dest: Path, folders: Iterable[Path],
-                   deidentify: bool = False) -> Path:
+                   deidentify: bool = False, models: Iterable[Any] = ()) -> Path:
     """Rows of ``results`` as CSV or JSON (chosen by the file's suffix); ``deidentify`` replaces
-    file paths and SOP Instance UIDs (services.export.RowDeidentifier)."""
+    file paths and SOP Instance UIDs (services.export.RowDeidentifier); JSON carries the
+    provenance (radview version, time, ``models``' versions and file hashes)."""
     if not results:
         raise ExportError("nothing to export: no analysed image in this scope")
     rows = iter_rows(results)
     if Path(dest).suffix.lower() == ".json":
-        return write_json(rows, Path(dest), tuple(folders), deidentify=deidentify)
+        return write_json(rows, Path(dest), tuple(folders), deidentify=deidentify,
+                          source=provenance(models))
     return write_csv(rows, Path(dest), tuple(folders), deidentify=deidentify)
 
 

@@ -143,3 +143,17 @@ def test_a_heatmap_mostly_outside_the_lungs_is_flagged(qtbot: Any) -> None:
         head = panel.tree.topLevelItem(0)
         rows = " ".join(head.child(i).text(0) for i in range(head.childCount()))
         assert ("of the heatmap lies in the lungs" in rows) is warned
+
+
+def test_add_folder_keeps_what_is_open(qtbot: Any, ai_window: Any, models: Path, tmp_path: Path) -> None:
+    """Issue 16: opening more replaced the library; File > Add Folder merges into it."""
+    _write(tmp_path / "a", "one", "AAA", "1.2.3.50", n=2)
+    _write(tmp_path / "b", "two", "BBB", "1.2.3.60", n=1)
+    window = ai_window(models)
+    _open(qtbot, window, tmp_path / "a")
+    shown = window.images.current
+    with qtbot.waitSignal(window.library.sig_scan_finished, timeout=20000):
+        window.add_paths([str(tmp_path / "b")])
+    assert sorted(r.patient_id for r in window.library.records) == ["AAA", "AAA", "BBB"]
+    assert window.images.current is shown and window.canvas.radiograph is not None
+    assert window.action_map["add_folder"] in window.menuBar().actions()[0].menu().actions()

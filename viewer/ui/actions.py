@@ -21,6 +21,8 @@ class ActionSpec:
 SPECS: tuple[ActionSpec, ...] = (
     ActionSpec("open_files", "Open &Files...", ("Ctrl+O",), tip="DICOM, DICOMDIR, zip, PNG, JPEG"),
     ActionSpec("open_folder", "Open F&older...", ("Ctrl+Shift+O",)),
+    ActionSpec("add_folder", "&Add Folder to the Library...", ("Ctrl+Shift+A",),
+               tip="Scan another folder into what is open, instead of replacing it"),
     ActionSpec("cancel_scan", "&Cancel Scan", ("Ctrl+.",)),
     ActionSpec("quit", "&Quit", ("Ctrl+Q",)),
     ActionSpec("fit", "&Fit", ("F",)),

@@ -181,6 +181,7 @@ class MainWindow(QMainWindow):
         return {
             "open_files": self._on_open_files_triggered,
             "open_folder": self._on_open_folder_triggered,
+            "add_folder": self._on_add_folder_triggered,
             "cancel_scan": self.library.cancel,
             "quit": self.close,
             "fit": c.fit,
@@ -212,7 +213,7 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         a = self.action_map
         file_menu = self.menuBar().addMenu("&File")
-        for name in ("open_files", "open_folder"):
+        for name in ("open_files", "open_folder", "add_folder"):
             file_menu.addAction(a[name])
         self.recent_menu = QMenu("Open &Recent", self)
         file_menu.addMenu(self.recent_menu)
@@ -311,6 +312,21 @@ class MainWindow(QMainWindow):
         header_dock.visibilityChanged.connect(self._on_header_visibility_changed)
 
     # -- opening ---------------------------------------------------------------------------
+    def add_paths(self, paths: list[str]) -> None:
+        """Scan ``paths`` into the open library (the image on screen, the report and the
+        selection stay)."""
+        if not paths:
+            return
+        self.library.open_paths(paths, replace=False)
+        for path in paths:
+            self.settings.add_recent(path)
+        self._fill_recent_menu()
+
+    def _on_add_folder_triggered(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add folder to the library")
+        if folder:
+            self.add_paths([folder])
+
     def open_paths(self, paths: list[str]) -> None:
         """Open files/folders (menus, command line, drops, recent list)."""
         if not paths:

@@ -157,3 +157,26 @@ def test_add_folder_keeps_what_is_open(qtbot: Any, ai_window: Any, models: Path,
     assert sorted(r.patient_id for r in window.library.records) == ["AAA", "AAA", "BBB"]
     assert window.images.current is shown and window.canvas.radiograph is not None
     assert window.action_map["add_folder"] in window.menuBar().actions()[0].menu().actions()
+
+
+def test_heatmap_low_end_is_transparent_and_has_a_legend(qtbot: Any) -> None:
+    """Issue 16: the heatmap's low end laid a purple veil over the whole film; no legend."""
+    import numpy as np
+
+    from viewer.ui.overlay_panel import HEAT_TRANSPARENT_BELOW, OverlayPanel, heatmap_rgba
+
+    heat = np.array([[0.0, 0.1, HEAT_TRANSPARENT_BELOW, 0.6, 1.0]], np.float32)
+    alpha = heatmap_rgba(heat, "inferno")[0, :, 3]
+    assert list(alpha[:3]) == [0, 0, 0] and 0 < alpha[3] < 255 and alpha[4] == 255
+
+    class _Canvas:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *a, **k: None
+
+    panel = OverlayPanel(_Canvas())
+    qtbot.addWidget(panel)
+    pix = panel.legend.pixmap()
+    assert not pix.isNull() and pix.width() > pix.height()
+    first = pix.toImage().pixelColor(0, 0)
+    last = pix.toImage().pixelColor(pix.width() - 1, 0)
+    assert first.lightness() < last.lightness()  # low (dark) on the left, high on the right

@@ -36,13 +36,27 @@ def mask_rgba(mask: np.ndarray, colour: tuple[int, int, int], contour: bool) -> 
     return rgba
 
 
+# Below this value the heatmap is fully transparent: the colormap's dark low end laid a purple
+# veil over the whole film (issue 16). Alpha then rises linearly to opaque at 1.
+HEAT_TRANSPARENT_BELOW = 0.2
+
+
 def heatmap_rgba(heatmap: np.ndarray, colormap: str) -> np.ndarray:
-    """RGBA layer of a [0, 1] heatmap through ``colormap``; alpha follows the value."""
+    """RGBA layer of a [0, 1] heatmap through ``colormap``; transparent below
+    :data:`HEAT_TRANSPARENT_BELOW`, then alpha rising with the value."""
     rgb = apply_colormap(heatmap, colormap)
     rgba = np.empty(rgb.shape[:2] + (4,), np.uint8)
     rgba[..., :3] = rgb
-    rgba[..., 3] = np.clip(np.nan_to_num(heatmap) * 255.0, 0, 255).astype(np.uint8)
+    lo = HEAT_TRANSPARENT_BELOW
+    ramp = (np.nan_to_num(heatmap) - lo) * (255.0 / (1.0 - lo))
+    rgba[..., 3] = np.clip(ramp, 0, 255).astype(np.uint8)
     return rgba
+
+
+def legend_image(colormap: str, width: int = 160, height: int = 12) -> np.ndarray:
+    """(height, width, 3) uint8 colour bar of ``colormap`` from 0 (left) to 1 (right)."""
+    ramp = np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1))
+    return apply_colormap(ramp, colormap)
 
 
 class OverlayPanel(QWidget):
@@ -88,6 +102,11 @@ class OverlayPanel(QWidget):
         form.addRow(self.heat_visible)
         form.addRow("Opacity", self.heat_opacity)
         form.addRow("Colormap", self.heat_colormap)
+        self.legend = QLabel()
+        self.legend.setObjectName("heatmapLegend")
+        self.legend.setToolTip("Grad-CAM++: where the model's evidence for the class is (relative, "
+                               f"per image; below {HEAT_TRANSPARENT_BELOW:.0%} of the maximum not drawn)")
+        form.addRow("Low \u2192 high", self.legend)
         form.addRow("Class", self.heat_class)
         form.addRow("Mass inside lungs", self.lung_share)
         layout.addWidget(heat_box)
@@ -98,7 +117,17 @@ class OverlayPanel(QWidget):
             s.valueChanged.connect(self._on_opacity_changed)
         for c in (self.mask_mode, self.mask_colour, self.heat_colormap):
             c.currentIndexChanged.connect(self._apply)
+        self.heat_colormap.currentIndexChanged.connect(self._update_legend)
+        self._update_legend()
         self.heat_class.currentIndexChanged.connect(self._on_class_changed)
+
+    def _update_legend(self) -> None:
+        from PySide6.QtGui import QImage, QPixmap
+
+        bar = np.ascontiguousarray(legend_image(self.heat_colormap.currentText()))
+        h, w = bar.shape[:2]
+        image = QImage(bar.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+        self.legend.setPixmap(QPixmap.fromImage(image))
 
     @staticmethod
     def _slider(value: int) -> QSlider:

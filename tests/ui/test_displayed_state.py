@@ -180,3 +180,18 @@ def test_heatmap_low_end_is_transparent_and_has_a_legend(qtbot: Any) -> None:
     first = pix.toImage().pixelColor(0, 0)
     last = pix.toImage().pixelColor(pix.width() - 1, 0)
     assert first.lightness() < last.lightness()  # low (dark) on the left, high on the right
+
+
+def test_load_report_gives_the_room_back_when_there_are_no_problems(qtbot: Any, ai_window: Any,
+                                                                    models: Path, tmp_path: Path) -> None:
+    (tmp_path / "bad").mkdir()
+    _write(tmp_path / "bad", "ok", "AAA", "1.2.3.70", n=1)
+    (tmp_path / "bad" / "junk.dcm").write_bytes(b"not dicom " * 50)
+    _write(tmp_path / "clean", "ok", "BBB", "1.2.3.80", n=1)
+    window = ai_window(models)
+    window.show()
+    _open(qtbot, window, tmp_path / "bad")
+    qtbot.waitUntil(lambda: window.load_report.count() > 0, timeout=10000)
+    assert not window.docks["report"].isHidden()
+    _open(qtbot, window, tmp_path / "clean")
+    qtbot.waitUntil(lambda: window.docks["report"].isHidden(), timeout=10000)

@@ -458,6 +458,10 @@ class MainWindow(QMainWindow):
             # a strip, not half the window: the image and the side panels keep the height
             height = max(120, min(220, self.height() // 5))
             self.resizeDocks([dock], [height], Qt.Orientation.Vertical)
+        elif not count and not dock.isHidden() and not dock.isFloating():
+            # "No problems" does not need the image's height (issue 16: 200 px at 1366x768);
+            # it comes back with the first problem, or from View > Load Report.
+            dock.hide()
 
     def _on_overlay_toggled(self, visible: bool) -> None:
         self.view_state.set_overlay_visible(visible)

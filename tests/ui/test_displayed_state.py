@@ -195,3 +195,24 @@ def test_load_report_gives_the_room_back_when_there_are_no_problems(qtbot: Any, 
     assert not window.docks["report"].isHidden()
     _open(qtbot, window, tmp_path / "clean")
     qtbot.waitUntil(lambda: window.docks["report"].isHidden(), timeout=10000)
+
+
+def test_neighbours_are_prefetched_so_next_comes_from_the_cache(qtbot: Any, ai_window: Any,
+                                                                models: Path, tmp_path: Path) -> None:
+    """Issue 16: next/previous waited for the decoder every time; the neighbours of the image
+    shown are decoded in the background into the image cache."""
+    _write(tmp_path / "p", "img", "EEE", "1.2.3.90", n=3)
+    window = ai_window(models)
+    _open(qtbot, window, tmp_path / "p")
+    records = list(window.grid.thumb_model.records)
+    shown = window.images.current
+    row = records.index(shown)
+    neighbour = records[row + 1] if row + 1 < len(records) else records[row - 1]
+    cache = window.images.cache
+    qtbot.waitUntil(lambda: neighbour.key in cache, timeout=10000)
+    calls: list[Any] = []
+    original = window.images.load_fn
+    window.images.load_fn = lambda rec, frame=0: calls.append(rec) or original(rec, frame)
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=10000) as blocker:
+        window.images.show(neighbour)
+    assert blocker.args[0] is neighbour and neighbour not in calls  # from the cache, no decode

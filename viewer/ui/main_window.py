@@ -48,6 +48,9 @@ class ProblemRow:
         self.found_by = found_by
 
 
+PREFETCH_DELAY_MS = 250  # after an image is shown, before its neighbours are decoded
+
+
 class MainWindow(QMainWindow):
     """The viewer window. Built by :func:`viewer.app.build_window` with its services."""
 
@@ -423,6 +426,17 @@ class MainWindow(QMainWindow):
         self.window_panel.set_image(prepared)
         self.last_display_ms = ms
         self.sig_image_displayed.emit(record, prepared)
+        # Decode the neighbours once this image is up (not during it): next/previous then
+        # come from the cache.
+        QTimer.singleShot(PREFETCH_DELAY_MS, lambda: self._prefetch_neighbours(record))
+
+    def _prefetch_neighbours(self, record: Any) -> None:
+        if record is not self._shown_record or self.images.current_pending is not None:
+            return  # moved on meanwhile
+        records = list(self.grid.thumb_model.records)
+        row = next((i for i, r in enumerate(records) if r is record), -1)
+        if row >= 0:
+            self.images.prefetch([records[i] for i in (row + 1, row - 1) if 0 <= i < len(records)])
 
     def _on_images_decode_failed(self, record: Any, failure: TaskFailure) -> None:
         self.load_report.add_problems([ProblemRow(record, failure, "display")])

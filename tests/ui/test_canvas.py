@@ -197,3 +197,26 @@ def test_view_info_says_window_zoom_and_transforms(qtbot: Any) -> None:
     assert "rotated 90" in canvas.info_label.text() and "inverted" in canvas.info_label.text()
     canvas.set_image(None)
     assert not canvas.info_label.isVisible()
+
+
+def test_ruler_is_drawn_while_the_preview_stands_in(qtbot: Any) -> None:
+    """Issue 16: at fit zoom the ruler was invisible (drawn on the full-resolution layer that
+    the zoomed-out preview makes transparent)."""
+    from PySide6.QtCore import QPointF
+
+    from viewer.core.radiograph import Radiograph
+
+    canvas = shown_canvas(qtbot, 600, 500)
+    rg = Radiograph(pixels=np.random.default_rng(0).integers(0, 4000, (2000, 1200)).astype(np.uint16),
+                    photometric="MONOCHROME2", bits_stored=12, vois=(VOI("W", 2000.0, 4000.0),))
+    prepared = prepare_image(rg)
+    canvas.set_image(prepared, voi_to_window(prepared.voi), prepared.voi)
+    assert canvas.preview.active  # fit zoom of a 2.4 MP image: the preview is shown
+    canvas.ruler.line.setLine(100.0, 100.0, 1100.0, 1900.0)
+    canvas.ruler.line.setVisible(True)
+    canvas.ruler.start, canvas.ruler.end = QPointF(100, 100), QPointF(1100, 1900)
+    img = canvas.view.grab().toImage()
+    rgb = np.array([[img.pixelColor(x, y).getRgb()[:3] for x in range(0, img.width(), 3)]
+                    for y in range(0, img.height(), 3)])
+    yellow = (rgb[..., 0] > 200) & (rgb[..., 1] > 180) & (rgb[..., 2] < 80)
+    assert yellow.sum() > 20

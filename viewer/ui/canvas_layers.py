@@ -118,6 +118,10 @@ class Ruler:
         self.label = pg.TextItem(color=(255, 220, 0), anchor=(0, 1), fill=(0, 0, 0, 140))
         self.label.setParentItem(parent)
         self.label.setZValue(21)
+        # The full-resolution image is made transparent while the zoomed-out preview stands in;
+        # Qt then skipped painting the line (issue 16: the ruler was invisible at fit zoom).
+        for item in (self.line, self.label):
+            item.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresParentOpacity, True)
         self.start = QPointF()
         self.end = QPointF()
         self.clear()

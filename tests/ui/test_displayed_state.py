@@ -216,3 +216,22 @@ def test_neighbours_are_prefetched_so_next_comes_from_the_cache(qtbot: Any, ai_w
     with qtbot.waitSignal(window.sig_image_displayed, timeout=10000) as blocker:
         window.images.show(neighbour)
     assert blocker.args[0] is neighbour and neighbour not in calls  # from the cache, no decode
+
+
+def test_one_key_hides_every_panel_and_brings_them_back(qtbot: Any, ai_window: Any, models: Path) -> None:
+    from PySide6.QtWidgets import QDockWidget
+
+    window = ai_window(models)
+    window.show()
+    qtbot.waitExposed(window)
+    visible = [d for d in window.findChildren(QDockWidget) if d.isVisible()]
+    assert visible
+    window.action_map["hide_panels"].trigger()
+    assert not any(d.isVisible() for d in window.findChildren(QDockWidget))
+    assert window.canvas.isVisible()
+    window.action_map["hide_panels"].trigger()
+    assert all(d.isVisible() for d in visible)
+    window.action_map["full_screen"].trigger()
+    assert window.isFullScreen()
+    window.action_map["full_screen"].trigger()
+    assert not window.isFullScreen()

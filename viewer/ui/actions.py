@@ -43,6 +43,9 @@ SPECS: tuple[ActionSpec, ...] = (
     ActionSpec("previous_frame", "Previous Fr&ame", (",", "Ctrl+Up"), tip="Multi-frame images"),
     ActionSpec("open_log_folder", "Open &Log Folder", tip="The support log: versions, timings and "
                "errors, without patient data (send it with a problem report)"),
+    ActionSpec("full_screen", "&Full Screen", ("F11",), checkable=True),
+    ActionSpec("hide_panels", "Hide All &Panels", ("Ctrl+Shift+H",), checkable=True,
+               tip="Only the image (again to bring the panels back)"),
     ActionSpec("shortcuts", "&Keyboard Shortcuts", ("F1",)),
     ActionSpec("about", "&About radview"),
 ) + tuple(

@@ -205,6 +205,8 @@ class MainWindow(QMainWindow):
             "previous_frame": lambda: self.step_frame(-1),
             "open_log_folder": self._on_open_log_folder_triggered,
             "shortcuts": self._on_shortcuts_triggered,
+            "full_screen": self._on_full_screen_toggled,
+            "hide_panels": self._on_hide_panels_toggled,
             "about": self._on_about_triggered,
             **{f"preset_{i}": self._preset_handler(i - 1) for i in range(1, 10)},
         }
@@ -233,12 +235,35 @@ class MainWindow(QMainWindow):
             preset_menu.addAction(a[f"preset_{i}"])
         self.view_menu = self.menuBar().addMenu("&View")
         self.view_menu.addAction(a["overlay"])
+        self.view_menu.addAction(a["full_screen"])
+        self.view_menu.addAction(a["hide_panels"])
         for dock in self.docks.values():
             self.view_menu.addAction(dock.toggleViewAction())
         self.help_menu = self.menuBar().addMenu("&Help")
         for name in ("shortcuts", "open_log_folder", "about"):
             self.help_menu.addAction(a[name])
         self._fill_recent_menu()
+
+    def _on_full_screen_toggled(self, on: bool) -> None:
+        if on:
+            self.showFullScreen()
+        else:
+            self.showNormal()
+
+    def _on_hide_panels_toggled(self, hide: bool) -> None:
+        """One key for the image alone: every dock and toolbar hidden, and the same ones shown
+        again (a dock the user had closed stays closed)."""
+        from PySide6.QtWidgets import QDockWidget, QToolBar
+
+        if hide:
+            self._hidden_by_key = [w for w in self.findChildren(QDockWidget) + self.findChildren(QToolBar)
+                                   if w.isVisible()]
+            for w in self._hidden_by_key:
+                w.hide()
+        else:
+            for w in getattr(self, "_hidden_by_key", []):
+                w.show()
+            self._hidden_by_key = []
 
     def shortcuts_text(self) -> str:
         """Every action with a keyboard shortcut, from the one table that defines them."""

@@ -235,3 +235,30 @@ def test_one_key_hides_every_panel_and_brings_them_back(qtbot: Any, ai_window: A
     assert window.isFullScreen()
     window.action_map["full_screen"].trigger()
     assert not window.isFullScreen()
+
+
+def test_batch_results_reopened_from_history_show_their_overlays(qtbot: Any, ai_window: Any,
+                                                                 models: Path, tmp_path: Path) -> None:
+    """Issue 16: batch results reopened from the history showed no mask or heatmap."""
+    _write(tmp_path / "h", "img", "FFF", "1.2.3.100", n=3)
+    window = ai_window(models)
+    _open(qtbot, window, tmp_path / "h")
+    ai = window.ai
+    with qtbot.waitSignal(ai.controller.sig_batch_finished, timeout=30000):
+        ai.analyse_shown()
+    hist = ai.history
+    ai.history_dock.raise_()
+    qtbot.waitUntil(lambda: hist.table.rowCount() >= 9, timeout=5000)
+    hist.search.setText("pneumonia")
+    hist.refresh()
+    row_file = hist.table.item(0, 1).text()
+    target = next(r for r in window.library.records if r.path.endswith(row_file))
+    if window.images.current is target:  # show another image first
+        other = next(r for r in window.library.records if r is not target)
+        with qtbot.waitSignal(window.sig_image_displayed, timeout=20000):
+            window.images.show(other)
+    with qtbot.waitSignal(window.sig_image_displayed, timeout=20000):
+        hist.reopen(0)
+    assert window.images.current is target
+    assert ai.overlays.heatmap is not None and window.canvas.heatmap_layer.item.isVisible()
+    assert ai.overlays.mask_data is not None and window.canvas.mask_layer.item.isVisible()

@@ -225,3 +225,18 @@ def test_display_levels_for_a_voi_lut_span_its_ramp():
     assert not lv.exact and not lv.invert
     # flat 0 up to index 10 (the ramp starts at 0 too), rising from value 1010; 4095 from 1109
     assert (lv.lo, lv.hi) == (1010.0, 1109.0)
+
+
+def test_range_presets_cover_dark_middle_and_bright_parts() -> None:
+    """Issue 16: presets for lung, soft tissue and bone; radiographs have no HU, so they are
+    windows over the image's own value distribution."""
+    from viewer.core.windowing import range_presets
+
+    values = np.linspace(0.0, 4000.0, 100_000, dtype=np.float32)
+    dark, middle, bright = range_presets(values)
+    assert "lungs" in dark.explanation and "bone" in bright.explanation
+    assert dark.center < middle.center < bright.center
+    assert dark.center - dark.width / 2 == pytest.approx(20.0, abs=2.0)  # 0.5th percentile
+    assert bright.center + bright.width / 2 == pytest.approx(3992.0, abs=2.0)  # 99.8th
+    assert all(v.origin == "auto" and v.function == "LINEAR_EXACT" for v in (dark, middle, bright))
+    assert range_presets(np.zeros((0,), np.float32)) == ()

@@ -109,6 +109,30 @@ def auto_window(values: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.5) -
     )
 
 
+# Range presets for projection radiographs, whose stored values carry no physical unit (no HU
+# as in CT): windows over a part of the image's own value distribution, in percentiles.
+RANGE_PRESETS: tuple[tuple[str, float, float], ...] = (
+    ("Dark range (lungs)", 0.5, 60.0),
+    ("Middle range (soft tissue, mediastinum)", 20.0, 97.0),
+    ("Bright range (bone)", 45.0, 99.8),
+)
+
+
+def range_presets(values: np.ndarray) -> tuple[VOI, ...]:
+    """The :data:`RANGE_PRESETS` as LINEAR_EXACT windows over ``values`` (one percentile pass)."""
+    sub = np.asarray(sample(values), dtype=np.float32).ravel()
+    if sub.size == 0:
+        return ()
+    points = np.percentile(sub, [p for _, lo, hi in RANGE_PRESETS for p in (lo, hi)])
+    out = []
+    for i, (name, lo_pct, hi_pct) in enumerate(RANGE_PRESETS):
+        lo, hi = float(points[2 * i]), float(points[2 * i + 1])
+        if hi > lo:
+            out.append(VOI(explanation=f"{name} {lo_pct:g}-{hi_pct:g} %", center=(lo + hi) / 2.0,
+                           width=hi - lo, function="LINEAR_EXACT", origin="auto"))
+    return tuple(out)
+
+
 def validate_voi(voi: VOI, lo: float, hi: float) -> str | None:
     """Why ``voi`` is unusable for data in ``[lo, hi]``, or ``None`` when it is fine.
 

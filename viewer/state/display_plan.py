@@ -26,6 +26,7 @@ import numpy as np
 from viewer.core.radiograph import VOI, Radiograph
 from viewer.core.windowing import (
     auto_window,
+    range_presets,
     data_range,
     default_voi,
     display_image,
@@ -92,8 +93,8 @@ def prepare_image(rg: Radiograph) -> PreparedImage:
     counts, edges = histogram(values, bins=256)
     levels = level_image(rg)
     return PreparedImage(
-        rg, levels, data_range(values), voi, tuple(rg.vois) + (auto,), counts, edges,
-        make_preview(levels),
+        rg, levels, data_range(values), voi, tuple(rg.vois) + (auto,) + range_presets(values),
+        counts, edges, make_preview(levels),
     )
 
 

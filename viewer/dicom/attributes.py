@@ -90,7 +90,8 @@ def vois(ds: Dataset, signed: bool) -> tuple[VOI, ...]:
         except (TypeError, ValueError):
             continue
         label = str(labels[i]).strip() if i < len(labels) and str(labels[i]).strip() else f"Window {i + 1}"
-        out.append(VOI(explanation=f"{label} (C {cf:g} / W {wf:g})", center=cf, width=wf, function=function))
+        # The numbers are shown beside the name (fields, tooltip), not repeated in it.
+        out.append(VOI(explanation=label, center=cf, width=wf, function=function))
     return tuple(out)
 
 

@@ -265,9 +265,9 @@ class ResultsPanel(QWidget):
         forced = any(r.forced for r in result.results)
         state = "Analysed" + (" (some models forced: outside their intended input)" if forced else "")
         if any(r.status == OUTSIDE_DATA for r in result.results):
-            state = ("No finding: the image is outside the data of some models (their own "
+            state = ("Some models give no result: the image is outside their data (their own "
                      "check, or a study date before their population). Use \"Run anyway\" to "
-                     "force (marked as forced).")
+                     "force them (marked as forced).")
         elif out_of_scope:
             state = ("Not analysed: outside the model's intended input. "
                      "Use \"Run anyway\" to force (marked as forced).")

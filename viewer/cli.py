@@ -92,7 +92,7 @@ class _OverlayWriter:
         return folder / f"{name}.png"
 
     def __call__(self, inp, result) -> None:  # type: ignore[no-untyped-def]
-        from viewer.core.overlay import apply_colormap, blend
+        from viewer.core.overlay import heatmap_view
         from viewer.services.export import atomic_write_bytes, burn_notice
 
         stem = Path(inp.source.split("!")[-1]).stem or inp.image_id
@@ -104,7 +104,7 @@ class _OverlayWriter:
             if self.heatmaps is not None and r.heatmap is not None:
                 slot = slot or self._name(self.heatmaps, stem)
                 grey = inp.display if inp.display.ndim == 2 else cv2.cvtColor(inp.display, cv2.COLOR_RGB2GRAY)
-                view = blend(grey, apply_colormap(r.heatmap), 0.45 * r.heatmap)
+                view = heatmap_view(grey, r.heatmap)  # the window's blend (core.overlay)
                 path = self.heatmaps / f"{slot.stem}_{r.model_id}.png"
                 _write_png(path, cv2.cvtColor(burn_notice(view), cv2.COLOR_RGB2BGR), atomic_write_bytes)
 

@@ -93,3 +93,16 @@ def test_nan_and_inf_never_depend_on_opencv() -> None:
     mask = np.array([[1, 1, 0, 1]], np.uint8)
     assert heatmap_mass_inside(np.array([[np.nan, 0.5, 0.5, -1.0]], np.float32), mask) == 0.5
     assert heatmap_mass_inside(heat, mask) is None  # +inf: undefined share
+
+
+def test_one_heatmap_rule_for_window_cli_and_exports() -> None:
+    """Issue 16/17: transparent below 20 %, then rising; the canvas layer, the CLI PNG and the
+    Secondary Capture all use core.overlay's rule and colormap."""
+    from viewer.core.overlay import HEAT_TRANSPARENT_BELOW, heatmap_alpha, heatmap_view
+
+    heat = np.array([[0.0, HEAT_TRANSPARENT_BELOW, 0.6, 1.0]], np.float32)
+    np.testing.assert_allclose(heatmap_alpha(heat, 0.5), [[0.0, 0.0, 0.25, 0.5]], atol=1e-6)
+    grey = np.full((1, 4), 100, np.uint8)
+    view = heatmap_view(grey, heat, "grey", 0.5)
+    np.testing.assert_array_equal(view, blend(grey, apply_colormap(heat, "grey"), heatmap_alpha(heat, 0.5)))
+    assert list(view[0, :2, 0]) == [100, 100]  # below the threshold: the film untouched

@@ -20,6 +20,9 @@ __all__ = [
     "mask_contour",
     "overlay_mask",
     "heatmap_mass_inside",
+    "HEAT_TRANSPARENT_BELOW",
+    "heatmap_alpha",
+    "heatmap_view",
 ]
 
 # Anchor colours (RGB, 0..255) of perceptual maps, interpolated linearly in between. "inferno" and
@@ -71,6 +74,26 @@ def apply_colormap(heatmap: np.ndarray, name: str = "inferno") -> np.ndarray:
     idx = cv2.convertScaleAbs(clamped, alpha=255.0)
     # cv2.LUT on a 3-channel index image is ~20x faster than numpy fancy indexing.
     return cv2.LUT(cv2.merge([idx, idx, idx]), lut.reshape(256, 1, 3))
+
+
+# Heatmap values below this are not drawn (the colormap's dark low end laid a veil over the whole
+# film); above it the opacity rises linearly to the full value at 1. One rule for the window, the
+# CLI's heatmap PNGs and the DICOM Secondary Capture.
+HEAT_TRANSPARENT_BELOW = 0.2
+
+
+def heatmap_alpha(heatmap: np.ndarray, opacity: float = 1.0) -> np.ndarray:
+    """Per-pixel opacity (float32 in [0, opacity]) of a [0, 1] heatmap overlay."""
+    h = np.nan_to_num(np.asarray(heatmap, dtype=np.float32))
+    lo = HEAT_TRANSPARENT_BELOW
+    return np.asarray(np.clip((h - lo) * (float(opacity) / (1.0 - lo)), 0.0, float(opacity)),
+                      dtype=np.float32)
+
+
+def heatmap_view(grey_or_rgb: np.ndarray, heatmap: np.ndarray, colormap: str = "inferno",
+                 opacity: float = 0.5) -> np.ndarray:
+    """The heatmap blended over an image (uint8 grey or RGB) as the window shows it."""
+    return blend(grey_or_rgb, apply_colormap(heatmap, colormap), heatmap_alpha(heatmap, opacity))
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from PySide6.QtGui import QColor, QPen, QTransform
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsLineItem
 
 from viewer.core.geometry import distance_mm, distance_px
+from viewer.core.overlay import apply_colormap, heatmap_alpha
 
 # (dx, dy, is_start, is_finish) in screen pixels
 WindowDragFn = Callable[[float, float, bool, bool], None]
@@ -94,14 +95,15 @@ def mask_to_rgba(mask: np.ndarray) -> np.ndarray:
     return MASK_COLOURS[index]
 
 
-def heatmap_to_rgba(heatmap: np.ndarray) -> np.ndarray:
-    """float32 heatmap in [0, 1] -> RGBA through the 'inferno' colour map, alpha = value."""
-    heat = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0.0, 1.0)
-    lut = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256, alpha=False)
-    rgba = np.empty(heat.shape + (4,), dtype=np.uint8)
-    idx = (heat * 255).astype(np.uint8)
-    rgba[..., :3] = lut[idx]
-    rgba[..., 3] = idx
+def heatmap_to_rgba(heatmap: np.ndarray, colormap: str = "inferno") -> np.ndarray:
+    """float32 heatmap in [0, 1] -> RGBA through ``colormap`` from
+    :func:`viewer.core.overlay.apply_colormap` (the one colormap source: the CLI's and the
+    exports' blends use it too), transparent below :data:`HEAT_TRANSPARENT_BELOW`, then alpha
+    rising with the value."""
+    rgb = apply_colormap(heatmap, colormap)
+    rgba = np.empty(rgb.shape[:2] + (4,), np.uint8)
+    rgba[..., :3] = rgb
+    rgba[..., 3] = np.rint(heatmap_alpha(heatmap) * 255.0).astype(np.uint8)
     return rgba
 
 

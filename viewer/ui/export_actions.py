@@ -16,7 +16,7 @@ import numpy as np
 from PySide6.QtGui import QImage
 
 from viewer import RESEARCH_NOTICE
-from viewer.core.overlay import apply_colormap, blend
+from viewer.core.overlay import heatmap_view as core_heatmap_view
 from viewer.dicom.deidentify import UidMap, burned_in_annotation_warning
 from viewer.dicom.export import (
     BurnedInAnnotationWarning, write_heatmap_capture, write_lung_segmentation,
@@ -115,9 +115,8 @@ def export_segmentation(record: Any, result: AnalysisResult, dest: Path,
 
 def heatmap_view(display: np.ndarray, heatmap: np.ndarray, colormap: str = "inferno",
                  opacity: float = 0.5) -> np.ndarray:
-    """The heatmap blended over the display image, notice burnt in (RGB uint8)."""
-    alpha = np.clip(heatmap.astype(np.float32) * opacity, 0.0, 1.0)
-    return burn_notice(blend(display, apply_colormap(heatmap, colormap), alpha), RESEARCH_NOTICE)
+    """The heatmap blended over the display image as the window shows it, notice under it."""
+    return burn_notice(core_heatmap_view(display, heatmap, colormap, opacity), RESEARCH_NOTICE)
 
 
 def export_heatmap_capture(record: Any, result: AnalysisResult, display: np.ndarray, dest: Path,

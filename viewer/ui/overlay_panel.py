@@ -17,8 +17,11 @@ from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel, QSlider, QVBoxLayout, QWidget,
 )
 
-from viewer.core.overlay import COLORMAPS, apply_colormap, heatmap_mass_inside, mask_contour
+from viewer.core.overlay import (
+    COLORMAPS, HEAT_TRANSPARENT_BELOW, apply_colormap, heatmap_mass_inside, mask_contour,
+)
 from viewer.services.analysis_types import OK, AnalysisResult
+from viewer.ui.canvas_layers import heatmap_to_rgba
 from viewer.ui.results_panel import top_finding
 
 MASK_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -36,21 +39,9 @@ def mask_rgba(mask: np.ndarray, colour: tuple[int, int, int], contour: bool) -> 
     return rgba
 
 
-# Below this value the heatmap is fully transparent: the colormap's dark low end laid a purple
-# veil over the whole film (issue 16). Alpha then rises linearly to opaque at 1.
-HEAT_TRANSPARENT_BELOW = 0.2
-
-
 def heatmap_rgba(heatmap: np.ndarray, colormap: str) -> np.ndarray:
-    """RGBA layer of a [0, 1] heatmap through ``colormap``; transparent below
-    :data:`HEAT_TRANSPARENT_BELOW`, then alpha rising with the value."""
-    rgb = apply_colormap(heatmap, colormap)
-    rgba = np.empty(rgb.shape[:2] + (4,), np.uint8)
-    rgba[..., :3] = rgb
-    lo = HEAT_TRANSPARENT_BELOW
-    ramp = (np.nan_to_num(heatmap) - lo) * (255.0 / (1.0 - lo))
-    rgba[..., 3] = np.clip(ramp, 0, 255).astype(np.uint8)
-    return rgba
+    """RGBA layer of a [0, 1] heatmap through ``colormap`` (the canvas's own conversion)."""
+    return heatmap_to_rgba(heatmap, colormap)
 
 
 def legend_image(colormap: str, width: int = 160, height: int = 12) -> np.ndarray:

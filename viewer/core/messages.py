@@ -28,9 +28,13 @@ _OS_WORDS = {
 def exception_words(exc: BaseException) -> str:
     """A short description of ``exc`` in our words: a category plus the exception's type name.
 
-    Never contains the exception's message, its arguments or a file name.
+    Never contains a library exception's message, its arguments or a file name (our own
+    ``LoadError`` keeps its message, which is built from our words).
     """
     name = type(exc).__name__
+    own = getattr(exc, "message", None)
+    if name == "LoadError" and isinstance(own, str) and own:
+        return own  # viewer.dicom.load.LoadError: a message in our words already
     if isinstance(exc, OSError) and hasattr(exc, "kind") and name == "NotRegularFile":
         return f"not a regular file: {exc.kind}, not read"
     if isinstance(exc, OSError):

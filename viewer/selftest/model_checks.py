@@ -42,27 +42,24 @@ def _pick_image(images: Sequence[DecodedImage], region: str = "CHEST") -> Decode
     return images[0]
 
 
-def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64).reshape(-1) / max(float(temperature), 1e-6)
-    z = np.exp(z - z.max())
-    return np.asarray(z / z.sum())
-
-
 def check_models(
     report: Report,
     images: Sequence[DecodedImage],
     threads: int = 2,
     extra_folders: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """Run each available model once on a real image; Grad-CAM++ for each classifier.
+    """Run every available model once on a real image through the analysis service the window
+    and ``radview analyze`` use (one inference path: preprocessing, calibration, thresholds,
+    masks at image resolution and Grad-CAM++ as they ship), forced so that each model runs
+    whatever the gate says.
 
     Returns ``{"image": DecodedImage, "heatmap": array | None, "mask": array | None}`` for the
     screenshot.
     """
-    from viewer.core.preprocess import prepare_input, resize_to_image
-    from viewer.inference.gradcam import cam_to_image, gradcam_plusplus
     from viewer.inference.registry import ModelRegistry, bundled_models_dir
     from viewer.inference.sessions import SessionPool
+    from viewer.services.analysis import AnalysisService
+    from viewer.services.analysis_types import OK, AnalysisInput
 
     shown: dict[str, Any] = {"image": _pick_image(images) if images else None, "heatmap": None, "mask": None}
     folder = bundled_models_dir()
@@ -72,8 +69,8 @@ def check_models(
             report.add("model", entry.id, "info", f"{entry.manifest_path}: {entry.reason}")
         else:
             report.add("model", entry.id, "fail", f"unusable manifest: {entry.reason}")
-    manifests = registry.available()
-    bundled = sum(1 for m in manifests if m.onnx_path.parent == folder)
+    manifests = {m.id: m for m in registry.available()}
+    bundled = sum(1 for m in manifests.values() if m.onnx_path.parent == folder)
     report.add("model", "bundled models", "info", f"{bundled} in {folder}")
     if not manifests:
         report.add("model", "models", "fail", "no models found")
@@ -82,56 +79,52 @@ def check_models(
         report.add("model", "input", "fail", "no decoded image to run the models on")
         return shown
     image = shown["image"]
-    pool = SessionPool(threads)
-    for manifest in manifests:
-        t0 = time.perf_counter()
-        try:
-            info = pool.get(manifest.onnx_path)
-            x = prepare_input(image.display, manifest.input_spec)
-            names = list(manifest.outputs)
-            values = dict(zip(names, info.session.run(names, {manifest.input_name: x})))
-        except Exception as exc:
-            report.add("model", manifest.id, "fail", exception_words(exc)[:300])
+    service = AnalysisService(registry, SessionPool(threads))
+    display = image.display if image.display.ndim == 2 else image.display.mean(axis=2).astype("uint8")
+    t0 = time.perf_counter()
+    try:
+        result = service.analyse(AnalysisInput(image_id=image.name, source=image.name,
+                                               display=display), force=True)
+    except Exception as exc:
+        report.add("model", "analysis", "fail", exception_words(exc)[:300], time.perf_counter() - t0)
+        return shown
+    for res in result.results:
+        manifest = manifests.get(res.model_id)
+        dt = sum(res.timings_ms.values()) / 1e3 if res.timings_ms else 0.0
+        if res.status != OK:
+            report.add("model", f"{res.model_id} {res.model_version}", "fail",
+                       f"{image.name}: {res.status}: {res.reason}"[:300], dt)
             continue
-        dt = time.perf_counter() - t0
-        bad = [n for n, v in values.items() if not np.all(np.isfinite(v))]
-        if bad:
-            report.add("model", manifest.id, "fail", f"non-finite values in {bad}", dt)
-            continue
-        provider = info.provider + (f" ({info.message})" if info.message else "")
-        if manifest.task == "segmentation":
-            logits = values[manifest.output_of_kind("segmentation_logits") or names[0]]
-            prob = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float32)[0, 0]))
-            mask = resize_to_image((prob >= manifest.threshold).astype(np.uint8), image.display.shape[:2], nearest=True)
-            shown["mask"] = shown["mask"] if shown["mask"] is not None else mask
-            detail = f"{image.name}: lung fraction {float(mask.mean()):.2f}; {provider}"
-        else:
-            logits = values[manifest.output_of_kind("logits") or names[0]]
-            probs = _softmax(logits, manifest.temperature)
-            top = int(np.argmax(probs))
-            detail = f"{image.name}: {manifest.labels[top]} {probs[top]:.2f}; {provider}"
-        report.add("model", f"{manifest.id} {manifest.version}", "ok", detail, dt)
-        if manifest.gradcam_output and manifest.gradcam_weight:
-            t1 = time.perf_counter()
-            try:
-                act = values[manifest.gradcam_output]
-                target = manifest.positive_index if manifest.positive_index is not None else top
-                cam = gradcam_plusplus(act, np.asarray(manifest.gradcam_weight), target)
-                heat = cam_to_image(cam, image.display.shape[:2])
-            except Exception as exc:
-                report.add("gradcam", manifest.id, "fail", exception_words(exc)[:300])
+        provider = res.provider or "?"
+        if res.task == "segmentation":
+            mask = res.mask
+            if mask is None or mask.shape != display.shape[:2]:
+                report.add("model", f"{res.model_id} {res.model_version}", "fail",
+                           "no mask at image resolution", dt)
                 continue
-            problem = ""
-            if heat.shape != image.display.shape[:2] or not np.all(np.isfinite(heat)):
-                problem = f"heatmap {heat.shape} not finite or not at image size"
-            elif heat.min() < 0 or heat.max() > 1 or float(heat.max() - heat.min()) < 1e-3:
-                problem = f"heatmap range [{heat.min():.3f}, {heat.max():.3f}]"
-            status = "fail" if problem else "ok"
-            label = manifest.labels[target]
-            report.add("gradcam", manifest.id, status, problem or f"Grad-CAM++ for {label!r}", time.perf_counter() - t1)
-            # show a finding's map rather than the body-region gate's
-            if not problem and (shown["heatmap"] is None or not manifest.gate):
-                if shown.get("heatmap_from_finding") is not True:
-                    shown["heatmap"] = heat
-                    shown["heatmap_from_finding"] = not manifest.gate
+            shown["mask"] = shown["mask"] if shown["mask"] is not None else mask
+            detail = f"{image.name}: lung fraction {float((mask > 0).mean()):.2f}; {provider}"
+        else:
+            probs = list(res.probabilities.values())
+            if not probs or not all(np.isfinite(p) for p in probs):
+                report.add("model", f"{res.model_id} {res.model_version}", "fail",
+                           "non-finite probabilities", dt)
+                continue
+            detail = f"{image.name}: {res.label} {(res.confidence or max(probs)):.2f}; {provider}"
+        report.add("model", f"{res.model_id} {res.model_version}", "ok", detail, dt)
+        if manifest is None or manifest.gate or not manifest.gradcam_weight or res.task != "classification":
+            continue
+        heat = res.heatmap
+        problem = ""
+        if heat is None:
+            problem = "no heatmap"
+        elif heat.shape != display.shape[:2] or not np.all(np.isfinite(heat)):
+            problem = f"heatmap {heat.shape} not finite or not at image size"
+        elif heat.min() < 0 or heat.max() > 1 or float(heat.max() - heat.min()) < 1e-3:
+            problem = f"heatmap range [{heat.min():.3f}, {heat.max():.3f}]"
+        report.add("gradcam", res.model_id, "fail" if problem else "ok",
+                   problem or f"Grad-CAM++ for {res.heatmap_label!r}",
+                   (res.timings_ms or {}).get("gradcam", 0.0) / 1e3)
+        if not problem and shown["heatmap"] is None:
+            shown["heatmap"] = heat
     return shown

@@ -220,3 +220,26 @@ def test_ruler_is_drawn_while_the_preview_stands_in(qtbot: Any) -> None:
                     for y in range(0, img.height(), 3)])
     yellow = (rgb[..., 0] > 200) & (rgb[..., 1] > 180) & (rgb[..., 2] < 80)
     assert yellow.sum() > 20
+
+
+def test_orientation_markers_follow_rotation_and_flips(qtbot: Any) -> None:
+    """Issue 16: orientation markers where the header gives (0020,0020) Patient Orientation."""
+    from dataclasses import replace
+
+    from viewer.core.geometry import edge_markers
+    from viewer.state.view_state import Orientation
+
+    assert edge_markers(("L", "F")) == {"right": "L", "left": "R", "bottom": "F", "top": "H"}
+    assert edge_markers(("L", "F"), 1) == {"right": "H", "left": "F", "bottom": "L", "top": "R"}
+    assert edge_markers(("L", "F"), 0, flip_h=True)["right"] == "R"
+    canvas = shown_canvas(qtbot, 500, 400)
+    rg = replace(gradient_radiograph(rows=60, cols=90, vois=(VOI("W", 2000.0, 3000.0),)),
+                 patient_orientation=("L", "F"))
+    prepared = prepare_image(rg)
+    canvas.set_image(prepared, voi_to_window(prepared.voi), prepared.voi)
+    assert canvas.markers["right"].text() == "L" and canvas.markers["top"].isVisible()
+    canvas.state.set_orientation(Orientation(1, False, False))
+    assert canvas.markers["right"].text() == "H" and canvas.markers["bottom"].text() == "L"
+    plain = prepare_image(gradient_radiograph(rows=60, cols=90))
+    canvas.set_image(plain, voi_to_window(plain.voi), plain.voi)
+    assert not any(m.isVisible() for m in canvas.markers.values())  # no header, no markers

@@ -109,3 +109,28 @@ def spacing_note(kind: str | None) -> str:
     if kind == "NominalScannedPixelSpacing":
         return "mm from (0018,2010) Nominal Scanned Pixel Spacing (digitised film)"
     return "no pixel spacing in the file: measurements in pixels only"
+
+
+_OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
+
+
+def opposite_direction(direction: str) -> str:
+    """The patient direction opposite to ``direction`` ("LF" -> "RH")."""
+    return "".join(_OPPOSITE.get(c, c) for c in direction)
+
+
+def edge_markers(orientation: tuple[str, str], quarter_turns: int = 0, flip_h: bool = False,
+                 flip_v: bool = False) -> dict[str, str]:
+    """Patient directions at the screen's right/left/bottom/top edges for an image whose
+    (0020,0020) Patient Orientation is ``(row, column)``, shown turned ``quarter_turns``
+    clockwise and then flipped (the canvas's order)."""
+    row, col = orientation
+    # directions at the image's own edges
+    right, left, bottom, top = row, opposite_direction(row), col, opposite_direction(col)
+    for _ in range(quarter_turns % 4):  # clockwise: top -> right -> bottom -> left -> top
+        right, bottom, left, top = top, right, bottom, left
+    if flip_h:
+        left, right = right, left
+    if flip_v:
+        top, bottom = bottom, top
+    return {"right": right, "left": left, "bottom": bottom, "top": top}

@@ -90,6 +90,9 @@ class Radiograph:
     view_position: str = ""
     patient_age_years: float | None = None
     study_date: str = ""
+    # (0020,0020) Patient Orientation: the patient directions of the row (towards the image's
+    # right) and of the column (towards its bottom), e.g. ("L", "F"); None when not given.
+    patient_orientation: tuple[str, str] | None = None
 
     @property
     def rows(self) -> int:

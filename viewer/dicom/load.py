@@ -253,6 +253,20 @@ def _lenient(fn: Any, default: Any) -> Any:
         return default
 
 
+_DIRECTIONS = frozenset("LRAPHF")
+
+
+def _patient_orientation(ds: Dataset) -> tuple[str, str] | None:
+    """(0020,0020) Patient Orientation as two direction strings made of L/R/A/P/H/F."""
+    value = ds.get("PatientOrientation")
+    if value is None or len(value) != 2:
+        return None
+    row, col = (str(v).strip().upper() for v in value)
+    if row and col and set(row) <= _DIRECTIONS and set(col) <= _DIRECTIONS:
+        return (row, col)
+    return None
+
+
 def _iso(day: Any) -> str:
     return "" if day is None else day.isoformat()
 
@@ -369,6 +383,7 @@ def _radiograph_from_dataset(ds: Dataset, frame: int = 0, source: str = "",
         modality=str(ds.get("Modality", "") or ""), body_part=str(ds.get("BodyPartExamined", "") or ""),
         view_position=str(ds.get("ViewPosition", "") or ""),
         patient_age_years=_lenient(lambda: patient_age_years(ds), None),
+        patient_orientation=_lenient(lambda: _patient_orientation(ds), None),
         study_date=_lenient(lambda: _iso(study_date(ds)), ""),
     )
 

@@ -18,6 +18,7 @@ from PySide6.QtGui import QCloseEvent, QResizeEvent, QTransform
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from viewer import RESEARCH_NOTICE
+from viewer.core.geometry import edge_markers
 from viewer.core.radiograph import VOI, Radiograph
 from viewer.state.display_plan import (
     DisplayPlan,
@@ -101,6 +102,17 @@ class ImageCanvas(QWidget):
         self.info_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.info_label.hide()
         self.info_enabled = True  # golden-image tests turn it off (fonts differ by machine)
+        # Orientation markers at the edges, from (0020,0020) Patient Orientation, following
+        # rotation and flips.
+        self.markers: dict[str, QLabel] = {}
+        for edge in ("left", "right", "top", "bottom"):
+            label = QLabel(self.view)
+            label.setObjectName(f"marker_{edge}")
+            label.setStyleSheet("color: #ffe080; background: rgba(0, 0, 0, 130); padding: 2px; "
+                                "font-weight: bold;")
+            label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+            label.hide()
+            self.markers[edge] = label
         # The research notice is a strip under the image, never over its pixels (it hid the
         # costophrenic angles at the bottom of chest films; issue 16).
         self.notice_label = QLabel(RESEARCH_NOTICE, self)
@@ -300,7 +312,27 @@ class ImageCanvas(QWidget):
         flags += ["inverted"] if self.state.invert else []
         return "  |  ".join(parts + flags)
 
+    def _update_markers(self) -> None:
+        rg = self.radiograph
+        orient = rg.patient_orientation if rg is not None and self.info_enabled else None
+        if orient is None:
+            for label in self.markers.values():
+                label.hide()
+            return
+        o = self.state.orientation
+        edges = edge_markers(orient, o.quarter_turns, o.flip_h, o.flip_v)
+        w, h = self.view.width(), self.view.height()
+        for edge, label in self.markers.items():
+            label.setText(edges[edge])
+            label.adjustSize()
+            lw, lh = label.width(), label.height()
+            x = {"left": 4, "right": w - lw - 4}.get(edge, (w - lw) // 2)
+            y = {"top": 4, "bottom": h - lh - 28}.get(edge, (h - lh) // 2)
+            label.move(x, y)
+            label.show()
+
     def update_info(self) -> None:
+        self._update_markers()
         text = self.info_text() if self.info_enabled else ""
         self.info_label.setVisible(bool(text))
         if text and text != self.info_label.text():

@@ -243,3 +243,19 @@ def test_orientation_markers_follow_rotation_and_flips(qtbot: Any) -> None:
     plain = prepare_image(gradient_radiograph(rows=60, cols=90))
     canvas.set_image(plain, voi_to_window(plain.voi), plain.voi)
     assert not any(m.isVisible() for m in canvas.markers.values())  # no header, no markers
+
+
+def test_scale_bar_matches_the_pixel_spacing(qtbot: Any) -> None:
+    """Issue 16: a scale bar when the spacing is known."""
+    canvas = shown_canvas(qtbot, 640, 480)
+    rg = gradient_radiograph(rows=60, cols=90, spacing=(0.5, 0.5), vois=(VOI("W", 2000.0, 3000.0),))
+    prepared = prepare_image(rg)
+    canvas.set_image(prepared, voi_to_window(prepared.voi), prepared.voi)
+    bar = canvas.scale_label
+    assert bar.isVisible() and bar.text().endswith(" mm")
+    mm = float(bar.text().split()[0])
+    screen_per_mm = 1.0 / (canvas.viewbox.viewPixelSize()[0] * 0.5)
+    assert abs(bar.width() - mm * screen_per_mm) <= 2
+    nospacing = prepare_image(gradient_radiograph(rows=60, cols=90, spacing=None))
+    canvas.set_image(nospacing, voi_to_window(nospacing.voi), nospacing.voi)
+    assert not bar.isVisible()

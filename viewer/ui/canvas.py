@@ -102,6 +102,14 @@ class ImageCanvas(QWidget):
         self.info_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.info_label.hide()
         self.info_enabled = True  # golden-image tests turn it off (fonts differ by machine)
+        # A scale bar when the pixel spacing is known (bottom-right, above the notice strip).
+        self.scale_label = QLabel(self.view)
+        self.scale_label.setObjectName("scaleBar")
+        self.scale_label.setStyleSheet("color: #ffe080; background: rgba(0, 0, 0, 130); "
+                                       "border-bottom: 3px solid #ffe080; padding: 1px;")
+        self.scale_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.scale_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.scale_label.hide()
         # Orientation markers at the edges, from (0020,0020) Patient Orientation, following
         # rotation and flips.
         self.markers: dict[str, QLabel] = {}
@@ -331,7 +339,27 @@ class ImageCanvas(QWidget):
             label.move(x, y)
             label.show()
 
+    def _update_scale(self) -> None:
+        rg = self.radiograph
+        px = self.viewbox.viewPixelSize()[0] if rg is not None else 0.0
+        if rg is None or rg.spacing_mm is None or not self.info_enabled or px <= 0:
+            self.scale_label.hide()
+            return
+        screen_px_per_mm = 1.0 / (px * float(rg.spacing_mm[1]))
+        length_mm = next((mm for mm in (1, 2, 5, 10, 20, 50, 100, 200, 500)
+                          if mm * screen_px_per_mm >= 60), 500)
+        width = int(round(length_mm * screen_px_per_mm))
+        if not 20 <= width <= self.view.width() - 40:
+            self.scale_label.hide()
+            return
+        self.scale_label.setText(f"{length_mm:g} mm")
+        self.scale_label.setFixedWidth(width)
+        self.scale_label.adjustSize()
+        self.scale_label.move(self.view.width() - width - 8, self.view.height() - self.scale_label.height() - 4)
+        self.scale_label.show()
+
     def update_info(self) -> None:
+        self._update_scale()
         self._update_markers()
         text = self.info_text() if self.info_enabled else ""
         self.info_label.setVisible(bool(text))

@@ -24,6 +24,8 @@ from viewer import RESEARCH_NOTICE, __version__
 __all__ = ["analyze_main", "build_parser"]
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_OUTPUT = 0, 1, 2, 3
+_DICOMDIR_FAILURES = ("file listed in DICOMDIR is missing", "a DICOMDIR record", "unreadable DICOMDIR",
+                      "the DICOMDIR lists no files", "entry listed in DICOMDIR")
 
 _EPILOG = f"""\
 output columns: file, image_id, model_id, model_version, status (ok | out_of_scope |
@@ -34,7 +36,8 @@ positive_probability, probabilities (JSON object of every class), forced, cautio
 patient's age in the DICOM header is outside the model's population), heatmap_in_lung, notice.
 
 exit status: 0 every image was analysed (out_of_scope and outside_data count as analysed); 1 at least one file
-could not be read or a model failed on it (rows with status "error" say why); 2 usage error
+could not be read or a model failed on it (rows with status "error" say why), or a DICOMDIR
+lists files that are missing or cannot be used (the "skipped" lines say which); 2 usage error
 (bad option, no input found, unknown model id, an output inside an input folder or the
 folder of an input file: results never go into a study folder); 3 an output could not be
 written (disk full, read-only folder): no partial file is left under the output's name.
@@ -184,6 +187,9 @@ def _analyze_main(argv: Sequence[str]) -> int:
     errors = 0
     for problem in scan.problems:
         say(f"skipped {problem.path}: {problem.reason}")
+    # A DICOMDIR that lists files which cannot be read means images were missed: not a clean
+    # run (a self-referencing or broken DICOMDIR used to exit 0 silently).
+    errors += sum(1 for p in scan.problems if p.reason.startswith(_DICOMDIR_FAILURES))
     if not records:
         print("radview analyze: no images found", file=sys.stderr)
         return EXIT_USAGE

@@ -433,3 +433,16 @@ def test_a_decode_that_never_ends_is_stopped_and_the_pool_recovers() -> None:
         assert pool._run(_abort_when, "after") == "after"
     finally:
         pool.shutdown()
+
+
+def test_analyze_exits_1_when_a_dicomdir_lists_missing_files(tmp_path: Path, tiny_models_dir: Path) -> None:
+    """A self-referencing DICOMDIR, or one naming a missing file, passed silently (exit 0)."""
+    path = _dicomdir(tmp_path)
+    ds = pydicom.dcmread(path)
+    images = [r for r in ds.DirectoryRecordSequence if r.get("ReferencedFileID")]
+    images[1].ReferencedFileID = ["NOPE", "IM9999"]
+    ds.save_as(path)
+    out = tmp_path / "out" / "r.csv"
+    code = analyze_main([str(path), "--models-dir", str(tiny_models_dir), "--out", str(out), "--quiet"])
+    assert code == 1
+    assert len({r["file"] for r in csv.DictReader(out.open(encoding="utf-8"))}) == 1  # the other image

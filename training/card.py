@@ -21,7 +21,8 @@ def _applicability_lines(recipe: Recipe, a: dict[str, Any]) -> list[str]:
              "test_refused": "own test split", "external_val_refused": "external_val"}
     lines = ["", "## Applicability check (outside this model's data)", "",
              f"Output `applicability`: {a['method']}. Fitted on the {a['fitted_on']}; threshold "
-             f"{a['threshold']} = {a['threshold_rule']}. A refused image gets no {pos} finding.", "",
+             f"{a['threshold']} = {a['threshold_rule']}. A refused image gets no {pos} finding. "
+             f"Components: k = {a['components']} ({a.get('components_rule', 'fixed')}).", "",
              "| population | rate |", "|---|---:|"]
     for key, v in a["rates"].items():
         lines.append(f"| {names.get(key, key.replace('_', ' '))} | {_pct(v)} |")
@@ -33,6 +34,10 @@ def _applicability_lines(recipe: Recipe, a: dict[str, Any]) -> list[str]:
         for lab, v in other["by_label"].items():
             lines.append(f"| {lab} | {v['n']} | {_pct(v['refused'])} | {_pct(v[f'reported_{pos}'])} | "
                          f"{_pct(v[f'reported_{pos}_without_check'])} |")
+        if other.get("k_sweep", {}).get("refused_by_k"):
+            ks = other["k_sweep"]
+            lines += ["", f"Choice of k: refusal rate of {ks['tuned_on']} at each k's own threshold: "
+                      + ", ".join(f"k={c}: {_pct(v)}" for c, v in ks["refused_by_k"].items()) + "."]
     if a.get("dicom"):
         lines += ["", "Every real DICOM file in `shared/data/dicom/` (outside `broken/`), read by the "
                   "viewer's own pipeline (`scan_paths` + `input_from_record`: default window, "
@@ -194,19 +199,26 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
         lines += _applicability_lines(recipe, ev["applicability"])
     lines += ["", "## Limitations", ""]
     lines += {
-        "pneumonia": ["- Trained and tested only on Kermany paediatric images from one centre; the "
-                      "official Kermany test split is known to be harder than a split of the train set.",
-                      "- Not for adults. Patient IDs cannot be verified across Kermany copies."],
+        "pneumonia": ["- Trained and tested only on Kermany paediatric images from one centre. The "
+                      "checkpoint, temperature and threshold were chosen on external_val (half of "
+                      "the official Kermany test split), so its figures are optimistic; the sealed "
+                      "other half is the real check.",
+                      "- The operating threshold is the external_val balanced point; on the own "
+                      "split (easier, from the train images) it trades sensitivity for specificity.",
+                      "- Not for adults. The applicability check refuses only part of the adult "
+                      "films (rates above; the body-region gate cannot see age), so an adult film "
+                      "may still get a pneumonia result. Patient IDs cannot be verified across "
+                      "Kermany copies."],
         "covid": ["- Source confounds the label: COVID images come from many hospitals and papers, "
                   "normals from one source (RSNA/NIH). The model may partly learn the source.",
                   "- No patient IDs; near-duplicates were grouped by picture similarity only.",
+                  "- Not for children. The applicability check refuses few paediatric films "
+                  "(rates above): its fine-tuned features place them inside the adult data.",
                   "- Every test image is from the same database (224-px squashed PNG copies). On "
-                  "full-resolution clinical files the model is outside its data: the two real chest "
-                  "films in `shared/data/dicom/` (966_fixed.dcm, a DX with Series Date 2015; "
-                  "RG1_*.dcm, a 2004 CR in several codecs) both get P(covid) 0.61, above the "
-                  "operating threshold, in the low-confidence (red) band (v2.3.0: 0.44 and 0.55). "
-                  "Both films predate COVID-19, and the viewer says so beside the result "
-                  "(`study_date_from`)."],
+                  "full-resolution clinical files the model is outside its data; see the DICOM "
+                  "table above. The real chest films in `shared/data/dicom/` predate COVID-19 "
+                  "(966_fixed.dcm: Series Date 2015; RG1_*.dcm: 2004), and the viewer says so "
+                  "beside any result (`study_date_from`)."],
         "body_region": ["- 'other' has very few training images (abdomen and infant pelvis only).",
                         "- Each non-chest class has one or two sources; the model may partly learn the source."],
         "lungs": ["- Masks follow V7's convention (retro-cardiac region included)."],

@@ -9,6 +9,7 @@ test split is only measured. Results go to ``training/runs/<model>/eval.json``.
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ OTHER_POPULATION = {"pneumonia": ("adult_covid_db", "covid"),
 # applicability statistics are fitted on: CPU time on 2 shared cores, not a statistical need
 # (a 48-component PCA of 1280-d features is stable from ~1,000 images).
 OTHER_PER_LABEL = 400
-FIT_IMAGES = 1600
+FIT_IMAGES = 5000
 
 
 def _draw(recs: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -150,18 +151,65 @@ def _draw(recs: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[str, A
     return [recs[i] for i in sorted(idx.tolist())]
 
 
+K_CANDIDATES = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+
+
+def _cached_outputs(model: torch.nn.Module, recipe: Recipe, recs: list[dict[str, Any]], run: Path,
+                    key: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`record_outputs`, cached in ``run/features/<key>.npz`` for this checkpoint."""
+    ck = run / "best.pt"
+    stamp = f"{ck.stat().st_mtime_ns if ck.exists() else 0}:{len(recs)}:{recs[0]['path'] if recs else ''}"
+    path = run / "features" / f"{key}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            if str(z["stamp"]) == stamp:
+                return z["logits"], z["pooled"]
+    logits, pooled = record_outputs(model, recipe, recs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, logits=logits, pooled=pooled, stamp=np.array(stamp))
+    return logits, pooled
+
+
 def applicability_eval(recipe: Recipe, model: torch.nn.Module, run: Path, temperature: float,
                        threshold: float, pooled: dict[str, np.ndarray], limit: int | None,
                        reports: bool) -> dict[str, Any]:
     """Fit the applicability statistics on the training split, set the threshold on the own
-    validation split, measure refusal rates elsewhere, and save ``run/applicability.npz``."""
+    validation split, measure refusal rates elsewhere, and save ``run/applicability.npz``.
+
+    The number of components k is chosen among ``K_CANDIDATES`` by the refusal rate on a
+    *tuning* draw of the other population (its train/val splits); the rates reported for the
+    other population are of a disjoint draw from its test split.
+    """
     from . import applicability as ap
 
     log = get_logger(recipe.model_id, run / "train.log")
     pos = recipe.labels.index(str(recipe.positive))
     train = _draw(split_records(recipe, "train", limit), FIT_IMAGES)
-    _, p_train = record_outputs(model, recipe, train)
-    k = int(min(ap.COMPONENTS, len(p_train) - 1, p_train.shape[1]))
+    _, p_train = _cached_outputs(model, recipe, train, run, "train_fit")
+    other_recs: dict[str, list[dict[str, Any]]] = {}
+    name, dataset = OTHER_POPULATION.get(recipe.model_id, ("", ""))
+    if dataset:
+        assign = read_split(dataset)
+        everything = records(dataset)
+        labels = sorted({x["label"] for x in everything})
+        for part, splits, n in (("tune", ("train", "val"), OTHER_PER_LABEL // 2),
+                                ("report", ("test",), OTHER_PER_LABEL)):
+            pool = [x for x in everything if assign.get(x["path"]) in splits]
+            other_recs[part] = pool[:limit] if limit else [
+                r for lab in labels for r in _draw([x for x in pool if x["label"] == lab], n)]
+    tune_pooled = (_cached_outputs(model, recipe, other_recs["tune"], run, "other_tune")[1]
+                   if other_recs else None)
+    sweep: dict[str, float] = {}
+    best_k = ap.COMPONENTS
+    for cand in K_CANDIDATES:
+        kk = int(min(cand, len(p_train) - 1, p_train.shape[1]))
+        st = ap.fit(p_train, kk)
+        t_k = float(np.quantile(ap.score(pooled["val"], st), ap.KEEP))
+        if tune_pooled is not None:
+            sweep[str(kk)] = round(float((ap.score(tune_pooled, st) > t_k).mean()), 4)
+    if sweep:
+        best_k = int(max(sweep, key=lambda c: (sweep[c], -int(c))))
+    k = int(min(best_k, len(p_train) - 1, p_train.shape[1]))
     stats = ap.fit(p_train, k)
     s_val = ap.score(pooled["val"], stats)
     thr = float(np.quantile(s_val, ap.KEEP))
@@ -170,13 +218,9 @@ def applicability_eval(recipe: Recipe, model: torch.nn.Module, run: Path, temper
     if "external" in pooled:
         rates["external_val_refused"] = float((ap.score(pooled["external"], stats) > thr).mean())
     other: dict[str, Any] = {}
-    if recipe.model_id in OTHER_POPULATION:
-        name, dataset = OTHER_POPULATION[recipe.model_id]
-        everything = records(dataset)
-        recs = everything[:limit] if limit else [
-            r for lab in sorted({x["label"] for x in everything})
-            for r in _draw([x for x in everything if x["label"] == lab], OTHER_PER_LABEL)]
-        lo, po = record_outputs(model, recipe, recs)
+    if other_recs:
+        recs = other_recs["report"]
+        lo, po = _cached_outputs(model, recipe, recs, run, "other_report")
         refused = ap.score(po, stats) > thr
         positive = (~refused) & (softmax(lo, temperature)[:, pos] >= threshold)
         rates[f"{name}_refused"] = float(refused.mean())
@@ -191,8 +235,11 @@ def applicability_eval(recipe: Recipe, model: torch.nn.Module, run: Path, temper
                           f"reported_{recipe.positive}_without_check":
                               float((softmax(lo[sel], temperature)[:, pos] >= threshold).mean())}
         other = {"name": name, "by_label": other,
-                 "data": f"shared/data/{dataset}: {len(recs)} of its {len(everything)} images "
-                         f"(up to {OTHER_PER_LABEL} per label, seeded random draw)"}
+                 "data": f"shared/data/{dataset}: {len(recs)} images of its test split (up to "
+                         f"{OTHER_PER_LABEL} per label, seeded random draw)",
+                 "k_sweep": {"tuned_on": f"{len(other_recs['tune'])} other images of its "
+                                         "train/validation splits (disjoint from the reported ones)",
+                             "refused_by_k": sweep}}
     dicom: dict[str, Any] = {}
     if reports:
         from .gate import viewer_dicom_displays
@@ -211,10 +258,13 @@ def applicability_eval(recipe: Recipe, model: torch.nn.Module, run: Path, temper
             shown = [v for v in dicom.values() if "p_positive" in v]
             rates["dicom_reported_" + str(recipe.positive)] = float(
                 np.mean([v["verdict"] == recipe.positive for v in shown])) if shown else 0.0
-    info = {"components": k, "fitted_on": f"training split ({len(train)} images drawn at random, "
-                                          "seed 0), pooled activations",
+    n_split = len(split_records(recipe, "train", limit))
+    drawn = "all" if len(train) == n_split else f"{len(train)} of {n_split}, seeded random draw"
+    info = {"components": k, "fitted_on": f"training split ({drawn} images), pooled activations",
             "threshold_rule": f"{100 * ap.KEEP:g}th percentile of the own validation split "
-                              f"({len(s_val)} images)"}
+                              f"({len(s_val)} images)",
+            "components_rule": (f"k in {list(K_CANDIDATES)} with the most refusals of a tuning draw "
+                                "of the other population at that threshold" if sweep else "fixed")}
     ap.save(run / ap.FILE, stats, thr, info)
     res = {"threshold": round(thr, 4), **info, "rates": {k2: round(v, 4) for k2, v in rates.items()},
            "other_population": other, "dicom": dicom,
@@ -233,7 +283,9 @@ def evaluate_classifier(recipe: Recipe, model: torch.nn.Module, limit: int | Non
         lv = run_views(model, recipe, file_views(recipe, val))
         lt = run_views(model, recipe, file_views(recipe, test))
     else:
-        (lv, pv_pool), (lt, pt_pool) = record_outputs(model, recipe, val), record_outputs(model, recipe, test)
+        rdir = run or RUNS / recipe.model_id
+        lv, pv_pool = _cached_outputs(model, recipe, val, rdir, "val")
+        lt, pt_pool = _cached_outputs(model, recipe, test, rdir, "test")
     ext: list[dict[str, Any]] = []
     if recipe.select_on == "external":
         from .data import external_records
@@ -241,7 +293,7 @@ def evaluate_classifier(recipe: Recipe, model: torch.nn.Module, limit: int | Non
         ext = external_records(recipe.dataset)
         if limit:  # both labels (the file lists normals first) in smoke runs
             ext = ext[:limit // 2] + ext[len(ext) - (limit - limit // 2):]
-        le, pe_pool = record_outputs(model, recipe, ext)
+        le, pe_pool = _cached_outputs(model, recipe, ext, run or RUNS / recipe.model_id, "external")
         ye = _labels(recipe, ext)
         cal_logits, cal_y = le, ye
         fitted_on = f"external_val ({len(ext)} images, pneumonia/external_val)"
@@ -319,7 +371,7 @@ def evaluate(recipe: Recipe, run_dir: Path | None = None, limit: int | None = No
     ``limit`` caps the validation/test images and ``reports=False`` skips the gate's DICOM and
     photograph reports (both for smoke tests only).
     """
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("RADVIEW_TRAIN_THREADS", "2")))
     run = run_dir or RUNS / recipe.model_id
     log = get_logger(recipe.model_id, run / "train.log")
     model = load_trained(recipe, run)

@@ -184,9 +184,11 @@ class FlipAveraged(nn.Module):
         self.n_channels = net.n_channels
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.net.activations(x)
-        b = self.net.activations(torch.flip(x, dims=(3,)))
-        return 0.5 * (a + torch.flip(b, dims=(3,)))
+        # Both views in one batch (eval-mode BatchNorm makes it the same as two runs; one
+        # batch of 2N is faster than two of N in onnxruntime on 2 cores).
+        n = x.shape[0]
+        both = self.net.activations(torch.cat([x, torch.flip(x, dims=(3,))], 0))
+        return 0.5 * (both[:n] + torch.flip(both[n:], dims=(3,)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         act = self.activations(x)

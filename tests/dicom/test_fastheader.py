@@ -101,7 +101,7 @@ def test_text_without_a_declared_character_set_is_best_guessed(tmp_path) -> None
 
     assert undeclared_text("Емельянова^Анна".encode("cp1251")) == "Емельянова^Анна"
     assert undeclared_text("Müller^Jürgen".encode("latin-1")) == "Müller^Jürgen"
-    assert undeclared_text("Müller".encode("utf-8")) == "Müller"
+    assert undeclared_text("Müller".encode()) == "Müller"
     path = dicom_factory.write_dicom(tmp_path / "ru.dcm", np.zeros((8, 8), np.uint16), bits_stored=12)
     raw = path.read_bytes()
     old = b"Test^Patient"

@@ -8,7 +8,7 @@ Usage (after ``make dist`` and/or ``make dist-cpu``)::
 For each bundle (``dist/radview`` = GPU flavour, ``dist/radview-cpu`` = CPU flavour) it prints
 
 - size: the whole folder and its largest parts (top-level entries of ``_internal/`` and the
-  largest single files); goal for the CPU flavour <= 450 MB;
+  largest single files); goal for the CPU flavour <= 500 MB (450 MB until the models grew to ~45 MB, issue 14);
 - start: the viewer (``radview-cli`` with no command, same code as ``radview``) launched with
   ``RADVIEW_STARTUP_PROBE=1`` prints the wall-clock time of its
   main window's first paint and quits; we take that minus the launch time. The first run after
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {bundle.relative_to(REPO) if bundle.is_relative_to(REPO) else bundle} ({flavour} flavour)")
         res: dict[str, object] = {"flavour": flavour, "size": measure_size(bundle)}
         size = res["size"]
-        goal = "  (goal <= 450 MB)" if flavour == "CPU" else ""
+        goal = "  (goal <= 500 MB)" if flavour == "CPU" else ""
         print(f"size: {size['total_mib']} MiB = {size['total_mib'] * 1.048576:.0f} MB in {size['files']} files{goal}")
         print("  largest parts (MiB): " + ", ".join(f"{n} {s}" for n, s in size["largest_parts_mib"]))
         print("  largest files (MiB): " + ", ".join(f"{n} {s}" for n, s in size["largest_files_mib"][:6]))

@@ -106,7 +106,8 @@ def _complete(path: Path) -> None:
         assert len(doc["results"]) == ROWS_PER_EXPORT and doc["notice"]
     elif path.suffix == ".png":
         img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
-        assert img is not None and img.shape == (400, 500, 3), path
+        # 400 x 500 as rendered, plus the research-notice strip added under it
+        assert img is not None and img.shape[1:] == (500, 3) and img.shape[0] > 400, path
     else:
         ds = pydicom.dcmread(path)
         assert ds.pixel_array.size > 0

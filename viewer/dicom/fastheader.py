@@ -147,6 +147,17 @@ def undeclared_text(raw: bytes) -> str:
     return raw.decode("latin-1")
 
 
+def redecode_undeclared(text: str) -> str:
+    """Text that pydicom decoded with its default (Latin-1) for a file without (0008,0005),
+    decoded again with :func:`undeclared_text`'s best guess (ASCII text is returned as is)."""
+    if text.isascii():
+        return text
+    try:
+        return undeclared_text(text.encode("latin-1"))
+    except UnicodeEncodeError:
+        return text
+
+
 def _text(raw: bytes, charset: str) -> str:
     if charset == "ISO_IR 192":
         text = raw.decode("utf-8")

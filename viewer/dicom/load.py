@@ -36,7 +36,7 @@ from viewer.dicom.scan import InstanceRecord, deflate_problem, plausible_raw_dat
 from viewer.core.files import open_regular
 from viewer.core.messages import exception_words
 from viewer.dicom.codestream import check_frame_header
-from viewer.dicom.fastheader import undeclared_text
+from viewer.dicom.fastheader import redecode_undeclared
 
 __all__ = ["HeaderNode", "LoadError", "MAX_FRAME_BYTES", "MAX_FRAME_PIXELS", "check_frame_size",
            "load_radiograph", "open_source", "read_dataset", "read_header",
@@ -430,17 +430,6 @@ class HeaderNode:
 _TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC"})
 
 
-def _undeclared(text: str) -> str:
-    """Re-read text pydicom decoded with its default (Latin-1) when the file declares no
-    (0008,0005) Specific Character Set (see fastheader.undeclared_text)."""
-    if text.isascii():
-        return text
-    try:
-        return undeclared_text(text.encode("latin-1"))
-    except UnicodeEncodeError:
-        return text
-
-
 def _value_text(elem: Any, limit: int = 200, undeclared: bool = False) -> str:
     if elem.VR == "SQ":
         return f"{len(elem.value)} item(s)"
@@ -451,7 +440,7 @@ def _value_text(elem: Any, limit: int = 200, undeclared: bool = False) -> str:
         return "<pixel data>"
     text = str(value)
     if undeclared and elem.VR in _TEXT_VRS:
-        text = _undeclared(text)
+        text = redecode_undeclared(text)
     if elem.VR == "UI" and hasattr(value, "name") and value.name and value.name != str(value):
         text = f"{value} ({value.name})"
     return text if len(text) <= limit else text[: limit - 1] + "…"

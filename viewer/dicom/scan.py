@@ -19,7 +19,7 @@ from typing import IO, Any, Literal
 
 from functools import lru_cache
 
-from viewer.dicom.fastheader import parse_header, undeclared_text
+from viewer.dicom.fastheader import parse_header, redecode_undeclared
 from viewer.core.files import open_regular
 from viewer.core.messages import exception_words
 
@@ -401,12 +401,7 @@ def _scan_stream(fp: IO[bytes], path: str, member: str | None, size: int, mtime:
         undeclared = "SpecificCharacterSet" not in ds
         for keyword, field_name in _STR_FIELDS.items():
             text = _text(ds.get(keyword))
-            if undeclared and not text.isascii():
-                try:  # pydicom read it as Latin-1: the best guess instead (fastheader)
-                    text = undeclared_text(text.encode("latin-1"))
-                except UnicodeEncodeError:
-                    pass
-            values[field_name] = text
+            values[field_name] = redecode_undeclared(text) if undeclared else text
         for keyword, field_name in _INT_FIELDS.items():
             values[field_name] = _int(ds.get(keyword))
     except Exception as exc:

@@ -32,7 +32,7 @@ LINUX = "x86_64-manylinux_2_34"  # PySide6 6.11 wheels need glibc 2.34 (Debian 1
 # lock file -> (inputs, extras, platform or "universal", needs the local torch wheel)
 LOCKS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str, bool]] = {
     # make run / make test / make dist: the dev venv (GPU onnxruntime, tests, training smoke).
-    "dev.lock": (("pyproject.toml", "requirements/build.in"), ("gpu", "dev", "train"), LINUX, True),
+    "dev.lock": (("pyproject.toml", "requirements/build.in"), ("gpu", "dev", "train", "cluster"), LINUX, True),
     # make dist-cpu and the bundle workflows' CPU flavour (Linux and Windows).
     "cpu.lock": (("pyproject.toml", "requirements/build.in", "requirements/bundle.in"), ("cpu",),
                  "universal", False),

@@ -24,6 +24,17 @@ def _support_log_in_a_scratch_folder(tmp_path_factory: pytest.TempPathFactory) -
     return folder
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _user_models_in_a_scratch_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user models folder (`radview models add`, searched by analyze and the window) is an
+    empty scratch folder in tests: a developer's own models must never change a test's result."""
+    import os
+
+    folder = tmp_path_factory.mktemp("user-models")
+    os.environ["RADVIEW_MODELS_DIR"] = str(folder)
+    return folder
+
+
 def shared_data_dir() -> Path:
     """``<repo>/../shared/data`` resolved (may not exist)."""
     return (REPO_ROOT / ".." / "shared" / "data").resolve()

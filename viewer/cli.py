@@ -1,7 +1,8 @@
 """Headless batch analysis: ``radview analyze PATH... [options]`` (never imports Qt).
 
-Writes one row per image x model (CSV or JSON; CSV on stdout without ``--out``), lung masks and
-heatmap views as PNG, and progress to stderr.
+Writes one row per image x model (CSV or JSON; CSV on stdout without ``--out``), each declared
+segment's mask and the heatmap views as PNG, one DICOM SEG per DICOM image, and progress to
+stderr.
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from viewer import RESEARCH_NOTICE, __version__
+
+if TYPE_CHECKING:
+    from viewer.dicom.scan import InstanceRecord
+    from viewer.services.analysis import AnalysisService
+    from viewer.services.analysis_types import AnalysisInput, AnalysisResult, ModelResult
 
 __all__ = ["analyze_main", "build_parser"]
 
@@ -32,8 +39,11 @@ output columns: file, image_id, model_id, model_version, status (ok | out_of_sco
 outside_data: the model's own check says the image is unlike its training data, or the study
 date is before its population; no finding | error),
 reason, label, confidence, band (green/orange/red), threshold, positive_label,
-positive_probability, probabilities (JSON object of every class), forced, caution (set when the
-patient's age in the DICOM header is outside the model's population), heatmap_in_lung, notice.
+positive_probability, probabilities (JSON object of every class or finding), forced, caution
+(set when the patient's age in the DICOM header is outside the model's population), findings
+(JSON: a multi-label model's findings, each with probability, threshold, call and band),
+measurements (JSON: the manifests' declared measurements by key <model>.<kind>[.<segment or
+role>], e.g. covid.heatmap_share.lung_field), notice.
 
 exit status: 0 every image was analysed (out_of_scope and outside_data count as analysed); 1 at least one file
 could not be read or a model failed on it (rows with status "error" say why), or a DICOMDIR
@@ -53,14 +63,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="DICOM/PNG/JPEG files, folders, zips")
     p.add_argument("--models", help="comma-separated model ids to run (default: all)")
     p.add_argument("--out", type=Path, help="write results to FILE.csv or FILE.json (default: CSV on stdout)")
-    p.add_argument("--masks", type=Path, metavar="DIR", help="write lung masks as <stem>.png (0/255, input size)")
-    p.add_argument("--heatmaps", type=Path, metavar="DIR", help="write Grad-CAM++ views as <stem>_<model>.png")
+    p.add_argument("--masks", type=Path, metavar="DIR",
+                   help="write each segmenter's masks as <stem>_<model>.png, or "
+                        "<stem>_<model>_<segment>.png for a model of several segments (0/255, input size)")
+    p.add_argument("--heatmaps", type=Path, metavar="DIR",
+                   help="write Grad-CAM++ views as <stem>_<model>.png (a multi-label model: "
+                        "<stem>_<model>_<finding>.png per positive finding)")
+    p.add_argument("--seg", type=Path, metavar="DIR",
+                   help="write one DICOM Segmentation per DICOM image as <stem>_seg.dcm, one "
+                        "segment per declared segment that has codes in its manifest")
     p.add_argument("--force", action="store_true", help="run models even outside their intended input or data (results marked forced)")
     p.add_argument("--models-dir", type=Path, action="append", default=[], metavar="DIR",
-                   help="extra models folder, searched before the bundled models (repeatable)")
+                   help="extra models folder, searched before the user models folder "
+                        "(radview models list shows it) and the bundled models (repeatable)")
     p.add_argument("--workers", type=int, default=2, help="images analysed in parallel (default 2)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per run (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    g = p.add_argument_group(
+        "archive scale (docs/SCALING.md)",
+        "--out DIR.parquet writes a Parquet dataset, one part per chunk of files; a rerun with "
+        "the same --out skips the files already in it. --scheduler/--local-cluster run the "
+        "chunks on Dask workers (pip install 'radview[cluster]'; the network is then allowed "
+        "for Dask), which read the inputs and write --out on storage shared with this machine.")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:8786")
+    g.add_argument("--local-cluster", type=int, metavar="N", help="start a Dask LocalCluster of N worker processes")
+    g.add_argument("--path-map", action="append", default=[], metavar="CLIENT=WORKER",
+                   help="a path prefix as the workers see it, e.g. /mnt/a=/data/a (repeatable)")
+    g.add_argument("--chunk-size", type=int, metavar="N", help="files per task (default: from the file count)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also write the support log to stderr (radview --log-path says where it is)")
     p.add_argument("--version", action="version", version=f"radview {__version__}")
@@ -78,38 +107,80 @@ def _error_reason(exc: BaseException) -> str:
 
 
 class _OverlayWriter:
-    """Writes masks and heatmap views on the worker threads; unique names per stem."""
+    """Writes masks, heatmap views and DICOM SEGs on the worker threads; unique stems."""
 
-    def __init__(self, masks: Path | None, heatmaps: Path | None) -> None:
-        self.masks, self.heatmaps = masks, heatmaps
+    def __init__(self, masks: Path | None, heatmaps: Path | None, seg: Path | None = None,
+                 service: AnalysisService | None = None,
+                 records: Mapping[str, InstanceRecord] | None = None) -> None:
+        self.masks, self.heatmaps, self.seg = masks, heatmaps, seg
+        self.service = service  # AnalysisService: its manifests and heatmap_for
+        self.records = records or {}  # source -> InstanceRecord (the DICOM source of a SEG)
+        self.notes: set[str] = set()
         self._lock = threading.Lock()
         self._used: set[str] = set()
 
-    def _name(self, folder: Path, stem: str) -> Path:
+    def _stem(self, stem: str) -> str:
         with self._lock:
             name, n = stem, 1
             while name in self._used:
                 n += 1
                 name = f"{stem}-{n}"
             self._used.add(name)
-        return folder / f"{name}.png"
+        return name
 
-    def __call__(self, inp, result) -> None:  # type: ignore[no-untyped-def]
-        from viewer.core.overlay import heatmap_view
-        from viewer.services.export import atomic_write_bytes, burn_notice
+    def __call__(self, inp: AnalysisInput, result: AnalysisResult) -> None:
+        from viewer.services.declared_exports import (
+            heatmap_file_name, heatmap_picture, mask_file_name,
+        )
+        from viewer.services.export import atomic_write_bytes
 
-        stem = Path(inp.source.split("!")[-1]).stem or inp.image_id
-        slot = None
+        stem = self._stem(Path(inp.source.split("!")[-1]).stem or inp.image_id)
+        grey = None
         for r in result.results:
-            if self.masks is not None and r.mask is not None:
-                slot = slot or self._name(self.masks, stem)
-                _write_png(self.masks / slot.name, (r.mask > 0).astype(np.uint8) * 255, atomic_write_bytes)
-            if self.heatmaps is not None and r.heatmap is not None:
-                slot = slot or self._name(self.heatmaps, stem)
-                grey = inp.display if inp.display.ndim == 2 else cv2.cvtColor(inp.display, cv2.COLOR_RGB2GRAY)
-                view = heatmap_view(grey, r.heatmap)  # the window's blend (core.overlay)
-                path = self.heatmaps / f"{slot.stem}_{r.model_id}.png"
-                _write_png(path, cv2.cvtColor(burn_notice(view), cv2.COLOR_RGB2BGR), atomic_write_bytes)
+            if self.masks is not None:
+                for o in r.overlays_of("mask"):
+                    _write_png(self.masks / mask_file_name(stem, r, o.label),
+                               (o.array > 0).astype(np.uint8) * 255, atomic_write_bytes)
+            if self.heatmaps is not None:
+                for label, heat in self._heatmaps(r, result.image_shape):
+                    if grey is None:
+                        grey = inp.display if inp.display.ndim == 2 else cv2.cvtColor(
+                            inp.display, cv2.COLOR_RGB2GRAY)
+                    view = heatmap_picture(grey, heat)  # the window's blend and notice
+                    _write_png(self.heatmaps / heatmap_file_name(stem, r, label),
+                               cv2.cvtColor(view, cv2.COLOR_RGB2BGR), atomic_write_bytes)
+        if self.seg is not None:
+            self._write_seg(inp, result, stem)
+
+    def _heatmaps(self, r: ModelResult, shape: tuple[int, int]
+                  ) -> list[tuple[str, np.ndarray]]:
+        """The reported map; for a multi-label model every positive finding's map."""
+        maps = [(o.label, o.array) for o in r.overlays_of("heatmap")]
+        if r.multilabel and maps and self.service is not None and r.cams is not None:
+            done = {label for label, _ in maps}
+            maps += [(f.label, self.service.heatmap_for(r, f.label, shape))
+                     for f in r.findings if f.positive and f.label not in done]
+        return maps
+
+    def _write_seg(self, inp: AnalysisInput, result: AnalysisResult, stem: str) -> None:
+        from viewer.dicom.export import DicomExportError, write_segmentation
+        from viewer.dicom.load import read_dataset
+        from viewer.services.declared_exports import segment_specs
+
+        record = self.records.get(inp.source)
+        if record is None or getattr(record, "kind", "dicom") != "dicom":
+            return  # a PNG/JPEG has no DICOM source to reference
+        manifests = {m.id: m for m in self.service.registry.available()} if self.service else {}
+        specs, notes = segment_specs(result, manifests)
+        with self._lock:
+            self.notes.update(notes)
+        if specs and self.seg is not None:
+            try:
+                write_segmentation(read_dataset(record.path, record.member), specs,
+                                   self.seg / f"{stem}_seg.dcm")
+            except DicomExportError as exc:  # e.g. a source that cannot be referenced
+                with self._lock:
+                    self.notes.add(f"{stem}: no DICOM SEG written: {exc}")
 
 
 def _write_png(path: Path, img: np.ndarray, atomic) -> None:  # type: ignore[no-untyped-def]
@@ -160,7 +231,10 @@ def _analyze_main(argv: Sequence[str]) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    registry = ModelRegistry.default(args.models_dir)
+    from viewer.inference.model_add import user_models_dir
+
+    # The user models folder (where `radview models add` writes) comes after --models-dir.
+    registry = ModelRegistry.default([*args.models_dir, user_models_dir()])
     for entry in registry.unavailable():
         say(f"model {entry.id} unavailable: {entry.reason}")
     wanted = None
@@ -173,9 +247,13 @@ def _analyze_main(argv: Sequence[str]) -> int:
     if not registry.available():
         print("radview analyze: no usable model found", file=sys.stderr)
         return EXIT_USAGE
+    from viewer.services.cluster_cli import analyze_dataset, wants_dataset
+
+    if wants_dataset(args):  # a Parquet dataset, here or on Dask (services/batch.py)
+        return analyze_dataset(args, say)
     inputs = [Path(p) for p in args.paths]
     try:
-        for dest in (args.out, args.masks, args.heatmaps):
+        for dest in (args.out, args.masks, args.heatmaps, args.seg):
             if dest is not None:
                 check_destination(dest, [p if p.is_dir() else p.parent for p in inputs])
     except ExportError as exc:
@@ -193,7 +271,7 @@ def _analyze_main(argv: Sequence[str]) -> int:
     if not records:
         print("radview analyze: no images found", file=sys.stderr)
         return EXIT_USAGE
-    for folder in (args.masks, args.heatmaps):
+    for folder in (args.masks, args.heatmaps, args.seg):
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
     say(f"{len(records)} image(s), models: {', '.join(m.id for m in registry.available())}")
@@ -205,7 +283,8 @@ def _analyze_main(argv: Sequence[str]) -> int:
     # codestream) becomes that file's error row, and the batch goes on (issue 15).
     decoders = DecodePool(workers=max(1, args.workers))
     load = partial(input_from_record, load=decoders.load_image)
-    writer = _OverlayWriter(args.masks, args.heatmaps)
+    writer = _OverlayWriter(args.masks, args.heatmaps, args.seg, service, {
+        (f"{r.path}!{r.member}" if r.member else r.path): r for r in records})
     as_json = args.out is not None and args.out.suffix.lower() == ".json"
     json_rows: list[dict[str, object]] = []
     csv_out = None if as_json else (CsvResultWriter(args.out) if args.out else None)
@@ -223,7 +302,7 @@ def _analyze_main(argv: Sequence[str]) -> int:
             say(f"[{done}/{total}]")
 
     seen_messages: set[str] = set()
-    overlays = args.masks is not None or args.heatmaps is not None
+    overlays = args.masks is not None or args.heatmaps is not None or args.seg is not None
     try:
         with ThreadPoolExecutor(max(1, args.workers), thread_name_prefix="analyze") as pool:
             for record, value in service.iter_batch(
@@ -265,6 +344,8 @@ def _analyze_main(argv: Sequence[str]) -> int:
     if as_json:
         from viewer.services.export import provenance, write_json
         write_json(json_rows, args.out, source=provenance(registry.available()))
+    for note in sorted(writer.notes):
+        say(note)
     say(f"{rows_total} row(s), {errors} image(s) with errors" + (f" -> {args.out}" if args.out else ""))
     seconds = time.perf_counter() - t_start
     log.info("analyze done: %d image(s), %d row(s), %d with errors in %.1f s (%.2f images/s)",

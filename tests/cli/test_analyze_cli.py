@@ -65,7 +65,7 @@ def test_tiny_models_csv_masks_heatmaps(inputs: list[Path], tiny_models_dir: Pat
     assert clf["status"] == "ok" and clf["model_version"] == "0.0.1-test"
     assert clf["band"] in ("green", "orange", "red") and float(clf["confidence"]) >= 0.5
     for f in inputs:
-        mask = cv2.imread(str(tmp_path / "masks" / f"{f.stem}.png"), cv2.IMREAD_UNCHANGED)
+        mask = cv2.imread(str(tmp_path / "masks" / f"{f.stem}_lungs.png"), cv2.IMREAD_UNCHANGED)
         assert mask.shape == _size(f) and set(np.unique(mask)) <= {0, 255}
         heat = cv2.imread(str(tmp_path / "heat" / f"{f.stem}_pneumonia.png"))
         rows, cols = _size(f)  # the image, then the research notice strip below it

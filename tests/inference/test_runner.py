@@ -68,7 +68,7 @@ def test_segmentation_mask_at_image_resolution(registry: ModelRegistry) -> None:
     assert out.mask.shape == (100, 150) and out.mask.dtype == np.uint8
     assert set(np.unique(out.mask)) <= {0, 1}
     logits = sess.run(["mask_logits"], {"input": prepare_input(img, m.input_spec)})[0]
-    expected = POSTPROCESSORS["segmentation_logits"](logits, m, (100, 150))
+    expected = POSTPROCESSORS["segmentation_logits"](logits, m, (100, 150))[0]
     np.testing.assert_array_equal(out.mask, expected)
     # As in the training evaluation: logits resized bilinearly to the image, then the sigmoid
     # thresholded (not a model-resolution mask enlarged with staircase borders).

@@ -90,6 +90,7 @@ def make_classifier(folder: Path, model_id: str = "pneumonia", seed: int = 0,
         "gradcam": {"activations_output": "activations", "head": "gap_linear",
                     "weight": model.head.weight.detach().tolist()},
         "applies_to": {"body_region": ["chest"]},
+        "schema": 2, "measurements": [{"kind": "heatmap_share", "role": "lung_field"}],
     })
     return model
 
@@ -159,8 +160,12 @@ def make_lungs(folder: Path) -> None:
         model.dec.bias.fill_(0.0)
     export_onnx(model, folder / "lungs.onnx", ["mask_logits"])
     write_manifest(folder, "lungs", {
-        "task": "segmentation", "labels": ["background", "lung"], "threshold": 0.5,
+        "schema": 2, "task": "segmentation", "labels": ["background", "lung"], "threshold": 0.5,
         "outputs": [{"name": "mask_logits", "kind": "segmentation_logits"}],
+        "segments": [{"label": "lung", "channel": 1, "role": "lung_field",
+                      "category": ["SCT", "123037004", "Anatomical Structure"],
+                      "type": ["SCT", "39607008", "Lung"]}],
+        "measurements": [{"kind": "area_fraction", "segment": "lung"}],
         "applies_to": {"body_region": ["chest"]},
     })
 
@@ -190,3 +195,44 @@ def tiny_models_knee(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_models_unsure(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same set, with a gate below its confidence floor ("unknown / not a radiograph")."""
     return make_model_set(tmp_path_factory.mktemp("models") / "unsure", region=None)
+
+
+FINDINGS_14 = ["atelectasis", "cardiomegaly", "consolidation", "edema", "effusion", "emphysema",
+               "fibrosis", "hernia", "infiltration", "mass", "nodule", "pleural thickening",
+               "pneumonia", "pneumothorax"]
+
+
+def make_multilabel(folder: Path, model_id: str = "chest14", positives: int = 4) -> dict:
+    """A 14-finding multi-label chest classifier (independent sigmoids) with activations and a
+    GAP + linear head (Grad-CAM++ works per finding). The head's biases make the first
+    ``positives`` findings clearly positive and the rest clearly negative whatever the image;
+    thresholds and bands differ per finding. Returns the manifest."""
+    torch.manual_seed(5)
+    model = TinyClassifier(len(FINDINGS_14))
+    with torch.no_grad():
+        model.head.weight.mul_(0.05)
+        for i in range(len(FINDINGS_14)):
+            model.head.bias[i] = 6.0 if i < positives else -6.0
+    folder.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, folder / f"{model_id}.onnx", ["logits", "activations"])
+    findings = []
+    for i, label in enumerate(FINDINGS_14):
+        item: dict = {"label": label, "threshold": round(0.3 + 0.03 * i, 2)}
+        if i % 3 == 0:  # stricter bands for some: the same confidence reads lower
+            item["bands"] = {"green": 0.999, "orange": 0.99}
+        if label == "pneumothorax":
+            item["codes"] = {"category": ["SCT", "49755003", "Morphologically Altered Structure"],
+                             "type": ["SCT", "36118008", "Pneumothorax"]}
+        findings.append(item)
+    path = write_manifest(folder, model_id, {
+        "schema": 2, "task": "classification",
+        "outputs": [{"name": "logits", "kind": "multilabel_logits"},
+                    {"name": "activations", "kind": "activations"}],
+        "findings": findings,
+        "calibration": {"method": "temperature", "temperature": 1.0},
+        "gradcam": {"activations_output": "activations", "head": "gap_linear",
+                    "weight": model.head.weight.detach().tolist()},
+        "applies_to": {"body_region": ["chest"]},
+        "measurements": [{"kind": "heatmap_share", "role": "lung_field"}],
+    })
+    return json.loads(path.read_text())

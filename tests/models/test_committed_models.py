@@ -72,7 +72,7 @@ def _split_of(model_id: str, rel: str) -> str:
 def test_manifest_contract_and_checksum(model_id: str) -> None:
     m = _manifest(model_id)
     onnx_path = MODELS / m["file"]
-    assert m["schema"] == 1 and m["id"] == model_id
+    assert m["schema"] == (1 if model_id == "body_region" else 2) and m["id"] == model_id
     assert hashlib.sha256(onnx_path.read_bytes()).hexdigest() == m["sha256"]
     assert onnx_path.stat().st_size <= 25 * 1024 * 1024
     model = onnx.load(str(onnx_path))
@@ -89,8 +89,13 @@ def test_manifest_contract_and_checksum(model_id: str) -> None:
         assert m["calibration"]["method"] == "temperature" and m["calibration"]["temperature"] > 0
         assert 0.0 < m["threshold"] < 1.0
         assert len(m["gradcam"]["weight"]) == len(m["labels"])
+        if not m.get("gate"):  # declared: the share of its heatmap inside the lung field
+            assert m["measurements"] == [{"kind": "heatmap_share", "role": "lung_field"}]
     else:
         assert m["labels"] == ["background", "lung"] and m["threshold"] == 0.5
+        assert m["segments"] == [{"label": "lung", "channel": 1, "role": "lung_field",
+                                  "category": ["SCT", "123037004", "Anatomical Structure"],
+                                  "type": ["SCT", "39607008", "Lung"]}]
     if model_id == "body_region":
         assert m["gate"] is True and m["ood"]["score"] == "energy"
         assert m["labels"] == ["chest", "knee", "hand", "spine", "other"]

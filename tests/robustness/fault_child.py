@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from viewer.services.analysis_types import AnalysisResult, ModelResult
+from viewer.services.analysis_types import AnalysisResult, ModelResult, Overlay
 
 N_MODELS = 3
 
@@ -27,7 +27,8 @@ def sample_result(i: int, size: int = 48) -> AnalysisResult:
         ModelResult(model_id=f"model{k}", model_version="1.0.0", task="classification",
                     status="ok", label="a", probabilities={"a": 0.75, "b": 0.25}, confidence=0.75,
                     band="orange", threshold=0.5, positive_label="a",
-                    mask=mask if k == 0 else None, heatmap=heat if k == 1 else None)
+                    overlays=((Overlay("mask", f"model{k}", "a", mask, "region"),) if k == 0 else
+                              (Overlay("heatmap", f"model{k}", "a", heat),) if k == 1 else ()))
         for k in range(N_MODELS))
     return AnalysisResult(image_id=f"1.2.826.0.1.3680043.10.1.{i}", source=f"/studies/x{i}.dcm",
                           image_shape=(size, size), gate=None, results=results)

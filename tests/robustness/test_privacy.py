@@ -338,8 +338,14 @@ def test_deidentify_dataset_profile(tmp_path: Path) -> None:
     uids = UidMap()
     out = deidentify_dataset(ds, uids)
     assert str(ds.PatientName) == f"{NAME_MARKER}^A"  # the source is untouched
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AcquisitionDate"):
+    for keyword in ("PatientBirthDate", "AcquisitionDate"):
         assert keyword in out and str(out[keyword].value or "") == ""
+    # Patient ID / Name and Study ID: a pseudonym (Z with a dummy value), the same within a map.
+    assert str(out.PatientID).startswith("ANON-") and ID_MARKER not in str(out.PatientID)
+    assert str(out.PatientName) == "Anonymous^" + str(out.PatientID)[len("ANON-"):]
+    assert str(out.StudyID).startswith("S") and len(str(out.StudyID)) == 11
+    assert deidentify_dataset(ds, uids).PatientID == out.PatientID
+    assert deidentify_dataset(ds, UidMap()).PatientID != out.PatientID
     for keyword in ("OperatorsName", "InstitutionName", "StationName", "StudyDescription"):
         assert keyword not in out
     assert 0x00091010 not in out

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from viewer.services.analysis_types import AnalysisResult, ModelResult
+from viewer.services.analysis_types import (
+    AnalysisResult, FindingResult, Measurement, ModelResult, Overlay,
+)
 from viewer.services.history import SCHEMA_VERSION, HistoryStore, decode_heatmap, encode_heatmap
 
 
@@ -20,8 +22,13 @@ def _result(image_id: str = "1.2.3", p: float = 0.8, source: str = "/x/a.dcm") -
     heat = np.linspace(0, 1, 2000, dtype=np.float32).reshape(40, 50)
     clf = ModelResult("pneumonia", "1.0.0", "classification", "ok", label="pneumonia",
                       probabilities={"normal": 1 - p, "pneumonia": p}, confidence=p, band="orange",
-                      threshold=0.5, positive_label="pneumonia", heatmap=heat, heatmap_in_lung=0.6)
-    lungs = ModelResult("lungs", "2.0.0", "segmentation", "ok", label="lung", mask=mask)
+                      threshold=0.5, positive_label="pneumonia",
+                      overlays=(Overlay("heatmap", "pneumonia", "pneumonia", heat),),
+                      measurements=(Measurement("pneumonia.heatmap_share.lung_field",
+                                                "heatmap_share", "pneumonia", "lung_field", 0.6,
+                                                source="lungs"),))
+    lungs = ModelResult("lungs", "2.0.0", "segmentation", "ok", label="lung",
+                        overlays=(Overlay("mask", "lungs", "lung", mask, "lung_field"),))
     oos = ModelResult("covid", "1.0.0", "classification", "out_of_scope",
                       reason="not analysed: outside the model's intended input")
     return AnalysisResult(image_id, source, (40, 50), None, (clf, lungs, oos))
@@ -129,7 +136,7 @@ def test_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
         assert store.entries(model_id="pneumonia")[0].caution == "age"
         assert store.count() == 2
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()
     assert not list(tmp_path.glob("*.corrupt-*"))
 
@@ -164,3 +171,73 @@ def test_concurrent_writers(tmp_path: Path) -> None:
 def test_heatmap_codec_range() -> None:
     heat = np.array([[0.0, 0.5, 1.0, 1.5]], np.float32)
     np.testing.assert_allclose(decode_heatmap(encode_heatmap(heat)), [[0, 0.5, 1, 1]], atol=1e-5)
+
+
+# The schema-2 table (user_version 2) as those versions created it: fixed heatmap_in_lung,
+# mask_png and heatmap_png columns, one mask per entry.
+_SCHEMA_V2 = _SCHEMA_V1.replace(
+    "heatmap_png BLOB,", "heatmap_png BLOB, caution TEXT NOT NULL DEFAULT '',").replace(
+    "PRAGMA user_version = 1;", "PRAGMA user_version = 2;")
+
+
+def test_version_2_database_moves_fixed_columns_to_measurements_and_overlays(tmp_path: Path) -> None:
+    from viewer.services.history import encode_mask
+
+    mask = np.zeros((8, 9), np.uint8)
+    mask[2:5, 3:7] = 1
+    heat = np.linspace(0, 1, 72, dtype=np.float32).reshape(8, 9)
+    path = tmp_path / "h.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA_V2)
+    with conn:
+        conn.execute("UPDATE entries SET heatmap_in_lung = 0.42, heatmap_png = ?",
+                     (encode_heatmap(heat),))
+        conn.execute("INSERT INTO entries(run_id, image_id, source, model_id, model_version, "
+                     "status, label, created, mask_png) VALUES (1, '9.8.7', '/old/b.dcm', "
+                     "'lungs', '2.0.0', 'ok', 'lung', 1700000002.0, ?)", (encode_mask(mask),))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
+    with HistoryStore(path) as store:
+        assert store.messages == []
+        by_model = {e.model_id: e for e in store.entries()}
+        clf, lungs = by_model["pneumonia"], by_model["lungs"]
+        assert clf.measurements == {"pneumonia.heatmap_share.lung_field": 0.42}
+        assert clf.heatmap_in_lung == 0.42 and clf.has_heatmap and not clf.has_mask
+        assert lungs.has_mask and not lungs.has_heatmap and lungs.measurements == {}
+        (stored,) = store.stored_overlays(lungs.id)
+        assert (stored.kind, stored.label, stored.role) == ("mask", "lung", "lung_field")
+        np.testing.assert_array_equal(stored.array, mask)
+        np.testing.assert_allclose(store.overlays(clf.id)[1], heat, atol=1 / 65535)
+        store.record(store.new_run(), _result())  # the migrated database takes new rows
+        assert store.count() == 5
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    # Moved, not copied: the old columns are emptied in place.
+    assert conn.execute("SELECT COUNT(*) FROM entries WHERE mask_png IS NOT NULL OR "
+                        "heatmap_png IS NOT NULL OR heatmap_in_lung IS NOT NULL").fetchone()[0] == 0
+    conn.close()
+
+
+def test_segments_measurements_and_findings_round_trip(tmp_path: Path) -> None:
+    masks = [np.zeros((6, 7), np.uint8) for _ in range(2)]
+    masks[0][1:3, 1:3] = 1
+    masks[1][4:6, 2:6] = 1
+    seg = ModelResult("ptx", "1.0.0", "segmentation", "ok", label="pneumothorax, effusion",
+                      overlays=(Overlay("mask", "ptx", "pneumothorax", masks[0], "finding"),
+                                Overlay("mask", "ptx", "effusion", masks[1], "finding")),
+                      measurements=(Measurement("ptx.area_fraction.pneumothorax", "area_fraction",
+                                                "ptx", "pneumothorax", 4 / 42),))
+    ml = ModelResult("chest14", "1.0.0", "classification", "ok", label="edema",
+                     findings=(FindingResult("edema", 0.8, 0.6, "positive", "orange"),
+                               FindingResult("mass", 0.1, 0.3, "negative", "green")))
+    with HistoryStore(tmp_path / "h.sqlite") as store:
+        ids = store.record(store.new_run(), AnalysisResult("1.2", "/x.dcm", (6, 7), None, (seg, ml)))
+        stored = store.stored_overlays(ids[0])
+        assert [(o.label, o.role) for o in stored] == [("pneumothorax", "finding"), ("effusion", "finding")]
+        for o, m in zip(stored, masks):
+            np.testing.assert_array_equal(o.array, m)
+        entry = store.entries(model_id="ptx")[0]
+        assert entry.measurements == {"ptx.area_fraction.pneumothorax": round(4 / 42, 4)}
+        f = store.entries(model_id="chest14")[0].findings
+        assert f["edema"] == {"probability": 0.8, "threshold": 0.6, "call": "positive", "band": "orange"}
+        assert f["mass"]["call"] == "negative"

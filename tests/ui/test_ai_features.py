@@ -166,24 +166,28 @@ def test_overlay_controls_reach_the_canvas(qtbot: Any, ai_window: Any, models_ch
     ov, canvas = window.ai.overlays, window.canvas
     assert ov.mask_data is not None and ov.heatmap is not None
     assert canvas.mask_layer.item.isVisible() and canvas.heatmap_layer.item.isVisible()
-    ov.heat_opacity.setValue(20)
+    mask_box, heat_box = ov.mask_group(), ov.heatmap_group()
+    assert mask_box.title() == "Mask: lung (lungs, lung field)"  # one group per overlay
+    heat_box.opacity.setValue(20)
     assert canvas.heatmap_layer.item.opacity() == pytest.approx(0.2)
     before = canvas.heatmap_layer.item.image.copy()
     ov.heat_colormap.setCurrentText("viridis")
     assert not np.array_equal(before, canvas.heatmap_layer.item.image)
     filled = canvas.mask_layer.item.image[..., 3].astype(bool).sum()
-    ov.mask_mode.setCurrentText("contour")
+    mask_box.mode.setCurrentText("contour")
     contour = canvas.mask_layer.item.image[..., 3].astype(bool).sum()
     assert filled == int((ov.mask_data > 0).sum()) > 0
     assert contour == int(mask_contour(ov.mask_data, thickness=3).sum()) <= filled
-    ov.mask_visible.setChecked(False)
+    mask_box.visible.setChecked(False)
     assert not canvas.mask_layer.item.isVisible()
     # class selector: the other class's Grad-CAM++ map is a different map
     heat_before = ov.heatmap.copy()
-    other = 1 - ov.heat_class.currentIndex()
-    ov.heat_class.setCurrentIndex(other)
+    share_before = heat_box.share.text()
+    assert share_before.endswith("% (lungs)")  # the declared share names its segmenter
+    other = 1 - heat_box.klass.currentIndex()
+    heat_box.klass.setCurrentIndex(other)
     assert not np.allclose(heat_before, ov.heatmap)
-    assert ov.lung_share.text().endswith("%")
+    assert "%" in heat_box.share.text()
     # the model's input view shows the preprocessed 64x64 image
     arr = window.ai.model_input.shown_array()
     assert arr is not None and arr.shape == (64, 64)
@@ -319,6 +323,10 @@ def test_exports_from_the_ui(qtbot: Any, ai_window: Any, models_chest: Path, stu
     src_uid = pydicom.dcmread(window.images.current.path).SOPInstanceUID
     seg_ds, sc_ds = pydicom.dcmread(seg), pydicom.dcmread(sc)
     assert seg_ds.Modality == "SEG"
+    # one segment per declared segment, coded from the manifest (lungs: SNOMED CT Lung)
+    (segment,) = seg_ds.SegmentSequence
+    assert (segment.SegmentLabel, segment.SegmentAlgorithmName) == ("lung", "lungs")
+    assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == "39607008"
     assert seg_ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0] \
         .ReferencedSOPInstanceUID == src_uid
     assert sc_ds.SourceImageSequence[0].ReferencedSOPInstanceUID == src_uid

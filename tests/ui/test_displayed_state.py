@@ -130,15 +130,17 @@ def test_header_dock_of_a_jpeg_says_it_has_no_dicom_header(qtbot: Any, ai_window
 
 
 def test_a_heatmap_mostly_outside_the_lungs_is_flagged(qtbot: Any) -> None:
-    from viewer.services.analysis_types import OK, AnalysisResult, ModelResult
+    from viewer.services.analysis_types import OK, AnalysisResult, Measurement, ModelResult
     from viewer.ui.results_panel import ResultsPanel
 
     panel = ResultsPanel()
     qtbot.addWidget(panel)
     for share, warned in ((0.19, True), (0.8, False)):
+        declared = Measurement("covid.heatmap_share.lung_field", "heatmap_share", "covid",
+                               "lung_field", share, source="lungs")
         res = ModelResult("covid", "3", "classification", OK, label="covid",
                           probabilities={"normal": 0.1, "covid": 0.9}, confidence=0.9, band="green",
-                          threshold=0.5, positive_label="covid", heatmap_in_lung=share)
+                          threshold=0.5, positive_label="covid", measurements=(declared,))
         panel.set_result(AnalysisResult("img", "/x.dcm", (10, 10), None, (res,)), {})
         head = panel.tree.topLevelItem(0)
         rows = " ".join(head.child(i).text(0) for i in range(head.childCount()))

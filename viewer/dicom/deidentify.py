@@ -3,10 +3,15 @@
 
 What it does to a copy of a data set (the source is never modified):
 
-- **Z** (zero length, Type 2 kept present): (0010,0010) Patient's Name, (0010,0020) Patient ID,
-  (0010,0030) Patient's Birth Date, (0010,0040) Patient's Sex, (0008,0020) Study Date,
-  (0008,0030) Study Time, (0008,0050) Accession Number, (0008,0090) Referring Physician's
-  Name, (0020,0010) Study ID, and the other dates and times in :data:`ZERO`.
+- **Z** (zero length, Type 2 kept present): (0010,0030) Patient's Birth Date, (0010,0040)
+  Patient's Sex, (0008,0020) Study Date, (0008,0030) Study Time, (0008,0050) Accession Number,
+  (0008,0090) Referring Physician's Name, and the other dates and times in :data:`ZERO`.
+- **Z with a dummy value** (the table allows "a non-zero length value that may be a dummy
+  value"): (0010,0020) Patient ID, (0010,0010) Patient's Name and (0020,0010) Study ID get a
+  pseudonym keyed by the :class:`UidMap`'s secret (:data:`DUMMY`), so an export still files
+  into a patient and a study in a PACS or on media (a DICOMDIR needs them), the SEG and SC of
+  one export agree, and nothing links them to the original or to another export. Dates stay
+  empty: a made-up date would read as a real one.
 - **X** (removed): other patient, institution, operator, device and free-text attributes
   (:data:`REMOVE`), every private attribute, and the overlay data/comments and curve groups
   (60xx,3000)/(60xx,4000), 50xx.
@@ -35,7 +40,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
 
-__all__ = ["BASIC_PROFILE_CODE", "REMOVE", "UID_KEYWORDS", "UidMap", "ZERO",
+__all__ = ["BASIC_PROFILE_CODE", "DUMMY", "REMOVE", "UID_KEYWORDS", "UidMap", "ZERO",
            "burned_in_annotation_warning", "deidentify_dataset", "mark_deidentified"]
 
 BASIC_PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
@@ -100,6 +105,14 @@ UID_KEYWORDS: tuple[str, ...] = (
     "UID", "RequestedSOPInstanceUID", "AffectedSOPInstanceUID", "PresentationDisplayCollectionUID",
     "PresentationSequenceCollectionUID", "ObservationUID", "TrackingUID",
 )
+# Type 2 identifiers replaced by a pseudonym (action Z with a dummy value): keyword -> the
+# pseudonym's prefix, its length in hex digits, and the attributes of the original it is keyed on
+# (the first one with a value: the same patient gets the same pseudonym within one export).
+DUMMY: dict[str, tuple[str, int, tuple[str, ...]]] = {
+    "PatientID": ("ANON-", 12, ("PatientID", "PatientName", "StudyInstanceUID")),
+    "PatientName": ("Anonymous^", 12, ("PatientID", "PatientName", "StudyInstanceUID")),
+    "StudyID": ("S", 10, ("StudyInstanceUID", "StudyID")),
+}
 _UID_SET = frozenset(UID_KEYWORDS)
 _ZERO_SET = frozenset(ZERO)
 _REMOVE_SET = frozenset(REMOVE)
@@ -128,6 +141,21 @@ class UidMap:
 
     def __len__(self) -> int:
         return len(self._map)
+
+    def pseudonym(self, kind: str, old: str, digits: int = 12) -> str:
+        """``digits`` upper-case hex digits keyed by the secret, ``kind`` and ``old``: the same
+        within this map, unlinkable across maps (does not count as a mapped UID)."""
+        data = self._secret + kind.encode() + b"\0" + old.encode("utf-8", "surrogatepass")
+        return hashlib.sha256(data).hexdigest()[:digits].upper()
+
+
+def _dummy_key(ds: Dataset, keys: tuple[str, ...]) -> tuple[str, str]:
+    """(attribute, value): the first of ``keys`` with a value in ``ds``, else ("", "")."""
+    for key in keys:
+        value = str(ds.get(key, "") or "").strip()
+        if value:
+            return key, value
+    return "", ""
 
 
 def _clean(ds: Dataset, uids: UidMap) -> None:
@@ -174,7 +202,11 @@ def deidentify_dataset(ds: Dataset, uids: UidMap, *, keep: Iterable[str] = ()) -
     """
     out = copy.deepcopy(ds)
     kept = {k: out[k] for k in keep if k in out}
+    dummies = {keyword: prefix + uids.pseudonym(*_dummy_key(out, keys), digits)
+               for keyword, (prefix, digits, keys) in DUMMY.items()}
     _clean(out, uids)
+    for keyword, value in dummies.items():
+        setattr(out, keyword, value)
     meta = getattr(out, "file_meta", None)
     if meta is not None and "MediaStorageSOPInstanceUID" in meta:
         meta.MediaStorageSOPInstanceUID = uids(str(meta.MediaStorageSOPInstanceUID))

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from viewer.core.preprocess import resize_to_image
-from viewer.inference.manifest import ModelManifest
+from viewer.inference.manifest import ModelContractError, ModelManifest, channel_index
 
 __all__ = [
     "Postprocessor",
@@ -20,6 +20,9 @@ __all__ = [
     "calibrated_probabilities",
     "energy_score",
     "segmentation_mask",
+    "segmentation_masks",
+    "sigmoid",
+    "multilabel_probabilities",
 ]
 
 Postprocessor = Callable[[np.ndarray, ModelManifest, tuple[int, int]], np.ndarray]
@@ -43,6 +46,28 @@ def calibrated_probabilities(
     return softmax(z / manifest.temperature)
 
 
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function (float64)."""
+    x = np.asarray(z, dtype=np.float64)
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def multilabel_probabilities(
+    logits: np.ndarray, manifest: ModelManifest, image_shape: tuple[int, int]
+) -> np.ndarray:
+    """``sigmoid(logits / T)``, one independent probability per declared finding (n,)."""
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    if z.size != len(manifest.findings):
+        raise ModelContractError(f"findings: the output has {z.size} logits for "
+                                 f"{len(manifest.findings)} declared findings")
+    return sigmoid(z / manifest.temperature)
+
+
 def energy_score(logits: np.ndarray) -> float:
     """Energy ``E = -logsumexp(raw logits)`` (Liu et al. 2020); higher means less familiar."""
     z = np.asarray(logits, dtype=np.float64).reshape(-1)
@@ -50,21 +75,42 @@ def energy_score(logits: np.ndarray) -> float:
     return -(m + float(np.log(np.exp(z - m).sum())))
 
 
-def segmentation_mask(
+def _foreground(z: np.ndarray, threshold: float, image_shape: tuple[int, int]) -> np.ndarray:
+    # sigmoid(z) > t  <=>  z > logit(t): no exp over the whole map.
+    t = min(max(threshold, 1e-6), 1 - 1e-6)
+    full = resize_to_image(np.ascontiguousarray(z, dtype=np.float32), image_shape)
+    return np.asarray(np.greater(full, np.float32(np.log(t / (1.0 - t)))).view(np.uint8))
+
+
+def segmentation_masks(
     mask_logits: np.ndarray, manifest: ModelManifest, image_shape: tuple[int, int]
 ) -> np.ndarray:
-    """uint8 {0, 1} mask at image resolution: logits resized bilinearly, then thresholded.
+    """uint8 {0, 1} masks at image resolution, one per declared segment ``(S, rows, cols)``:
+    each segment's channel resized bilinearly, then thresholded at its own threshold.
 
     This is how the models' Dice is measured (``training/evaluate.py``): thresholding at model
     resolution and enlarging the label map (nearest) gives staircase borders and measured 0.001
     lower Dice on the lungs validation split.
     """
     z = np.asarray(mask_logits, dtype=np.float32)
-    z = z.reshape(z.shape[-2], z.shape[-1])
-    # sigmoid(z) > t  <=>  z > logit(t): no exp over the whole map.
-    t = min(max(0.5 if manifest.threshold is None else manifest.threshold, 1e-6), 1 - 1e-6)
-    full = resize_to_image(z, image_shape)
-    return np.asarray(np.greater(full, np.float32(np.log(t / (1.0 - t)))).view(np.uint8))
+    if z.ndim == 4:
+        z = z[0]
+    if z.ndim == 2:
+        z = z[None]
+    if z.ndim != 3:
+        raise ModelContractError(f"segmentation output: expected N x C x H x W, got shape {z.shape}")
+    masks = [
+        _foreground(z[channel_index(seg, f"segments[{i}]", z.shape[0])], seg.threshold, image_shape)
+        for i, seg in enumerate(manifest.segments)
+    ]
+    return np.stack(masks) if masks else np.zeros((0, *image_shape), np.uint8)
+
+
+def segmentation_mask(
+    mask_logits: np.ndarray, manifest: ModelManifest, image_shape: tuple[int, int]
+) -> np.ndarray:
+    """The first declared segment's mask ``(rows, cols)`` (see :func:`segmentation_masks`)."""
+    return np.asarray(segmentation_masks(mask_logits, manifest, image_shape)[0])
 
 
 def _keep(raw: np.ndarray, manifest: ModelManifest, image_shape: tuple[int, int]) -> np.ndarray:
@@ -82,6 +128,7 @@ def applicability_score(value: np.ndarray, manifest: ModelManifest, shape: tuple
 POSTPROCESSORS: Mapping[str, Postprocessor] = {
     "applicability": applicability_score,
     "logits": calibrated_probabilities,
-    "segmentation_logits": segmentation_mask,
+    "multilabel_logits": multilabel_probabilities,
+    "segmentation_logits": segmentation_masks,
     "activations": _keep,
 }

@@ -11,10 +11,10 @@ import numpy as np
 import onnxruntime as ort
 
 from viewer.core.preprocess import model_view, normalise, to_gray_u8
-from viewer.inference.manifest import ModelManifest
+from viewer.inference.manifest import ModelContractError, ModelManifest, channel_index
 from viewer.inference.postprocess import POSTPROCESSORS, energy_score
 
-__all__ = ["ModelOutputs", "RunTerminated", "run_model"]
+__all__ = ["ModelOutputs", "ModelContractError", "RunTerminated", "check_contract", "run_model"]
 
 
 class RunTerminated(RuntimeError):
@@ -32,11 +32,20 @@ class ModelOutputs:
 
     @property
     def probabilities(self) -> np.ndarray | None:
-        return self.by_kind.get("logits")
+        """Exclusive classes' calibrated softmax, or a multi-label model's sigmoids."""
+        value = self.by_kind.get("logits")
+        return self.by_kind.get("multilabel_logits") if value is None else value
+
+    @property
+    def masks(self) -> np.ndarray | None:
+        """``(S, rows, cols)`` uint8 masks, one per declared segment."""
+        return self.by_kind.get("segmentation_logits")
 
     @property
     def mask(self) -> np.ndarray | None:
-        return self.by_kind.get("segmentation_logits")
+        """The first declared segment's mask."""
+        masks = self.masks
+        return None if masks is None or len(masks) == 0 else masks[0]
 
     @property
     def activations(self) -> np.ndarray | None:
@@ -47,11 +56,6 @@ class ModelOutputs:
         """The model's own applicability score (larger: less like its training data)."""
         value = self.by_kind.get("applicability")
         return None if value is None or value.size == 0 else float(value.reshape(-1)[0])
-
-
-class ModelContractError(ValueError):
-    """The ONNX graph does not have the input or outputs its manifest names (a message in our
-    words, naming the graph's own inputs and outputs, for the model's author)."""
 
 
 def check_contract(session: Any, manifest: ModelManifest) -> None:
@@ -67,6 +71,29 @@ def check_contract(session: Any, manifest: ModelManifest) -> None:
         raise ModelContractError(f"the manifest's outputs {', '.join(map(repr, missing))} are not "
                                  f"outputs of {manifest.onnx_path.name} (its outputs: "
                                  f"{', '.join(sorted(outputs))})")
+    _check_shapes(session, manifest)
+
+
+def _static(dim: Any) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+def _check_shapes(session: Any, manifest: ModelManifest) -> None:
+    """Check the declared outputs against the graph's static shapes (dynamic dims are checked
+    on the arrays at run time, by the postprocessors)."""
+    shapes = {o.name: list(o.shape or []) for o in session.get_outputs()}
+    for name, kind in manifest.outputs.items():
+        shape = shapes.get(name, [])
+        last = _static(shape[-1]) if shape else None
+        if kind == "logits" and last is not None and last != len(manifest.labels):
+            raise ModelContractError(f"labels: the output {name!r} has {last} logits for "
+                                     f"{len(manifest.labels)} labels")
+        if kind == "multilabel_logits" and last is not None and last != len(manifest.findings):
+            raise ModelContractError(f"findings: the output {name!r} has {last} logits for "
+                                     f"{len(manifest.findings)} declared findings")
+        if kind == "segmentation_logits" and len(shape) == 4 and _static(shape[1]) is not None:
+            for i, seg in enumerate(manifest.segments):
+                channel_index(seg, f"segments[{i}]", int(shape[1]))
 
 
 def run_model(
@@ -111,7 +138,7 @@ def run_model(
     energy = None
     for name, value in zip(names, raw):
         kind = manifest.outputs[name]
-        if kind == "logits":
+        if kind == "logits":  # the gate's energy score (exclusive classes only)
             energy = energy_score(value)
         by_kind.setdefault(kind, POSTPROCESSORS[kind](value, manifest, grey.shape))
     t3 = time.perf_counter()

@@ -97,13 +97,15 @@ def check_models(
             continue
         provider = res.provider or "?"
         if res.task == "segmentation":
-            mask = res.mask
-            if mask is None or mask.shape != display.shape[:2]:
+            masks = res.overlays_of("mask")
+            if not masks or any(o.array.shape != display.shape[:2] for o in masks):
                 report.add("model", f"{res.model_id} {res.model_version}", "fail",
                            "no mask at image resolution", dt)
                 continue
-            shown["mask"] = shown["mask"] if shown["mask"] is not None else mask
-            detail = f"{image.name}: lung fraction {float((mask > 0).mean()):.2f}; {provider}"
+            shown["mask"] = shown["mask"] if shown["mask"] is not None else masks[0].array
+            fractions = ", ".join(f"{o.label} fraction {float((o.array > 0).mean()):.2f}"
+                                  for o in masks)
+            detail = f"{image.name}: {fractions}; {provider}"
         else:
             probs = list(res.probabilities.values())
             if not probs or not all(np.isfinite(p) for p in probs):

@@ -1,10 +1,13 @@
 """Analyse radiographs with the discovered models (Qt-free use case).
 
-For one image: the body-region gate runs first; classifiers and the lung model whose manifest
-says ``"applies_to": {"body_region": [...]}`` run only when the gate's answer is in that list
-(or when forced, and then the result says so); then Grad-CAM++ maps for the classifiers and the
-share of each map's mass inside the lung mask. Batches stream their results to a callback and
-keep at most a few images in flight, so memory stays bounded however long the batch.
+For one image (one registry snapshot): the body-region gate runs first; classifiers and
+segmenters whose manifest says ``"applies_to": {"body_region": [...]}`` run only when the gate's
+answer is in that list (or when forced, and then the result says so). Each result is built from
+its manifest's declarations (docs/MODELS.md): one mask overlay per declared segment, one call
+per finding of a multi-label model, the declared measurements; then Grad-CAM++ maps for the
+classifiers and their declared ``heatmap_share`` inside the masks of a role (``lung_field``),
+never "the first segmentation". Batches stream their results to a callback and keep at most a
+few images in flight, so memory stays bounded however long the batch.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -25,14 +28,15 @@ import onnxruntime as ort
 from viewer.core.overlay import heatmap_mass_inside
 from viewer.core.preprocess import InputSpec
 from viewer.inference.gradcam import cam_to_image, gradcam_plusplus
-from viewer.inference.manifest import ModelManifest
+from viewer.inference.manifest import MeasurementDecl, ModelManifest
 from viewer.inference.registry import ModelRegistry
 from viewer.inference.runner import ModelContractError, ModelOutputs, RunTerminated, run_model
 from viewer.inference.sessions import SessionPool
 from viewer.services.analysis_types import (
     ERROR, NOT_PROJECTION_RADIOGRAPHY, OK, OUT_OF_SCOPE, OUT_OF_SCOPE_REASON, OUTSIDE_DATA,
     OUTSIDE_DATA_REASON, AnalysisInput,
-    AnalysisResult, GateAnswer, ModelResult, confidence_band, date_outside, population_caution,
+    NEGATIVE, POSITIVE, AnalysisResult, FindingResult, GateAnswer, Measurement, ModelResult,
+    Overlay, confidence_band, date_outside, population_caution,
 )
 from viewer.services.support_log import file_token, log_file_error
 from viewer.services.tasks import CancelToken, Cancelled, ProgressFn, no_progress
@@ -227,9 +231,13 @@ class AnalysisService:
             results.append(res)
             if out is not None:
                 outs[m.id] = out
-        lung = next((r.mask for r in results if r.task == "segmentation" and r.mask is not None), None)
+        by_id = {m.id: m for m in chosen}
         if heatmaps:
-            results = [self._with_heatmap(r, outs.get(r.model_id), shape, lung) for r in results]
+            results = [self._with_heatmap(r, outs.get(r.model_id), shape, by_id.get(r.model_id),
+                                          results, by_id) for r in results]
+        else:  # the declared shares stay in the rows, unmeasured (stable columns)
+            results = [_unmeasured_shares(r, by_id.get(r.model_id), "no heatmaps computed")
+                       for r in results]
         messages.extend(self.sessions.messages())
         total = {"total": (time.perf_counter() - t0) * 1e3}
         log.debug("analysed %s: %d models in %.0f ms", file_token(inp.source or inp.image_id),
@@ -259,9 +267,7 @@ class AnalysisService:
             return _evolve(base, reason=f"the model failed: {why}"), None
         timings = dict(out.timings_ms)
         if m.task == "segmentation":
-            res = _evolve(base, status=OK, label=m.labels[-1], mask=out.mask, model_view=out.view,
-                          timings_ms=timings, provider=info.provider)
-            return res, out
+            return _segmenter_result(m, base, out, timings, info.provider), out
         outside = _outside_data(m, inp, out)
         if outside is not None and not run_anyway:
             return _evolve(base, status=OUTSIDE_DATA, reason=outside, model_view=out.view,
@@ -271,6 +277,8 @@ class AnalysisService:
                 c for c in (base.caution, f"{outside}; run anyway") if c))
         probs = out.probabilities
         assert probs is not None
+        if m.multilabel:
+            return _multilabel_result(m, base, probs, out, timings, info.provider), out
         label_idx = _decide(m, probs)
         confidence = float(probs[label_idx])
         res = _evolve(
@@ -282,25 +290,33 @@ class AnalysisService:
         return res, out
 
     def _with_heatmap(self, res: ModelResult, out: ModelOutputs | None, shape: tuple[int, int],
-                      lung: np.ndarray | None) -> ModelResult:
-        m = self.registry.get(res.model_id)
+                      m: ModelManifest | None, results: Sequence[ModelResult],
+                      manifests: Mapping[str, ModelManifest]) -> ModelResult:
+        """Grad-CAM++ of the reported class (a multi-label model: its most probable finding)
+        and the declared ``heatmap_share`` measurements. ``m`` and ``manifests`` come from the
+        registry snapshot of this image."""
         if (out is None or m is None or m.gate or m.gradcam_weight is None
                 or out.activations is None or res.label is None):
-            return res
+            return _unmeasured_shares(res, m, "no Grad-CAM++ heatmap for this result")
         t0 = time.perf_counter()
         cams = gradcam_plusplus(out.activations, np.asarray(m.gradcam_weight, np.float32))
-        target = m.positive_label or res.label
+        if res.findings:
+            target = max(res.findings, key=lambda f: f.probability).label
+        else:
+            target = m.positive_label or res.label
         spec = m.input_spec
         heat = cam_to_image(cams[m.labels.index(target)], shape, (spec.height, spec.width))
-        share = heatmap_mass_inside(heat, lung) if lung is not None else None
+        overlay = Overlay("heatmap", m.id, target, heat)
+        shares = tuple(_heatmap_share(m, d, heat, results, manifests)
+                       for d in m.measurements if d.kind == "heatmap_share")
         timings = {**res.timings_ms, "gradcam": (time.perf_counter() - t0) * 1e3}
-        return _evolve(res, cams=cams, heatmap=heat, heatmap_label=target, heatmap_in_lung=share,
-                       timings_ms=timings)
+        return _evolve(res, cams=cams, overlays=(*res.overlays, overlay),
+                       measurements=(*res.measurements, *shares), timings_ms=timings)
 
     def heatmap_for(self, res: ModelResult, label: str, shape: tuple[int, int]) -> np.ndarray:
-        """The Grad-CAM++ heatmap of another class of a classifier result, at ``shape``."""
+        """The Grad-CAM++ heatmap of another class (or finding) of a classifier result."""
         m = self.registry.get(res.model_id)
-        if res.cams is None or m is None:
+        if res.cams is None or m is None or label not in m.labels:
             raise ValueError(f"{res.model_id}: no activations kept for this result")
         spec = m.input_spec
         return cam_to_image(res.cams[m.labels.index(label)], shape, (spec.height, spec.width))
@@ -405,6 +421,81 @@ class AnalysisService:
 
 def _evolve(res: ModelResult, **changes: object) -> ModelResult:
     return replace(res, **changes)  # type: ignore[arg-type]
+
+
+def _segmenter_result(m: ModelManifest, base: ModelResult, out: ModelOutputs,
+                      timings: Mapping[str, float], provider: str | None) -> ModelResult:
+    """One mask overlay per declared segment and the declared measurements on them."""
+    masks = out.masks
+    assert masks is not None
+    overlays = tuple(Overlay("mask", m.id, seg.label, masks[i], seg.role)
+                     for i, seg in enumerate(m.segments))
+    fractions = {seg.label: float(np.count_nonzero(masks[i])) / max(1, masks[i].size)
+                 for i, seg in enumerate(m.segments)}
+    measurements = []
+    for d in m.measurements:
+        assert d.segment is not None
+        frac = fractions[d.segment]
+        if d.kind == "presence":
+            value = 1.0 if frac > (d.min_area_fraction or 0.0) else 0.0
+            measurements.append(Measurement(d.key(m.id), d.kind, m.id, d.segment, value,
+                                            "boolean", note=f"area fraction {frac:.4f}"))
+        else:
+            measurements.append(Measurement(d.key(m.id), d.kind, m.id, d.segment, frac))
+    return _evolve(base, status=OK, label=", ".join(s.label for s in m.segments),
+                   overlays=overlays, measurements=tuple(measurements), model_view=out.view,
+                   timings_ms=timings, provider=provider)
+
+
+def _multilabel_result(m: ModelManifest, base: ModelResult, probs: np.ndarray,
+                       out: ModelOutputs, timings: Mapping[str, float],
+                       provider: str | None) -> ModelResult:
+    """Each finding called at its own threshold, with its own band (confidence in the call)."""
+    findings = []
+    for f, p in zip(m.findings, probs):
+        p = float(p)
+        positive = p >= f.threshold
+        sure = p if positive else 1.0 - p
+        findings.append(FindingResult(f.label, p, f.threshold, POSITIVE if positive else NEGATIVE,
+                                      confidence_band(sure, f.bands)))
+    called = [f for f in findings if f.positive]
+    top = max(called or findings, key=lambda f: f.probability)
+    confidence = top.probability if top.positive else 1.0 - top.probability
+    return _evolve(base, status=OK, label=top.label if top.positive else "no finding",
+                   probabilities={f.label: f.probability for f in findings},
+                   findings=tuple(findings), confidence=confidence, band=top.band,
+                   threshold=None, model_view=out.view, timings_ms=timings, provider=provider)
+
+
+def _unmeasured_shares(res: ModelResult, m: ModelManifest | None, why: str) -> ModelResult:
+    """The declared ``heatmap_share`` measurements of an OK classifier result without a
+    heatmap, as ``None`` with the reason (so its CSV/JSON keys do not come and go)."""
+    if m is None or res.status != OK or m.task != "classification":
+        return res
+    shares = tuple(Measurement(d.key(m.id), d.kind, m.id, d.role or "", None, note=why)
+                   for d in m.measurements if d.kind == "heatmap_share")
+    return _evolve(res, measurements=(*res.measurements, *shares)) if shares else res
+
+
+def _heatmap_share(m: ModelManifest, decl: MeasurementDecl, heat: np.ndarray,
+                   results: Sequence[ModelResult],
+                   manifests: Mapping[str, ModelManifest]) -> Measurement:
+    """The share of ``heat``'s mass inside the union of the masks of role ``decl.role``, from
+    the first segmenter (by model id) that ran on the image and declares that role."""
+    assert decl.role is not None
+    key = decl.key(m.id)
+    for res in sorted(results, key=lambda r: r.model_id):
+        seg_m = manifests.get(res.model_id)
+        if res.status != OK or seg_m is None or seg_m.task != "segmentation":
+            continue
+        masks = [o.array for o in res.overlays if o.kind == "mask" and o.role == decl.role]
+        if not masks or masks[0].shape != heat.shape:
+            continue
+        union = masks[0] if len(masks) == 1 else np.logical_or.reduce(masks).view(np.uint8)
+        return Measurement(key, decl.kind, m.id, decl.role, heatmap_mass_inside(heat, union),
+                           source=res.model_id)
+    return Measurement(key, decl.kind, m.id, decl.role, None,
+                       note=f"no segmenter with a {decl.role} segment ran on this image")
 
 
 def _decide(m: ModelManifest, probs: np.ndarray) -> int:

@@ -23,6 +23,11 @@ __all__ = [
     "GateAnswer",
     "ModelResult",
     "AnalysisResult",
+    "Overlay",
+    "Measurement",
+    "FindingResult",
+    "POSITIVE",
+    "NEGATIVE",
     "confidence_band",
 ]
 
@@ -148,9 +153,89 @@ class GateAnswer:
         return self.unknown_reason is not None
 
 
+POSITIVE, NEGATIVE = "positive", "negative"
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """One image-sized layer a model produced: a segment's mask or a class's heatmap.
+
+    ``kind`` is ``"mask"`` (uint8 {0, 1}) or ``"heatmap"`` (float32 in [0, 1]); ``label`` is the
+    segment's label (masks) or the class or finding the map explains (heatmaps); ``role`` the
+    segment's declared role (``lung_field``, ``finding``, ...), ``None`` for heatmaps.
+    """
+
+    kind: str
+    model_id: str
+    label: str
+    array: np.ndarray = field(repr=False, compare=False)
+    role: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``<model>.<kind>.<label>``: stable within one result."""
+        return f"{self.model_id}.{self.kind}.{self.label}"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One declared, derived number (docs/MODELS.md ``measurements``).
+
+    ``key`` is ``<model>.<kind>[.<segment-or-role>]`` (CSV/JSON and history); ``value`` is a
+    fraction in [0, 1] (``area_fraction``, ``heatmap_share``) or 1.0/0.0 (``presence``), ``None``
+    when it could not be measured (e.g. no segmenter with that role ran: ``note`` says why);
+    ``source`` names the segmenter whose masks a ``heatmap_share`` used.
+    """
+
+    key: str
+    kind: str
+    model_id: str
+    label: str
+    value: float | None
+    unit: str = "fraction"
+    source: str | None = None
+    note: str = ""
+
+    def text(self) -> str:
+        if self.value is None:
+            return "-"
+        if self.kind == "presence":
+            return "present" if self.value >= 0.5 else "absent"
+        return f"{100 * self.value:.0f}%"
+
+    def as_value(self) -> object:
+        """JSON value: a rounded fraction, a boolean for presence, ``None``."""
+        if self.value is None:
+            return None
+        if self.kind == "presence":
+            return bool(self.value >= 0.5)
+        return round(float(self.value), 4)
+
+
+@dataclass(frozen=True)
+class FindingResult:
+    """One finding of a multi-label classifier: its own probability, threshold, call and band
+    (the band is the confidence in the call: ``p`` when positive, ``1 - p`` when negative)."""
+
+    label: str
+    probability: float
+    threshold: float
+    call: str  # positive | negative
+    band: str
+
+    @property
+    def positive(self) -> bool:
+        return self.call == POSITIVE
+
+    def as_row(self) -> dict[str, object]:
+        return {"probability": round(self.probability, 6), "threshold": self.threshold,
+                "call": self.call, "band": self.band}
+
+
 @dataclass(frozen=True)
 class ModelResult:
-    """One model's outcome on one image. Arrays are at image resolution unless noted."""
+    """One model's outcome on one image. Arrays (``overlays``) are at image resolution;
+    ``cams`` at activation resolution."""
 
     model_id: str
     model_version: str
@@ -165,24 +250,59 @@ class ModelResult:
     positive_label: str | None = None
     forced: bool = False
     caution: str | None = None  # e.g. the patient's age is outside the model's population
-    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
-    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
-    heatmap_label: str | None = None
+    overlays: tuple[Overlay, ...] = field(default=(), repr=False, compare=False)
+    measurements: tuple[Measurement, ...] = ()
+    findings: tuple[FindingResult, ...] = ()  # multi-label classifiers, in manifest order
     cams: np.ndarray | None = field(default=None, repr=False, compare=False)  # (n, h, w) raw
-    heatmap_in_lung: float | None = None
     model_view: np.ndarray | None = field(default=None, repr=False, compare=False)
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     provider: str | None = None
 
+    # -- derived views ---------------------------------------------------------------------
+    def overlays_of(self, kind: str) -> tuple[Overlay, ...]:
+        return tuple(o for o in self.overlays if o.kind == kind)
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """The first segment's mask (segmenters), or ``None``."""
+        return next((o.array for o in self.overlays if o.kind == "mask"), None)
+
+    @property
+    def heatmap(self) -> np.ndarray | None:
+        """The reported heatmap (classifiers with Grad-CAM++), or ``None``."""
+        return next((o.array for o in self.overlays if o.kind == "heatmap"), None)
+
+    @property
+    def heatmap_label(self) -> str | None:
+        return next((o.label for o in self.overlays if o.kind == "heatmap"), None)
+
+    def measurement(self, kind: str, target: str | None = None) -> Measurement | None:
+        """The measurement of ``kind`` (on segment or role ``target`` when given)."""
+        return next((m for m in self.measurements
+                     if m.kind == kind and (target is None or m.label == target)), None)
+
+    @property
+    def heatmap_in_lung(self) -> float | None:
+        """The declared ``heatmap_share`` inside the ``lung_field`` role, if measured."""
+        m = self.measurement("heatmap_share", "lung_field")
+        return None if m is None else m.value
+
+    @property
+    def multilabel(self) -> bool:
+        return bool(self.findings)
+
     @property
     def positive_probability(self) -> float | None:
+        """The positive label's probability; for a multi-label model the highest finding's."""
+        if self.findings:
+            return max(f.probability for f in self.findings)
         if self.positive_label is None:
             return None
         return self.probabilities.get(self.positive_label)
 
     def without_arrays(self) -> ModelResult:
         """A copy without the image-sized arrays (for long batches and history)."""
-        return replace(self, mask=None, heatmap=None, cams=None, model_view=None)
+        return replace(self, overlays=(), cams=None, model_view=None)
 
     def as_row(self) -> dict[str, object]:
         """Flat, JSON-friendly summary (exports, CLI, history)."""
@@ -202,9 +322,8 @@ class ModelResult:
             "probabilities": {k: round(float(v), 6) for k, v in self.probabilities.items()},
             "forced": self.forced,
             "caution": self.caution or "",
-            "heatmap_in_lung": (
-                None if self.heatmap_in_lung is None else round(self.heatmap_in_lung, 4)
-            ),
+            "findings": {f.label: f.as_row() for f in self.findings},
+            "measurements": {m.key: m.as_value() for m in self.measurements},
             "notice": RESEARCH_NOTICE,
         }
 

@@ -42,8 +42,12 @@ __all__ = [
 CSV_FIELDS = (
     "file", "image_id", "model_id", "model_version", "status", "reason", "label", "confidence",
     "band", "threshold", "positive_label", "positive_probability", "probabilities", "forced",
-    "caution", "heatmap_in_lung", "notice",
+    "caution", "findings", "measurements", "notice",
 )
+# JSON-object cells: every class's probability, a multi-label model's findings (label ->
+# probability, threshold, call, band) and the declared measurements (``<model>.<kind>[.<segment
+# or role>]`` -> value), in CSV as JSON text.
+JSON_FIELDS = ("probabilities", "findings", "measurements")
 
 
 class ExportError(RuntimeError):
@@ -141,8 +145,8 @@ def safe_cell(value: object) -> object:
 
 
 def _csv_value(key: str, value: object) -> object:
-    if key == "probabilities":
-        return safe_text(json.dumps(safe_cell(value), sort_keys=False))
+    if key in JSON_FIELDS:
+        return safe_text(json.dumps(safe_cell(value or {}), sort_keys=False))
     if value is None:
         return ""
     return safe_cell(value)

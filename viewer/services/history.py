@@ -1,8 +1,9 @@
 """Analysis history: an SQLite database in the user data folder (path injected by the caller).
 
 One row per image x model version x run, with the identifiers (SOP Instance UID or a content
-hash), the outputs (with any population caution) and the time. Masks and heatmaps are stored
-as compressed PNG blobs so an entry can reopen its overlays. The database uses WAL and one
+hash), the outputs (with any population caution, the declared measurements and a multi-label
+model's findings, as JSON) and the time. Each overlay (one mask per declared segment, the
+heatmap) is a row of ``overlays`` holding a compressed PNG, so an entry can reopen them. The database uses WAL and one
 transaction per write; ``PRAGMA user_version`` is the schema version, and an older database is
 migrated in place when opened. A database that SQLite cannot read is moved aside (renamed with
 a timestamp) and a fresh one is created; the message saying so is kept in
@@ -17,7 +18,7 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ import numpy as np
 
 from viewer.services.analysis_types import AnalysisResult
 
-__all__ = ["SCHEMA_VERSION", "HistoryEntry", "HistoryStore", "encode_mask", "decode_mask",
+__all__ = ["SCHEMA_VERSION", "HistoryEntry", "HistoryStore", "StoredOverlay", "encode_mask", "decode_mask",
            "encode_heatmap", "decode_heatmap"]
 
 _SCHEMA = """
@@ -41,14 +42,25 @@ CREATE TABLE IF NOT EXISTS entries (
     status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
     label TEXT NOT NULL DEFAULT '', band TEXT NOT NULL DEFAULT '',
     confidence REAL, threshold REAL, probabilities TEXT NOT NULL DEFAULT '{}',
-    forced INTEGER NOT NULL DEFAULT 0, heatmap_in_lung REAL,
-    created REAL NOT NULL, mask_png BLOB, heatmap_png BLOB,
+    forced INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
     caution TEXT NOT NULL DEFAULT '',
+    measurements TEXT NOT NULL DEFAULT '{}',
+    findings TEXT NOT NULL DEFAULT '{}',
     UNIQUE (run_id, image_id, model_id, model_version));
+CREATE TABLE IF NOT EXISTS overlays (
+    entry_id INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL, label TEXT NOT NULL, role TEXT NOT NULL DEFAULT '',
+    png BLOB NOT NULL,
+    PRIMARY KEY (entry_id, kind, label));
 CREATE INDEX IF NOT EXISTS entries_image ON entries(image_id);
 CREATE INDEX IF NOT EXISTS entries_created ON entries(created);
 """
-SCHEMA_VERSION = 2  # 1 -> 2: entries.caution (a result outside the model's population)
+# 1 -> 2: entries.caution (a result outside the model's population).
+# 2 -> 3: declared outputs: entries.measurements and entries.findings (JSON), and one row of
+#         ``overlays`` per mask or heatmap; the fixed columns heatmap_in_lung, mask_png and
+#         heatmap_png of older databases are moved there and emptied (kept as NULL columns).
+SCHEMA_VERSION = 3
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -58,11 +70,41 @@ def _migrate(conn: sqlite3.Connection) -> None:
     left as it is.
     """
     columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
-    if "caution" not in columns:
-        conn.execute("ALTER TABLE entries ADD COLUMN caution TEXT NOT NULL DEFAULT ''")
+    for name in ("caution", "measurements", "findings"):
+        if name not in columns:
+            default = "''" if name == "caution" else "'{}'"
+            conn.execute(f"ALTER TABLE entries ADD COLUMN {name} TEXT NOT NULL DEFAULT {default}")
+    if {"heatmap_in_lung", "mask_png", "heatmap_png"} <= columns:
+        _move_fixed_columns(conn)
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version < SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _move_fixed_columns(conn: sqlite3.Connection) -> None:
+    """Schema 2 -> 3: the lung share becomes the measurement ``<model>.heatmap_share.lung_field``
+    (schema 2 measured it against the lung model's mask), the mask and heatmap blobs become
+    overlay rows (a mask labelled by its entry's label, role ``lung_field`` for the lung model's
+    "lung"; the heatmap labelled by the class it explained: the positive label, else the call)."""
+    rows = conn.execute(
+        "SELECT id, model_id, label, probabilities, heatmap_in_lung, mask_png, heatmap_png "
+        "FROM entries WHERE heatmap_in_lung IS NOT NULL OR mask_png IS NOT NULL "
+        "OR heatmap_png IS NOT NULL").fetchall()
+    for entry_id, model_id, label, _probs, share, mask_png, heat_png in rows:
+        if share is not None:
+            key = f"{model_id}.heatmap_share.lung_field"
+            conn.execute("UPDATE entries SET measurements = ? WHERE id = ?",
+                         (json.dumps({key: round(float(share), 4)}), entry_id))
+        if mask_png is not None:
+            role = "lung_field" if label == "lung" else "region"
+            conn.execute("INSERT OR REPLACE INTO overlays(entry_id, kind, label, role, png) "
+                         "VALUES (?, 'mask', ?, ?, ?)", (entry_id, label or "mask", role, mask_png))
+        if heat_png is not None:
+            conn.execute("INSERT OR REPLACE INTO overlays(entry_id, kind, label, role, png) "
+                         "VALUES (?, 'heatmap', ?, '', ?)", (entry_id, label or "heatmap", heat_png))
+    conn.execute("UPDATE entries SET heatmap_in_lung = NULL, mask_png = NULL, heatmap_png = NULL "
+                 "WHERE heatmap_in_lung IS NOT NULL OR mask_png IS NOT NULL "
+                 "OR heatmap_png IS NOT NULL")
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
@@ -115,16 +157,34 @@ class HistoryEntry:
     threshold: float | None
     probabilities: Mapping[str, float]
     forced: bool
-    heatmap_in_lung: float | None
     created: float
     has_mask: bool
     has_heatmap: bool
     caution: str = ""
+    measurements: Mapping[str, object] = field(default_factory=dict)  # key -> value
+    findings: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+    @property
+    def heatmap_in_lung(self) -> float | None:
+        value = self.measurements.get(f"{self.model_id}.heatmap_share.lung_field")
+        return float(value) if isinstance(value, (int, float)) else None
+
+
+@dataclass(frozen=True)
+class StoredOverlay:
+    """One overlay stored with an entry (see :class:`viewer.services.analysis_types.Overlay`)."""
+
+    kind: str  # mask | heatmap
+    label: str
+    role: str
+    array: np.ndarray = field(repr=False, compare=False)
 
 
 _COLUMNS = ("id, run_id, image_id, source, model_id, model_version, status, reason, label, band, "
-            "confidence, threshold, probabilities, forced, heatmap_in_lung, created, "
-            "mask_png IS NOT NULL, heatmap_png IS NOT NULL, caution")
+            "confidence, threshold, probabilities, forced, created, "
+            "EXISTS (SELECT 1 FROM overlays o WHERE o.entry_id = entries.id AND o.kind = 'mask'), "
+            "EXISTS (SELECT 1 FROM overlays o WHERE o.entry_id = entries.id "
+            "AND o.kind = 'heatmap'), caution, measurements, findings")
 
 
 class HistoryStore:
@@ -201,23 +261,32 @@ class HistoryStore:
     def record(self, run_id: int, result: AnalysisResult, *, overlays: bool = True) -> list[int]:
         """Store every model outcome of ``result`` in one transaction; returns the entry ids."""
         now = time.time()
-        rows: list[tuple[Any, ...]] = []
+        rows: list[tuple[tuple[Any, ...], list[tuple[str, str, str, bytes]]]] = []
         for r in result.results:
-            mask = encode_mask(r.mask) if overlays and r.mask is not None else None
-            heat = encode_heatmap(r.heatmap) if overlays and r.heatmap is not None else None
-            rows.append((run_id, result.image_id, result.source, r.model_id, r.model_version,
-                         r.status, r.reason or "", r.label or "", r.band or "", r.confidence,
-                         r.threshold, json.dumps(dict(r.probabilities)), int(r.forced),
-                         r.heatmap_in_lung, now, mask, heat, r.caution or ""))
+            blobs = []
+            if overlays:
+                for o in r.overlays:
+                    png = encode_mask(o.array) if o.kind == "mask" else encode_heatmap(o.array)
+                    blobs.append((o.kind, o.label, o.role or "", png))
+            rows.append(((run_id, result.image_id, result.source, r.model_id, r.model_version,
+                          r.status, r.reason or "", r.label or "", r.band or "", r.confidence,
+                          r.threshold, json.dumps(dict(r.probabilities)), int(r.forced), now,
+                          r.caution or "",
+                          json.dumps({m.key: m.as_value() for m in r.measurements}),
+                          json.dumps({f.label: f.as_row() for f in r.findings})), blobs))
         ids: list[int] = []
         with self._lock, self._conn:
-            for row in rows:
+            for row, blobs in rows:
                 cur = self._conn.execute(
                     "INSERT OR REPLACE INTO entries(run_id, image_id, source, model_id, "
                     "model_version, status, reason, label, band, confidence, threshold, "
-                    "probabilities, forced, heatmap_in_lung, created, mask_png, heatmap_png, "
-                    "caution) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
-                ids.append(int(cur.lastrowid or 0))
+                    "probabilities, forced, created, caution, measurements, findings) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+                entry_id = int(cur.lastrowid or 0)
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO overlays(entry_id, kind, label, role, png) "
+                    "VALUES (?,?,?,?,?)", [(entry_id, *b) for b in blobs])
+                ids.append(entry_id)
         return ids
 
     # ---- reading ----------------------------------------------------------------------------
@@ -264,15 +333,24 @@ class HistoryStore:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
 
-    def overlays(self, entry_id: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """``(mask, heatmap)`` stored with an entry (either may be ``None``)."""
+    def stored_overlays(self, entry_id: int) -> list[StoredOverlay]:
+        """Every overlay stored with an entry (masks first, in label order)."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT mask_png, heatmap_png FROM entries WHERE id = ?", (entry_id,)).fetchone()
-        if row is None:
+            exists = self._conn.execute("SELECT 1 FROM entries WHERE id = ?", (entry_id,)).fetchone()
+            rows = self._conn.execute(
+                "SELECT kind, label, role, png FROM overlays WHERE entry_id = ? "
+                "ORDER BY kind DESC, rowid", (entry_id,)).fetchall()
+        if exists is None:
             raise KeyError(entry_id)
-        mask = decode_mask(row[0]) if row[0] is not None else None
-        heat = decode_heatmap(row[1]) if row[1] is not None else None
+        return [StoredOverlay(kind, label, role,
+                              decode_mask(png) if kind == "mask" else decode_heatmap(png))
+                for kind, label, role, png in rows]
+
+    def overlays(self, entry_id: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(first mask, heatmap)`` stored with an entry (either may be ``None``)."""
+        stored = self.stored_overlays(entry_id)
+        mask = next((o.array for o in stored if o.kind == "mask"), None)
+        heat = next((o.array for o in stored if o.kind == "heatmap"), None)
         return mask, heat
 
 
@@ -281,6 +359,7 @@ def _entry(row: tuple[Any, ...]) -> HistoryEntry:
         id=row[0], run_id=row[1], image_id=row[2], source=row[3], model_id=row[4],
         model_version=row[5], status=row[6], reason=row[7], label=row[8], band=row[9],
         confidence=row[10], threshold=row[11], probabilities=json.loads(row[12]),
-        forced=bool(row[13]), heatmap_in_lung=row[14], created=row[15],
-        has_mask=bool(row[16]), has_heatmap=bool(row[17]), caution=row[18] or "",
+        forced=bool(row[13]), created=row[14],
+        has_mask=bool(row[15]), has_heatmap=bool(row[16]), caution=row[17] or "",
+        measurements=json.loads(row[18] or "{}"), findings=json.loads(row[19] or "{}"),
     )

@@ -20,14 +20,16 @@ from PySide6.QtWidgets import (
 from viewer.inference.registry import ModelRegistry
 from viewer.services.analysis import AnalysisService
 from viewer.services.analysis_inputs import input_from_radiograph
-from viewer.services.analysis_types import AnalysisResult
+from viewer.services.analysis_types import AnalysisResult, Overlay
 from viewer.ui import export_actions as ex
 from viewer.ui.analysis_controller import AnalysisController
 from viewer.ui.history_dock import HistoryPanel
 from viewer.ui.model_info import ModelsDialog
 from viewer.ui.model_input_view import ModelInputView
 from viewer.ui.overlay_panel import OverlayPanel
-from viewer.ui.results_panel import ResultsPanel, badge_call, badge_text, suspicion, top_finding
+from viewer.ui.results_panel import (
+    ResultsPanel, badge_call, badge_text, finding_labels, suspicion, top_finding,
+)
 
 AUTO_KEY = "ai/auto_analyse"
 DEID_KEY = "export/deidentify"
@@ -55,7 +57,7 @@ class AiFeatures(QObject):
         self.last_message = ""
         self.notifications: list[str] = []
         self._seen_messages: set[str] = set()
-        self._pending_reopen: tuple[str, Any, Any, Any] | None = None
+        self._pending_reopen: tuple[str, list[Overlay], Any] | None = None
         docks = [window.add_side_panel("ai_results", "AI Results", self.panel),
                  window.add_side_panel("ai_overlays", "Overlays", self.overlays),
                  window.add_side_panel("ai_input", "Model Input", self.model_input),
@@ -167,7 +169,7 @@ class AiFeatures(QObject):
                            ("results_selection", "Results of the Selection (CSV/JSON)..."),
                            ("results_folder", "Results of All Open Images (CSV/JSON)..."),
                            ("png", "View as Seen (PNG)..."),
-                           ("seg", "Lung Mask (DICOM Segmentation)..."),
+                           ("seg", "Masks (DICOM Segmentation)..."),
                            ("sc", "Heatmap View (DICOM Secondary Capture)...")):
             action = export_menu.addAction(text)
             action.setObjectName(f"action_export_{kind}")
@@ -251,10 +253,11 @@ class AiFeatures(QObject):
         reopen = self._pending_reopen
         if reopen is not None and reopen[0] == _source_of(record):
             self._pending_reopen = None
-            self.overlays.set_arrays(reopen[1], reopen[2], reopen[3].model_id)
-            caution = reopen[3].caution
-            self.panel.show_pending(f"Reopened from history: {reopen[3].model_id} "
-                                    f"{reopen[3].label} ({reopen[3].status})"
+            entry = reopen[2]
+            self.overlays.set_overlays(reopen[1])
+            caution = entry.caution
+            self.panel.show_pending(f"Reopened from history: {entry.model_id} "
+                                    f"{entry.label} ({entry.status})"
                                     + (f"\n\u26a0 Caution: {caution}" if caution else ""))
         elif self.action_map["auto_analyse"].isChecked():
             self.analyse_current(False)
@@ -313,9 +316,9 @@ class AiFeatures(QObject):
     def _badge(self, record: Any, result: AnalysisResult) -> None:
         text, band = badge_text(result)
         self.window.grid.thumb_model.set_badge(record.key, text, band, badge_call(result))
-        best = top_finding(result)
-        if best is not None and best.label and self.filter_combo.findData(f"label:{best.label}") < 0:
-            self.filter_combo.addItem(f"label: {best.label}", f"label:{best.label}")
+        for label in finding_labels(result):
+            if self.filter_combo.findData(f"label:{label}") < 0:
+                self.filter_combo.addItem(f"label: {label}", f"label:{label}")
 
     def _manifests(self) -> dict[str, Any]:
         return {m.id: m for m in self.registry.available()}
@@ -333,10 +336,10 @@ class AiFeatures(QObject):
                 res = results.get(rec.key)
                 best = None if res is None else top_finding(res)
                 if kind == "none":
-                    return best is None
-                if best is None:
-                    return False
-                return (best.band if kind == "band" else best.label) == value
+                    return res is None or (best is None and not finding_labels(res))
+                if kind == "label":
+                    return res is not None and value in finding_labels(res)
+                return best is not None and best.band == value
             records = [r for r in records if keep(r)]
         if self.sort_combo.currentIndex() == 1:
             records.sort(key=lambda r: -suspicion(results.get(r.key)))
@@ -379,9 +382,9 @@ class AiFeatures(QObject):
         self.notify(f"{len(self.registry.available())} model(s) available, {len(bad)} unavailable"
                     + ("".join(f"; {e.id}: {e.reason}" for e in bad)))
 
-    def _on_history_entry_opened(self, entry: Any, mask: Any, heatmap: Any) -> None:
+    def _on_history_entry_opened(self, entry: Any, overlays: list[Overlay]) -> None:
         record = next((r for r in self.window.library.records if _source_of(r) == entry.source), None)
-        self._pending_reopen = (entry.source, mask, heatmap, entry)
+        self._pending_reopen = (entry.source, list(overlays), entry)
         if record is not None:
             self.window.images.show(record)
         else:
@@ -421,13 +424,13 @@ class AiFeatures(QObject):
                     raise ex.ExportError("analyse the image first")
                 if kind == "seg":
                     path = ex.export_segmentation(self.current_record, result, dest, folders,
-                                                  deidentify=deid)
+                                                  deidentify=deid, manifests=self._manifests())
                 else:
                     rg = self.current_prepared.radiograph
                     display = input_from_radiograph(rg, plain=self.current_record.kind != "dicom").display
                     path = ex.export_heatmap_capture(self.current_record, result, display, dest,
                                                      folders, self.overlays.heat_colormap.currentText(),
-                                                     deidentify=deid)
+                                                     deidentify=deid, shown=self.overlays.shown_heatmap())
                     caution = ex.pixel_text_warning(self.current_record) if deid else None
         except Exception as exc:
             self.notify(f"Export failed: {getattr(exc, 'message', None) or exc}", box=True)

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from viewer import RESEARCH_NOTICE
 from viewer.core.geometry import edge_markers
+from viewer.core.measure import Measurement
 from viewer.core.radiograph import VOI, Radiograph
 from viewer.state.display_plan import (
     DisplayPlan,
@@ -38,6 +39,7 @@ from viewer.ui.canvas_layers import (
     heatmap_to_rgba,
     mask_to_rgba,
 )
+from viewer.ui.measure_items import MeasurementLayer
 
 DRAG_INTERVAL_MS = 16  # one display frame at 60 Hz
 
@@ -82,6 +84,9 @@ class ImageCanvas(QWidget):
         self.mask_layer = OverlayLayer(self.image_item, z=5)
         self.heatmap_layer = OverlayLayer(self.image_item, z=6)
         self.ruler = Ruler(self.image_item)
+        # Measurements of the image on screen (several at once, editable, kept per image).
+        self.measurements = MeasurementLayer(self.image_item, self.viewbox, self)
+        self.viewbox.measure_hooks = self.measurements
         self.preview = PreviewLayer(self.viewbox, self.image_item)
         self.viewbox.sigTransformChanged.connect(self._on_viewbox_transform_changed)
         self.viewbox.sigRangeChanged.connect(self._on_viewbox_transform_changed)
@@ -178,6 +183,7 @@ class ImageCanvas(QWidget):
         self.radiograph = None if prepared is None else prepared.radiograph
         self.show_message("")
         self.ruler.clear()
+        self.measurements.show_image(self.radiograph)
         self.set_mask(None)
         self.set_heatmap(None)
         self.overlay_label.setText(overlay_text)
@@ -249,9 +255,18 @@ class ImageCanvas(QWidget):
         self.preview.update()
 
     def set_ruler_active(self, active: bool) -> None:
-        self.viewbox.ruler_active = active
-        if not active:
-            self.ruler.clear()
+        """The distance tool (the ruler) on or off (off leaves another tool alone)."""
+        if active:
+            self.set_tool("distance")
+        elif self.measurements.tool in (None, "distance"):
+            self.set_tool(None)
+
+    def set_tool(self, kind: str | None) -> None:
+        """Choose the measurement tool that left-drags and clicks draw with (``None``: none;
+        see :mod:`viewer.ui.measure_items`)."""
+        self.viewbox.ruler_active = kind is not None
+        self.measurements.set_tool(kind)
+        self.ruler.clear()
 
     def _apply_orientation(self) -> None:
         rg = self.radiograph
@@ -301,6 +316,7 @@ class ImageCanvas(QWidget):
     def _on_viewbox_transform_changed(self, *_args: object) -> None:
         self.preview.update()
         self.update_info()
+        self.measurements.on_view_changed()
 
     def info_text(self) -> str:
         """Window/level, zoom (screen pixels per image pixel, %) and transforms in use."""
@@ -392,15 +408,29 @@ class ImageCanvas(QWidget):
         rg = self.radiograph
         if rg is None:
             return
+        if self.measurements.tool not in (None, "distance"):
+            self.measurements.tool_drag(x, y, phase)  # the other measurement tools
+            return
         if phase == "start":
+            self.measurements.cancel_drawing()  # a click-drawn first point, if any
             self._ruler_start = QPointF(x, y)
             return
-        text = self.ruler.update(self._ruler_start, QPointF(x, y), rg.spacing_mm, rg.spacing_kind)
+        scale = self.measurements.scale  # the file's spacing, else the calibration, else px
+        text = self.ruler.update(self._ruler_start, QPointF(x, y), scale.spacing, scale.kind)
         if phase == "finish":
             self.sig_ruler_measured.emit(text)
+            start = (self._ruler_start.x(), self._ruler_start.y())
+            if self.measurements.tool == "distance" and start != (x, y):
+                # the line becomes a measurement that stays (listed, editable)
+                m = self.measurements.add(Measurement("distance", (start, (x, y))))
+                self.measurements.select(m.ident)
+                self.ruler.clear()
 
     def _on_scene_mouse_moved(self, scene_pos: QPointF) -> None:
-        self.sig_pixel_hovered.emit(self.probe_at(self.image_item.mapFromScene(scene_pos)))
+        pos = self.image_item.mapFromScene(scene_pos)
+        self.sig_pixel_hovered.emit(self.probe_at(pos))
+        if self.measurements.pending:
+            self.measurements.hover(pos.x(), pos.y())
 
     def probe_at(self, image_pos: QPointF) -> PixelProbe | None:
         """Pixel information at image coordinates (x = column, y = row); ``None`` outside."""

@@ -7,7 +7,7 @@ and flips; they are the extension point for the AI results added later.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyqtgraph as pg
@@ -22,6 +22,17 @@ from viewer.core.overlay import apply_colormap, heatmap_alpha
 WindowDragFn = Callable[[float, float, bool, bool], None]
 # (x, y, phase) in image coordinates; phase is "start", "move" or "finish"
 RulerDragFn = Callable[[float, float, str], None]
+
+
+class MeasureHooks(Protocol):
+    """What the view box asks the measurement layer (``measure_items.MeasurementLayer``), in
+    image coordinates: take a left-drag that starts on the selected item, and left clicks."""
+
+    def begin_edit(self, x: float, y: float) -> bool: ...
+
+    def edit(self, x: float, y: float, finish: bool) -> None: ...
+
+    def click(self, x: float, y: float, double: bool) -> bool: ...
 
 MASK_COLOURS = np.array(
     [[0, 0, 0, 0], [0, 200, 255, 255], [255, 200, 0, 255], [120, 255, 120, 255],
@@ -40,6 +51,8 @@ class CanvasViewBox(pg.ViewBox):  # type: ignore[misc]  # pyqtgraph has no type 
         self._on_ruler_drag = on_ruler_drag
         self.ruler_active = False
         self.ruler_target: pg.GraphicsObject | None = None
+        self.measure_hooks: MeasureHooks | None = None
+        self._editing = False
 
     def mouseDragEvent(self, ev: Any, axis: int | None = None) -> None:
         ctrl = bool(ev.modifiers() & Qt.KeyboardModifier.ControlModifier)
@@ -51,6 +64,17 @@ class CanvasViewBox(pg.ViewBox):  # type: ignore[misc]  # pyqtgraph has no type 
             delta = ev.screenPos() - ev.lastScreenPos()
             self._on_window_drag(delta.x(), delta.y(), ev.isStart(), ev.isFinish())
             return
+        hooks, target = self.measure_hooks, self.ruler_target
+        if button == Qt.MouseButton.LeftButton and hooks is not None and target is not None:
+            if ev.isStart():
+                down = target.mapFromScene(ev.buttonDownScenePos())
+                self._editing = hooks.begin_edit(down.x(), down.y())
+            if self._editing:  # a handle or the body of the selected measurement
+                ev.accept()
+                pos = target.mapFromScene(ev.scenePos())
+                hooks.edit(pos.x(), pos.y(), ev.isFinish())
+                self._editing = not ev.isFinish()
+                return
         if button == Qt.MouseButton.LeftButton and self.ruler_active and self.ruler_target:
             ev.accept()
             pos = self.ruler_target.mapFromScene(ev.scenePos())
@@ -61,6 +85,15 @@ class CanvasViewBox(pg.ViewBox):  # type: ignore[misc]  # pyqtgraph has no type 
             self._on_ruler_drag(pos.x(), pos.y(), "move" if phase == "start" else phase)
             return
         super().mouseDragEvent(ev, axis)
+
+    def mouseClickEvent(self, ev: Any) -> None:
+        hooks, target = self.measure_hooks, self.ruler_target
+        if ev.button() == Qt.MouseButton.LeftButton and hooks is not None and target is not None:
+            pos = target.mapFromScene(ev.scenePos())
+            if hooks.click(pos.x(), pos.y(), bool(ev.double())):
+                ev.accept()
+                return
+        super().mouseClickEvent(ev)
 
 
 class OverlayLayer:
@@ -164,6 +197,8 @@ def measure_text(
     if spacing_mm is None:
         return f"{distance_px(p0, p1):.1f} px (no pixel spacing)"
     mm = distance_mm(p0, p1, spacing_mm)
+    if spacing_kind == "Calibration":  # the user's calibration by a known length
+        return f"{mm:.1f} mm (calibrated)"
     kind = spacing_kind or "PixelSpacing"
     where = " at detector" if kind == "ImagerPixelSpacing" else ""
     return f"{mm:.1f} mm ({kind}{where})"

@@ -10,21 +10,20 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from PySide6.QtGui import QImage
 
-from viewer import RESEARCH_NOTICE
-from viewer.core.overlay import heatmap_view as core_heatmap_view
 from viewer.dicom.deidentify import UidMap, burned_in_annotation_warning
 from viewer.dicom.export import (
-    BurnedInAnnotationWarning, write_heatmap_capture, write_lung_segmentation,
+    BurnedInAnnotationWarning, DicomExportError, write_heatmap_capture, write_segmentation,
 )
 from viewer.dicom.load import read_dataset
 from viewer.services.analysis_types import AnalysisResult
+from viewer.services.declared_exports import heatmap_picture, segment_specs
 from viewer.services.export import (
-    ExportError, burn_notice, check_destination, iter_rows, provenance, write_csv, write_json,
+    ExportError, check_destination, iter_rows, provenance, write_csv, write_json,
     write_png,
 )
 
@@ -73,6 +72,11 @@ def export_png(view_widget: Any, dest: Path, folders: Iterable[Path], *,
     hide = label if deidentify and label is not None and label.isVisible() else None
     if hide is not None:
         hide.setVisible(False)
+    # The measurements are drawn in the view and so are in the PNG; a selected item's edit
+    # handles are not.
+    measurements = getattr(view_widget, "measurements", None)
+    if measurements is not None:
+        measurements.set_handles_visible(False)
     try:
         # The image view only: the on-screen notice strip under it is replaced by the export's
         # own strip (write_png), not doubled.
@@ -80,6 +84,8 @@ def export_png(view_widget: Any, dest: Path, folders: Iterable[Path], *,
     finally:
         if hide is not None:
             hide.setVisible(True)
+        if measurements is not None:
+            measurements.set_handles_visible(True)
     return write_png(rgb, Path(dest), tuple(folders))
 
 
@@ -92,8 +98,9 @@ def _dataset(record: Any) -> Any:
 def _model_result(result: AnalysisResult, task: str, need: str) -> Any:
     res = next((r for r in result.results if r.task == task and getattr(r, need) is not None), None)
     if res is None:
-        what = "lung mask" if need == "mask" else "heatmap"
-        raise ExportError(f"no {what} for this image: analyse it first (with the lung model)")
+        what = "segmentation mask" if need == "mask" else "heatmap"
+        raise ExportError(f"no {what} for this image: analyse it first (with a "
+                          f"{'segmentation model' if need == 'mask' else 'classifier'})")
     return res
 
 
@@ -103,31 +110,49 @@ def pixel_text_warning(record: Any) -> str | None:
 
 
 def export_segmentation(record: Any, result: AnalysisResult, dest: Path,
-                        folders: Iterable[Path], deidentify: bool = False) -> Path:
-    """The lung mask as a BINARY DICOM Segmentation referencing the source instance
-    (de-identified per the basic confidentiality profile when ``deidentify``)."""
+                        folders: Iterable[Path], deidentify: bool = False,
+                        manifests: Mapping[str, Any] | None = None) -> Path:
+    """Every segmenter's masks as one BINARY DICOM Segmentation referencing the source instance,
+    one segment per declared segment with its manifest's codes (de-identified per the basic
+    confidentiality profile when ``deidentify``). A segment without codes is never given
+    made-up ones: with no coded segment at all the export is refused and says why."""
     target = check_destination(Path(dest), tuple(folders))
-    res = _model_result(result, "segmentation", "mask")
-    return write_lung_segmentation(_dataset(record), res.mask, target,
-                                   algorithm_name=res.model_id, algorithm_version=res.model_version,
-                                   deidentify=UidMap() if deidentify else None)
+    _model_result(result, "segmentation", "mask")
+    specs, notes = segment_specs(result, manifests or {})
+    if not specs:
+        raise ExportError("nothing to export as DICOM SEG: " + ("; ".join(notes) or "no masks"))
+    try:
+        return write_segmentation(_dataset(record), specs, target,
+                                  deidentify=UidMap() if deidentify else None)
+    except DicomExportError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def heatmap_view(display: np.ndarray, heatmap: np.ndarray, colormap: str = "inferno",
                  opacity: float = 0.5) -> np.ndarray:
-    """The heatmap blended over the display image as the window shows it, notice under it."""
-    return burn_notice(core_heatmap_view(display, heatmap, colormap, opacity), RESEARCH_NOTICE)
+    """The heatmap blended over the display image as the window shows it, notice under it
+    (the same function as ``radview analyze --heatmaps``)."""
+    return heatmap_picture(display, heatmap, colormap, opacity)
 
 
 def export_heatmap_capture(record: Any, result: AnalysisResult, display: np.ndarray, dest: Path,
                            folders: Iterable[Path], colormap: str = "inferno",
-                           deidentify: bool = False) -> Path:
+                           deidentify: bool = False,
+                           shown: tuple[str, str, np.ndarray, float] | None = None) -> Path:
     """The heatmap view as a DICOM Secondary Capture referencing the source instance
-    (de-identified per the basic confidentiality profile when ``deidentify``)."""
+    (de-identified per the basic confidentiality profile when ``deidentify``). ``shown``:
+    ``(model id, class, heatmap, opacity)`` of the map on screen (default: the first
+    classifier's reported map at opacity 0.5)."""
     target = check_destination(Path(dest), tuple(folders))
-    res = _model_result(result, "classification", "heatmap")
-    rgb = heatmap_view(display, res.heatmap, colormap)
-    description = f"Grad-CAM++ {res.model_id} {res.heatmap_label} {res.model_version}"
+    if shown is not None and result.result(shown[0]) is not None:
+        model_id, label, heat, opacity = shown
+        res = result.result(model_id)
+        assert res is not None
+    else:
+        res = _model_result(result, "classification", "heatmap")
+        model_id, label, heat, opacity = res.model_id, res.heatmap_label, res.heatmap, 0.5
+    rgb = heatmap_view(display, heat, colormap, opacity)
+    description = f"Grad-CAM++ {model_id} {label} {res.model_version}"
     with warnings.catch_warnings():
         # The caller shows pixel_text_warning() to the user; no duplicate Python warning.
         warnings.simplefilter("ignore", BurnedInAnnotationWarning)

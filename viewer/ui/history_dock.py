@@ -1,7 +1,9 @@
 """History dock: the stored analyses (newest first), searchable; double-click reopens one.
 
-Reopening emits the entry and its stored overlays (mask and heatmap PNG blobs); the wiring
-opens the image and shows them. A history database that could not be read and was moved aside
+Reopening emits the entry and its stored overlays (each declared segment's mask and the
+heatmap, PNG blobs), with the masks of the segmenters' entries of the same run and image when
+the entry has none (a classifier's heatmap is shown over the masks it was measured against);
+the wiring opens the image and shows them. A history database that could not be read and was moved aside
 is reported here (and in the status bar), never silently.
 """
 
@@ -16,14 +18,17 @@ from PySide6.QtWidgets import (
     QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
+from viewer.services.analysis_types import Overlay
+
 COLUMNS = ("When", "File", "Model", "Version", "Status", "Label", "Confidence", "Band", "Forced",
            "Caution")
 
 
 class HistoryPanel(QWidget):
-    """Lists ``HistoryStore.entries``; ``sig_entry_opened(entry, mask, heatmap)`` on reopen."""
+    """Lists ``HistoryStore.entries``; ``sig_entry_opened(entry, overlays)`` on reopen, with
+    ``overlays`` a list of :class:`~viewer.services.analysis_types.Overlay`."""
 
-    sig_entry_opened = Signal(object, object, object)
+    sig_entry_opened = Signal(object, object)
 
     def __init__(self, store_fn: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -101,15 +106,17 @@ class HistoryPanel(QWidget):
             return
         entry = self.entries[row]
         store = self.store_fn()
-        mask = heat = None
+        overlays: list[Overlay] = []
         if store is not None:
-            mask, heat = store.overlays(entry.id)
-        if mask is None and store is not None:
-            # The mask comes from the lung model's entry of the same run and image.
-            for other in store.entries(image_id=entry.image_id, run_id=entry.run_id):
-                if other.has_mask:
-                    mask = store.overlays(other.id)[0]
-                    break
-        self.sig_entry_opened.emit(entry, mask, heat)
+            overlays = [Overlay(o.kind, entry.model_id, o.label, o.array, o.role or None)
+                        for o in store.stored_overlays(entry.id)]
+            if not any(o.kind == "mask" for o in overlays):
+                # The masks come from the segmenters' entries of the same run and image.
+                for other in store.entries(image_id=entry.image_id, run_id=entry.run_id):
+                    if other.has_mask and other.id != entry.id:
+                        overlays += [Overlay(o.kind, other.model_id, o.label, o.array,
+                                             o.role or None)
+                                     for o in store.stored_overlays(other.id) if o.kind == "mask"]
+        self.sig_entry_opened.emit(entry, overlays)
 
 

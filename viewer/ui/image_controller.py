@@ -56,6 +56,7 @@ class ImageController(QObject):
     sig_decode_failed = Signal(object, object)
     sig_image_failed = Signal(object, str)
     sig_header_ready = Signal(object, object, str)
+    sig_load_started = Signal(object)  # record: a load began (the grid notes its viewport)
 
     def __init__(
         self,
@@ -89,6 +90,7 @@ class ImageController(QObject):
         header_too = self.header_wanted and record is not self.current
         self.current, self.frame = record, int(frame)
         self._started = time.perf_counter()
+        self.sig_load_started.emit(record)
         self._image_request = self.bridge.submit(
             TaskRequest(IMAGE_CHANNEL, self._load_prepared, (record, self.frame), with_progress=False)
         )

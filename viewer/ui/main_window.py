@@ -28,10 +28,12 @@ from viewer.ui.header_dock import HeaderView
 from viewer.ui.image_controller import ImageController, overlay_text
 from viewer.ui.library_controller import LibraryController
 from viewer.ui.load_report import LoadReport
+from viewer.ui.measurements_dock import install_measurements
 from viewer.ui.settings import AppSettings
 from viewer.ui.status_bar import StatusPanel
 from viewer.ui.task_bridge import TaskBridge, TaskFailure
 from viewer.ui.thumbnails import ThumbnailGrid
+from viewer.ui.viewports import Viewport, ViewportGrid, install_viewports
 from viewer.ui.window_panel import WindowPanel
 
 OPEN_FILTER = "Images and archives (*.dcm *.dicom DICOMDIR *.zip *.png *.jpg *.jpeg *.ima);;All files (*)"
@@ -77,13 +79,13 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.bridges = (io_bridge, thumb_bridge)
         self.settings = settings
-        self.view_state = ViewState()
         self.last_display_ms = 0.0
-        self._shown_record: Any = None
         self._shutdown_hooks: list[Callable[[], object]] = []
 
-        self.canvas = ImageCanvas(self.view_state)
-        self.setCentralWidget(self.canvas)
+        # One to four canvases side by side (viewer/ui/viewports.py); ``canvas`` and
+        # ``view_state`` are the active viewport's.
+        self.viewports = ViewportGrid(self._new_view_state)
+        self.setCentralWidget(self.viewports)
         self.browser = BrowserTree()
         self.grid = ThumbnailGrid(thumb_bridge, thumb_fn)
         self.window_panel = WindowPanel(self.view_state)
@@ -110,6 +112,8 @@ class MainWindow(QMainWindow):
         self.images = ImageController(io_bridge, load_fn, header_fn, image_cache, self)
         self.action_map = build_actions(self, self._handlers())
         self._build_menus()
+        self.measurements_dock = install_measurements(self)
+        install_viewports(self)
         self._connect()
         self.window_panel.set_user_presets(settings.user_presets())
         self.action_map["overlay"].setChecked(settings.overlay_visible())
@@ -123,6 +127,40 @@ class MainWindow(QMainWindow):
         self.restore_saved_layout()
         # The first window says what to do (issue 16); the first image shown replaces it.
         QTimer.singleShot(0, self._show_first_hint)
+
+    # -- the active viewport ---------------------------------------------------------------
+    @property
+    def canvas(self) -> ImageCanvas:
+        """The active viewport's canvas (the only one in a 1 x 1 layout)."""
+        return self.viewports.active.canvas
+
+    @property
+    def view_state(self) -> ViewState:
+        """The active viewport's view state."""
+        return self.viewports.active.state
+
+    @property
+    def _shown_record(self) -> Any:
+        return self.viewports.active.record
+
+    @_shown_record.setter
+    def _shown_record(self, record: Any) -> None:
+        self.viewports.active.record = record
+
+    def _new_view_state(self) -> ViewState:
+        state = ViewState()
+        state.overlay_visible = self.settings.overlay_visible()
+        return state
+
+    def _on_viewport_added(self, vp: Viewport) -> None:
+        """Every viewport's canvas reports to the status bar; its measurements share the
+        first one's store and wiring."""
+        vp.canvas.sig_pixel_hovered.connect(self.status.show_probe)
+        vp.canvas.sig_ruler_measured.connect(self.status.show_measurement)
+        if vp.index > 0:
+            from viewer.ui.measurements_dock import wire_layer
+
+            wire_layer(self, vp.canvas.measurements)
 
     def _show_first_hint(self) -> None:
         if self.canvas.radiograph is None and not self.library.records and not self.canvas.message_label.text():
@@ -180,24 +218,30 @@ class MainWindow(QMainWindow):
         return dock
 
     def _handlers(self) -> dict[str, Callable[..., object]]:
-        c, s = self.canvas, self.view_state
+        # The active viewport's canvas and state at the time of the action (they change).
+        def c() -> ImageCanvas:
+            return self.canvas
+
+        def s() -> ViewState:
+            return self.view_state
+
         return {
             "open_files": self._on_open_files_triggered,
             "open_folder": self._on_open_folder_triggered,
             "add_folder": self._on_add_folder_triggered,
             "cancel_scan": self.library.cancel,
             "quit": self.close,
-            "fit": c.fit,
-            "zoom_in": lambda: c.zoom(1.25),
-            "zoom_out": lambda: c.zoom(0.8),
-            "rotate_cw": lambda: s.set_orientation(s.orientation.rotated(1)),
-            "rotate_ccw": lambda: s.set_orientation(s.orientation.rotated(-1)),
-            "flip_h": lambda: s.set_orientation(s.orientation.flipped_h()),
-            "flip_v": lambda: s.set_orientation(s.orientation.flipped_v()),
-            "invert": s.set_invert,
+            "fit": lambda: c().fit(),
+            "zoom_in": lambda: c().zoom(1.25),
+            "zoom_out": lambda: c().zoom(0.8),
+            "rotate_cw": lambda: s().set_orientation(s().orientation.rotated(1)),
+            "rotate_ccw": lambda: s().set_orientation(s().orientation.rotated(-1)),
+            "flip_h": lambda: s().set_orientation(s().orientation.flipped_h()),
+            "flip_v": lambda: s().set_orientation(s().orientation.flipped_v()),
+            "invert": lambda on: s().set_invert(on),
             "reset": self.reset_view,
             "auto_window": self.window_panel.choose_auto,
-            "ruler": c.set_ruler_active,
+            "ruler": lambda on: c().set_ruler_active(on),
             "overlay": self._on_overlay_toggled,
             "next_image": lambda: self.step_image(1),
             "previous_image": lambda: self.step_image(-1),
@@ -227,7 +271,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(a["quit"])
         image_menu = self.menuBar().addMenu("&Image")
         for name in ("fit", "zoom_in", "zoom_out", "rotate_cw", "rotate_ccw", "flip_h", "flip_v",
-                     "invert", "reset", "auto_window", "ruler", "next_image", "previous_image",
+                     "invert", "reset", "auto_window", "next_image", "previous_image",
                      "next_frame", "previous_frame"):
             image_menu.addAction(a[name])
         preset_menu = image_menu.addMenu("Window &Presets")
@@ -271,6 +315,8 @@ class MainWindow(QMainWindow):
 
         lines = [f"{', '.join(s.shortcuts):<16} {s.text.replace('&', '')}" for s in SPECS if s.shortcuts]
         lines.append(f"{'Right-drag':<16} window/level (Ctrl+left-drag too)")
+        lines.append(f"{'Left-drag':<16} with a Measure tool: draw; on a selected measurement's "
+                     "handle: move that point (double-click a text to edit it)")
         return "\n".join(lines)
 
     def about_text(self) -> str:
@@ -330,11 +376,13 @@ class MainWindow(QMainWindow):
         img.sig_decode_failed.connect(self._on_images_decode_failed)
         img.sig_image_failed.connect(self._on_images_image_failed)
         img.sig_header_ready.connect(self._on_images_header_ready)
-        self.window_panel.sig_voi_chosen.connect(self.canvas.use_voi)
+        img.sig_load_started.connect(self.viewports.note_load)
+        self.window_panel.sig_voi_chosen.connect(lambda voi: self.canvas.use_voi(voi))
         self.window_panel.sig_presets_changed.connect(self.settings.set_user_presets)
-        self.canvas.sig_pixel_hovered.connect(self.status.show_probe)
+        for vp in self.viewports.viewports:
+            self._on_viewport_added(vp)
+        self.viewports.sig_viewport_added.connect(self._on_viewport_added)
         self.status.sig_frame_chosen.connect(self.show_frame)
-        self.canvas.sig_ruler_measured.connect(self.status.show_measurement)
         self.load_report.sig_count_changed.connect(self._on_report_count_changed)
         header_dock = self.docks["header"]
         header_dock.visibilityChanged.connect(self._on_header_visibility_changed)
@@ -362,8 +410,7 @@ class MainWindow(QMainWindow):
         self.load_report.clear()
         self.grid.set_records([])
         self.images.clear()
-        self.canvas.set_image(None)
-        self._shown_record = None
+        self.viewports.clear_all()
         self.status.set_frames(0, 1)
         self.window_panel.set_image(None)
         self.library.open_paths(paths)
@@ -432,20 +479,30 @@ class MainWindow(QMainWindow):
         self.load_report.add_problems([ProblemRow(record, failure, "thumbnail")])
 
     def _on_images_image_ready(self, record: Any, prepared: PreparedImage, ms: float) -> None:
+        target = self.viewports.take_load_target()
+        if target is not self.viewports.active:
+            # Loaded for a viewport that is no longer the active one: shown there only (the
+            # panels describe the active viewport); dropped when that viewport was closed.
+            if target in self.viewports.visible_viewports():
+                self.viewports.show_image(target, record, prepared, overlay_text(record, prepared.radiograph))
+            return
         shown = self.canvas.radiograph
         rg = prepared.radiograph
         # Another frame of the image on screen keeps the zoom, orientation and window.
         same = shown is not None and self._shown_record is record and shown.frame_count > 1
         self._shown_record = record
         if same and self.view_state.window is not None:
-            self.canvas.set_image(prepared, self.view_state.window, None,
-                                  overlay_text(record, rg), fit=False)
+            with self.viewports.quiet():  # a new image is not a change for linked viewports
+                self.canvas.set_image(prepared, self.view_state.window, None,
+                                      overlay_text(record, rg), fit=False)
         else:
             self.view_state.reset_view()
             self.action_map["invert"].setChecked(False)
-            self.canvas.set_image(
-                prepared, voi_to_window(prepared.voi), prepared.voi, overlay_text(record, rg),
-            )
+            with self.viewports.quiet():
+                self.canvas.set_image(
+                    prepared, voi_to_window(prepared.voi), prepared.voi, overlay_text(record, rg),
+                )
+        self.viewports.image_shown(self.viewports.active, record)
         self.status.set_frames(rg.frame_index, rg.frame_count)
         self.status.show_probe(None)  # the last image's pixel readout is not this image's
         self.window_panel.set_image(prepared)
@@ -467,15 +524,18 @@ class MainWindow(QMainWindow):
         self.load_report.add_problems([ProblemRow(record, failure, "display")])
 
     def _on_images_image_failed(self, record: Any, message: str) -> None:
+        target = self.viewports.take_load_target()
+        if target is not self.viewports.active:  # only that viewport empties
+            if target in self.viewports.visible_viewports():
+                self.viewports.clear_viewport(target, f"Cannot display this image: {message}")
+            return
         self.clear_display(record, f"Cannot display this image: {message}")
 
     def clear_display(self, record: Any, text: str) -> None:
         """Clear everything that shows "the current image" together: canvas (with ``text`` on
         it), window/level and histogram, frame box, pixel readout, and (through
         ``sig_image_cleared``) the AI panel and overlays."""
-        self.canvas.set_image(None)
-        self.canvas.show_message(text)
-        self._shown_record = None
+        self.viewports.clear_viewport(self.viewports.active, text)
         self.window_panel.set_image(None)
         self.status.set_frames(0, 1)
         self.status.show_text(text)

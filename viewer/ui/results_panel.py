@@ -1,5 +1,10 @@
 """Confidence panel: each model's classes and calibrated probabilities for the current image.
 
+One row per classifier (its classes under it), one row per finding of a multi-label classifier
+(its own probability, threshold, call and band), and each segmenter with its declared segments
+and measurements; a classifier's declared heatmap share sits under it, naming the segmenter
+whose masks it used.
+
 Rows are coloured by the manifest's confidence bands (default green >= 90 %, orange 70-90 %,
 red < 70 %) and always carry a text and a shape too, so colour is never the only cue. The band
 edges, the operating threshold and the model version sit beside every score, the body-region
@@ -21,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from viewer import RESEARCH_NOTICE
 from viewer.services.analysis_types import (
-    ERROR, OK, OUT_OF_SCOPE, OUTSIDE_DATA, AnalysisResult, ModelResult,
+    ERROR, OK, OUT_OF_SCOPE, OUTSIDE_DATA, AnalysisResult, FindingResult, Measurement, ModelResult,
 )
 
 BAND_STYLE: dict[str, tuple[str, str, QColor]] = {
@@ -43,17 +48,42 @@ CALL_STYLE: dict[str, QColor] = {
 LOW_IN_LUNG = 0.5  # heatmap share inside the lungs below which the panel warns
 
 
+def present_segments(res: ModelResult) -> list[str]:
+    """The segments a segmenter's declared ``presence`` measurements call present."""
+    return [m.label for m in res.measurements if m.kind == "presence" and (m.value or 0) >= 0.5]
+
+
 def call_of(res: ModelResult) -> str | None:
-    """The call a classifier makes: "finding" (its positive label at or past the operating
-    threshold), "no finding", "forced" (ran outside its input or data: not a real call), or
-    ``None`` (no positive label, not analysed, segmentation)."""
-    if res.status != OK or res.task != "classification":
+    """The call a model makes: "finding" (a classifier's positive label at or past the
+    operating threshold, a multi-label model's finding past its own threshold, a segmenter's
+    declared ``presence``), "no finding", "forced" (ran outside its input or data: not a real
+    call), or ``None`` (no positive label or presence declared, not analysed)."""
+    if res.status != OK:
         return None
+    if res.task == "segmentation":
+        if not any(m.kind == "presence" for m in res.measurements):
+            return None
+        if res.forced:
+            return "forced"
+        return "finding" if present_segments(res) else "no finding"
     if res.forced:
         return "forced"
+    if res.findings:
+        return "finding" if any(f.positive for f in res.findings) else "no finding"
     if res.positive_label is None or res.label is None:
         return None
     return "finding" if res.label == res.positive_label else "no finding"
+
+
+def finding_text(f: FindingResult, long: bool = False) -> str:
+    """One finding of a multi-label model: ``"edema 83% >=50%"`` / ``"no edema 12% <50%"``."""
+    if long:
+        side = "at or above" if f.positive else "below"
+        return (f"{f.label}: {'finding' if f.positive else 'no finding'}: P {100 * f.probability:.1f}% "
+                f"is {side} its threshold {100 * f.threshold:.0f}%")
+    if f.positive:
+        return f"{f.label} {100 * f.probability:.0f}% >={100 * f.threshold:.0f}%"
+    return f"no {f.label} {100 * f.probability:.0f}% <{100 * f.threshold:.0f}%"
 
 
 def call_text(res: ModelResult, long: bool = False) -> str:
@@ -61,6 +91,14 @@ def call_text(res: ModelResult, long: bool = False) -> str:
     table ("pneumonia 83% >=20%", "no pneumonia 12% <20%"), ``long`` for the row under it
     ("no pneumonia (normal): P(pneumonia) 12.0% is below the operating threshold 20%"), never
     "normal 50 %" beside a "pneumonia" label."""
+    if res.findings:
+        called = [f for f in res.findings if f.positive]
+        if not called:
+            top = max(res.findings, key=lambda f: f.probability)
+            return f"no finding (highest: {top.label} {100 * top.probability:.0f}%)"
+        more = f" (+{len(called) - 1} more)" if len(called) > 1 else ""
+        top = max(called, key=lambda f: f.probability)
+        return finding_text(top) + more
     p, t, pos = res.positive_probability, res.threshold, res.positive_label
     if pos is None or p is None or t is None:
         return f"{res.label} {100 * (res.confidence or 0):.1f}%"
@@ -102,6 +140,10 @@ def band_text(band: str | None, bands: Mapping[str, float] | None = None) -> str
 def badge_text(result: AnalysisResult) -> tuple[str, str | None]:
     """Short thumbnail badge (top finding, confidence, band shape) and its band colour name."""
     best = top_finding(result)
+    present = [f"{lab} (mask)" for r in result.results if r.status == OK
+               and r.task == "segmentation" and not r.forced for lab in present_segments(r)]
+    if best is None and present:
+        return f"\u25b2 {', '.join(present)}", None
     if best is None:
         gate = result.gate
         if any(r.status == OUT_OF_SCOPE for r in result.results):
@@ -115,7 +157,9 @@ def badge_text(result: AnalysisResult) -> tuple[str, str | None]:
     shape = BAND_STYLE.get(best.band or "", ("", "", None))[0]
     forced = " (forced)" if best.forced else ""
     caution = " \u26a0" if best.caution else ""  # outside the model's population or dates
-    return f"{shape} {best.label} {100 * (best.confidence or 0):.0f}%{forced}{caution}", best.band
+    also = f" + {', '.join(present)}" if present else ""
+    return (f"{shape} {best.label} {100 * (best.confidence or 0):.0f}%{forced}{caution}{also}",
+            best.band)
 
 
 def badge_call(result: AnalysisResult) -> str | None:
@@ -129,13 +173,33 @@ def badge_call(result: AnalysisResult) -> str | None:
 
 
 def suspicion(result: AnalysisResult | None) -> float:
-    """Sort key: the highest probability of a positive (abnormal) label among the classifiers
-    that ran; -1 when nothing ran."""
+    """Sort key: the highest probability of a positive (abnormal) label or finding among the
+    classifiers that ran, and 1.0 for a segment a segmenter's declared ``presence`` calls
+    present (0.0 when absent); -1 when nothing ran."""
     if result is None:
         return -1.0
+    gate_id = result.results[0].model_id if result.gate is not None and result.results else None
     values = [r.positive_probability for r in result.results
-              if r.status == OK and r.task == "classification" and r.positive_probability is not None]
+              if r.status == OK and r.task == "classification" and r.model_id != gate_id
+              and r.positive_probability is not None]
+    values += [float(m.value >= 0.5) for r in result.results if r.status == OK
+               for m in r.measurements if m.kind == "presence" and m.value is not None]
     return max(values) if values else -1.0
+
+
+def finding_labels(result: AnalysisResult) -> list[str]:
+    """Labels a filter can pick for this image: the top classifier's label, every positive
+    finding of a multi-label model and every segment called present."""
+    labels: list[str] = []
+    best = top_finding(result)
+    if best is not None and best.label:
+        labels.append(best.label)
+    for r in result.results:
+        if r.status != OK:
+            continue
+        labels += [f.label for f in r.findings if f.positive]
+        labels += present_segments(r)
+    return list(dict.fromkeys(labels))
 
 
 def top_finding(result: AnalysisResult) -> ModelResult | None:
@@ -145,7 +209,7 @@ def top_finding(result: AnalysisResult) -> ModelResult | None:
                   and r.model_id != gate_id and r.label is not None]
     if not candidates:
         return None
-    return max(candidates, key=lambda r: (r.label == r.positive_label,
+    return max(candidates, key=lambda r: (call_of(r) == "finding",
                                           r.positive_probability or 0.0, r.confidence or 0.0))
 
 
@@ -302,8 +366,7 @@ class ResultsPanel(QWidget):
             self._note(head, res.reason or "")
             return name
         if res.task == "segmentation":
-            head.setText(1, "mask ready")
-            self._note(head, f"  {res.label}: see Overlays")
+            self._add_segmenter(head, res, manifest)
             return name
         head.setText(1, call_text(res) + ("  [FORCED]" if res.forced else ""))
         head.setToolTip(1, self._operating_point(res, manifest))
@@ -314,6 +377,10 @@ class ResultsPanel(QWidget):
         head.setText(2, band_label(res.band))
         head.setToolTip(2, band_text(res.band, bands))
         self._colour(head, call_of(res))
+        if res.findings:
+            self._add_findings(head, res, manifest)
+            self._add_measurements(head, res)
+            return name
         for label, p in res.probabilities.items():
             QTreeWidgetItem(head, [f"  {label}", f"{100 * p:.1f}%", ""])
         b = dict(bands or {"green": 0.9, "orange": 0.7})
@@ -321,15 +388,64 @@ class ResultsPanel(QWidget):
         QTreeWidgetItem(head, [f"  threshold ({res.positive_label or 'top class'})", threshold, ""])
         self._note(head, f"  bands: green >= {100 * b.get('green', 0.9):.0f}%, orange >= "
                          f"{100 * b.get('orange', 0.7):.0f}%, red below")
-        if res.heatmap_in_lung is not None:
-            QTreeWidgetItem(head, ["  heatmap mass inside lungs", f"{100 * res.heatmap_in_lung:.0f}%", ""])
-            if res.heatmap_in_lung < LOW_IN_LUNG:
-                # A chest classifier looking mostly outside the lungs may answer from labels,
-                # borders or devices (shortcut learning): say so beside the number.
-                self._note(head, f"  \u26a0 only {100 * res.heatmap_in_lung:.0f}% of the heatmap lies in "
-                                 "the lungs: the model may be answering from something else "
-                                 "(markers, borders, devices)")
+        self._add_measurements(head, res)
         return name
+
+    def _add_findings(self, head: QTreeWidgetItem, res: ModelResult, manifest: Any) -> None:
+        """One row per finding: its probability, threshold and call, and its own band."""
+        declared = {f.label: f for f in getattr(manifest, "findings", ())}
+        for f in res.findings:
+            item = QTreeWidgetItem(head, [f"  {f.label}", finding_text(f), band_label(f.band)])
+            item.setData(0, Qt.ItemDataRole.UserRole, f"{res.model_id}.finding.{f.label}")
+            bands = getattr(declared.get(f.label), "bands", None)
+            item.setToolTip(1, finding_text(f, long=True))
+            item.setToolTip(2, band_text(f.band, bands))
+            self._colour(item, "forced" if res.forced else ("finding" if f.positive else "no finding"))
+
+    def _add_segmenter(self, head: QTreeWidgetItem, res: ModelResult, manifest: Any) -> None:
+        """A segmenter: its call (declared presence), each segment with its role, and its
+        measurements."""
+        call = call_of(res)
+        present = present_segments(res)
+        head.setText(1, (f"present: {', '.join(present)}" if present else "no finding")
+                     if call in ("finding", "no finding") else "masks ready")
+        self._colour(head, call)
+        roles = {s.label: s.role for s in getattr(manifest, "segments", ())}
+        for o in res.overlays_of("mask") or ():
+            frac = float((o.array > 0).mean()) if o.array.size else 0.0
+            role = roles.get(o.label, o.role or "region").replace("_", " ")
+            QTreeWidgetItem(head, [f"  {o.label} ({role})",
+                                   f"{100 * frac:.1f}% of image", ""])
+        if not res.overlays_of("mask"):
+            self._note(head, f"  {res.label}: see Overlays")
+        self._add_measurements(head, res)
+
+    def _add_measurements(self, head: QTreeWidgetItem, res: ModelResult) -> None:
+        for m in res.measurements:
+            self._add_measurement(head, res, m)
+
+    def _add_measurement(self, head: QTreeWidgetItem, res: ModelResult, m: Measurement) -> None:
+        where = m.label.replace("_", " ")
+        if m.kind == "heatmap_share":
+            text = f"  heatmap mass inside {'lungs' if m.label == 'lung_field' else where}"
+            if m.source:
+                text += f" ({m.source})"
+        elif m.kind == "area_fraction":
+            text = f"  {where}: area"
+        else:
+            text = f"  {where}: presence"
+        item = QTreeWidgetItem(head, [text, m.text(), ""])
+        item.setData(0, Qt.ItemDataRole.UserRole, m.key)
+        item.setToolTip(0, m.key + (f" ({m.note})" if m.note else ""))
+        if m.kind == "heatmap_share" and m.value is None and m.note:
+            self._note(head, f"  {m.note}")
+        if m.kind == "heatmap_share" and m.label == "lung_field" and m.value is not None \
+                and m.value < LOW_IN_LUNG:
+            # A chest classifier looking mostly outside the lungs may answer from labels,
+            # borders or devices (shortcut learning): say so beside the number.
+            self._note(head, f"  \u26a0 only {100 * m.value:.0f}% of the heatmap lies in "
+                             "the lungs: the model may be answering from something else "
+                             "(markers, borders, devices)")
 
     @staticmethod
     def _operating_point(res: ModelResult, manifest: Any) -> str:

@@ -118,6 +118,6 @@ class StatusPanel(QStatusBar):
         self.pixel_label.setText(probe_text(probe))
 
     def show_measurement(self, text: str) -> None:
-        """Show the last ruler measurement."""
+        """Show the last measurement drawn or edited (ruler or any measurement tool)."""
         self.measure_label.setText(text)
         self.measure_label.setToolTip(text)  # whole, when the label is narrower than the text

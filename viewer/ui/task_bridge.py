@@ -275,7 +275,7 @@ class TaskBridge(QObject):
             self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-_OWN_ERRORS = frozenset({"ExportError", "DicomWriteError", "ManifestError"})
+_OWN_ERRORS = frozenset({"ExportError", "DicomWriteError", "DicomExportError", "ManifestError"})
 
 
 def _failure(exc: BaseException) -> TaskFailure:

@@ -13,6 +13,8 @@ import sys
 import time
 
 # gui_probe (the UI's event-loop block probe) needs Qt; it runs offscreen when no display is set.
+# bench.cluster (issue 18) starts Dask LocalClusters and takes a few minutes: not run here; run it
+# alone with `python -m bench.cluster` (docs/SCALING.md).
 BENCHES = ["scan", "display", "thumbnails", "memory", "gui_probe"]
 
 

@@ -5,8 +5,13 @@ well above the interval is time the GUI thread could not respond. Measured while
 folder of generated DICOM files (default 10,000) and while a thumbnail grid of generated images
 fills. Target: never blocked for more than 50 ms.
 
+Then the speed of reading (issue 16) on generated 1841x1955 J2K films once their thumbnails are
+made: select -> image shown for a cold click (film not decoded yet) and for a click after the
+prefetch, and Next/Previous Image with the prefetch done, medians against 150 ms and 50 ms.
+
 Run: ``QT_QPA_PLATFORM=offscreen python -m bench.gui_probe [--files 10000] [--thumbs 300]
-[--explain]`` (``--explain``: what each long gap was made of; see docs/ARCHITECTURE.md)
+[--films 16] [--runs 5] [--select-only] [--explain]`` (``--select-only``: only the speed of
+reading; ``--explain``: what each long gap was made of; see docs/ARCHITECTURE.md)
 """
 
 from __future__ import annotations
@@ -190,10 +195,129 @@ def probe_window_level(window: Any, steps: int = 60) -> dict[str, Any]:
             "max_ms": round(float(arr.max()), 2)}
 
 
+SELECT_TARGET_MS = 150.0  # select -> image shown, after the thumbnail phase (issue 16)
+STEP_TARGET_MS = 50.0  # next/previous with prefetch (issue 16)
+
+
+def _shown_ms(window: Any, record: Any, act: Any) -> float:
+    """Milliseconds from ``act()`` (a click or a key's action) until ``record`` is displayed
+    and painted (one event-loop pass after ``sig_image_displayed``); NaN on a timeout."""
+    from PySide6.QtWidgets import QApplication
+
+    from viewer.ui.demo import wait_for
+
+    t0 = time.perf_counter()
+    act()
+    while time.perf_counter() - t0 < 60:
+        got = wait_for([window.sig_image_displayed], 60)
+        if got is None:
+            return float("nan")
+        if got[1][0] is record:
+            window.canvas.view.viewport().repaint()  # the paint that puts it on screen
+            QApplication.processEvents()
+            return (time.perf_counter() - t0) * 1000.0
+    return float("nan")
+
+
+def _wait_cached(window: Any, records: list[Any], timeout_s: float = 30.0) -> bool:
+    """Wait until ``records`` are in the image cache (the prefetch of the neighbours)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    cache = window.images.cache
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        if all(r.key in cache for r in records):
+            return True
+        loop = QEventLoop()
+        QTimer.singleShot(20, loop.quit)
+        loop.exec()
+    return False
+
+
+def probe_select(window: Any, folder: Path, runs: int = 5) -> dict[str, Any]:
+    """Speed of reading on J2K films (issue 16), once the thumbnails are made: a click on a
+    thumbnail whose film was not decoded yet (cold), a click on a neighbour the prefetch has
+    decoded, and Next Image (PgDown) with the prefetch done. Medians over ``runs`` each; the
+    prefetch of the image shown finishes before each measured click (a reader looks first)."""
+    grid = window.grid
+    window.open_paths([str(folder)])
+    _wait(window.library.sig_scan_finished, 600)
+    if window.canvas.prepared is None:
+        _wait(window.sig_image_displayed, 120)
+    if grid.pending():
+        _wait(grid.sig_thumbnails_idle, 600)
+    records = list(grid.thumb_model.records)
+    n = len(records)
+    cold, warm, step, decode = [], [], [], []
+    cache = window.images.cache
+    # cold: rows 3 apart (never a neighbour of the one shown, so never prefetched)
+    for row in range(3, n, 3)[:runs]:
+        rec = records[row]
+        shown = window.images.current
+        if shown is not None:
+            i = records.index(shown)
+            _wait_cached(window, [records[j] for j in (i - 1, i + 1) if 0 <= j < n])
+        if rec.key in cache:
+            continue
+        cold.append(_shown_ms(window, rec, lambda r=row: grid.select_row(r)))
+        decode.append(window.last_display_ms)
+    # a click on the prefetched neighbour, then Next Image with the prefetch done
+    row = 0
+    if window.images.current is not records[0]:
+        _shown_ms(window, records[0], lambda: grid.select_row(0))
+    for _ in range(runs):
+        if row + 1 >= n:
+            break
+        if not _wait_cached(window, [records[row + 1]]):
+            break
+        warm.append(_shown_ms(window, records[row + 1], lambda r=row + 1: grid.select_row(r)))
+        row += 1
+    for _ in range(runs):
+        if row + 1 >= n or not _wait_cached(window, [records[row + 1]]):
+            break
+        step.append(_shown_ms(window, records[row + 1], window.action_map["next_image"].trigger))
+        row += 1
+    for _ in range(runs):  # and back (Previous Image)
+        if row - 1 < 0 or not _wait_cached(window, [records[row - 1]]):
+            break
+        step.append(_shown_ms(window, records[row - 1], window.action_map["previous_image"].trigger))
+        row -= 1
+
+    def med(values: list[float]) -> float | None:
+        return round(float(np.nanmedian(values)), 1) if values else None
+
+    rg = window.canvas.radiograph
+    return {"image": f"{rg.cols}x{rg.rows} J2K" if rg is not None else "?", "films": n,
+            "cold_click_ms": med(cold), "cold_decode_ms": med(decode),
+            "prefetched_click_ms": med(warm), "next_previous_ms": med(step),
+            "runs": {"cold": [round(v, 1) for v in cold], "prefetched": [round(v, 1) for v in warm],
+                     "next_previous": [round(v, 1) for v in step]}}
+
+
+def print_select(sel: dict[str, Any]) -> None:
+    def verdict(value: float | None, target: float) -> str:
+        return "n/a" if value is None else ("OK" if value <= target else "OVER")
+
+    print(f"select -> image shown, {sel['image']} films ({sel['films']}), medians:", flush=True)
+    print(f"  cold click (not decoded yet): {sel['cold_click_ms']} ms (of which decode + prepare "
+          f"{sel['cold_decode_ms']} ms; goal {SELECT_TARGET_MS:g} ms: "
+          f"{verdict(sel['cold_click_ms'], SELECT_TARGET_MS)})")
+    print(f"  click after prefetch:         {sel['prefetched_click_ms']} ms (goal {SELECT_TARGET_MS:g} ms: "
+          f"{verdict(sel['prefetched_click_ms'], SELECT_TARGET_MS)})")
+    print(f"  next/previous with prefetch:  {sel['next_previous_ms']} ms (goal < {STEP_TARGET_MS:g} ms: "
+          f"{verdict(sel['next_previous_ms'], STEP_TARGET_MS)})")
+    print(f"  runs: {json.dumps(sel['runs'])}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--thumbs", type=int, default=300)
+    parser.add_argument("--films", type=int, default=16,
+                        help="J2K films of 1841x1955 for the select/next/previous timings")
+    parser.add_argument("--runs", type=int, default=5, help="timed clicks/steps of each kind")
+    parser.add_argument("--select-only", action="store_true",
+                        help="only the speed-of-reading phase (select -> shown, next/previous)")
     parser.add_argument("--explain", action="store_true",
                         help="print each gap over 30 ms with the GUI thread's CPU and run-queue "
                              "time, and the garbage collections over 5 ms")
@@ -210,12 +334,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"target_ms": TARGET_MS}
     with tempfile.TemporaryDirectory(prefix="radview-probe-") as tmp:
         root = Path(tmp)
+        print(f"generating {args.films} J2K films ...", flush=True)
+        write_folder(root / "films", args.films, 1955, 1841, ["j2k"], distinct=2)
+        settings = AppSettings(QSettings(str(root / "settings.ini"), QSettings.Format.IniFormat))
+        if args.select_only:
+            window = build_window(settings, root / "cache")
+            window.resize(1400, 900)
+            window.show()
+            app.processEvents()
+            try:
+                results["select"] = probe_select(window, root / "films", args.runs)
+            finally:
+                window.shutdown()
+                window.close()
+            print_select(results["select"])
+            return results
         print(f"generating {args.files} DICOM files and {args.thumbs} images ...", flush=True)
         write_folder(root / "scan", args.files, 64, 64, ["native"])
         write_folder(root / "thumbs", args.thumbs, 1024, 1024, ["native", "rle", "j2k"],
                      distinct=4)
         write_folder(root / "large", 1, 2500, 2000, ["native"])
-        settings = AppSettings(QSettings(str(root / "settings.ini"), QSettings.Format.IniFormat))
         window = build_window(settings, root / "cache")
         window.resize(1400, 900)
         window.show()
@@ -244,6 +382,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results["window_level"] = probe_window_level(window)
             print("first display (select -> prepared):", results["display_ms"], "ms;",
                   "window/level:", json.dumps(results["window_level"]), flush=True)
+            results["select"] = probe_select(window, root / "films", args.runs)
+            print_select(results["select"])
         finally:
             window.shutdown()
             window.close()
@@ -276,7 +416,27 @@ def run(files: int = 10_000, thumbs: int = 1000) -> list[Any]:
                r["thumbnails_reopen"]["all_s"], "s", 2.0),
         Result("window/level step in the canvas (median)", wl.get("median_ms", float("nan")), "ms", 16.0),
         Result("select -> image shown (2500x2000 native)", r["display_ms"], "ms", 150.0),
+        *select_rows(r["select"]),
     ])
+
+
+def select_rows(sel: dict[str, Any]) -> list[Any]:
+    """The speed-of-reading figures as :class:`bench.common.Result` rows."""
+    from bench.common import Result
+
+    def value(key: str) -> float:
+        v = sel.get(key)
+        return float("nan") if v is None else float(v)
+
+    return [
+        Result(f"select -> shown, cold click on a J2K film (median of {len(sel['runs']['cold'])})",
+               value("cold_click_ms"), "ms", SELECT_TARGET_MS),
+        Result("  of which decode + prepare (median)", value("cold_decode_ms"), "ms", None),
+        Result("select -> shown, click after prefetch (median)", value("prefetched_click_ms"), "ms",
+               SELECT_TARGET_MS),
+        Result("next/previous image with prefetch (median)", value("next_previous_ms"), "ms",
+               STEP_TARGET_MS),
+    ]
 
 
 if __name__ == "__main__":

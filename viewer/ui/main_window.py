@@ -485,6 +485,7 @@ class MainWindow(QMainWindow):
             # panels describe the active viewport); dropped when that viewport was closed.
             if target in self.viewports.visible_viewports():
                 self.viewports.show_image(target, record, prepared, overlay_text(record, prepared.radiograph))
+            self._current_is_active()
             return
         shown = self.canvas.radiograph
         rg = prepared.radiograph
@@ -512,6 +513,12 @@ class MainWindow(QMainWindow):
         # come from the cache.
         QTimer.singleShot(PREFETCH_DELAY_MS, lambda: self._prefetch_neighbours(record))
 
+    def _current_is_active(self) -> None:
+        """The image controller's current record (frames, header) is the active viewport's."""
+        rg = self.canvas.radiograph
+        self.images.current = self._shown_record
+        self.images.frame = rg.frame_index if rg is not None else 0
+
     def _prefetch_neighbours(self, record: Any) -> None:
         if record is not self._shown_record or self.images.current_pending is not None:
             return  # moved on meanwhile
@@ -528,6 +535,7 @@ class MainWindow(QMainWindow):
         if target is not self.viewports.active:  # only that viewport empties
             if target in self.viewports.visible_viewports():
                 self.viewports.clear_viewport(target, f"Cannot display this image: {message}")
+            self._current_is_active()
             return
         self.clear_display(record, f"Cannot display this image: {message}")
 

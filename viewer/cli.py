@@ -134,7 +134,9 @@ class _OverlayWriter:
         )
         from viewer.services.export import atomic_write_bytes
 
-        stem = self._stem(Path(inp.source.split("!")[-1]).stem or inp.image_id)
+        record = self.records.get(inp.source)  # the file's own name, never a parsed source text
+        name = (record.member or record.path) if record is not None else inp.source
+        stem = self._stem(Path(name).stem or inp.image_id)
         grey = None
         for r in result.results:
             if self.masks is not None:
@@ -231,10 +233,11 @@ def _analyze_main(argv: Sequence[str]) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    from viewer.inference.model_add import user_models_dir
+    from viewer.services.ai_session import model_folders
 
-    # The user models folder (where `radview models add` writes) comes after --models-dir.
-    registry = ModelRegistry.default([*args.models_dir, user_models_dir()])
+    # The user models folder (where `radview models add` writes) comes after --models-dir,
+    # as in the window (one list: services.ai_session.model_folders).
+    registry = ModelRegistry.default(model_folders(args.models_dir))
     for entry in registry.unavailable():
         say(f"model {entry.id} unavailable: {entry.reason}")
     wanted = None
@@ -283,8 +286,8 @@ def _analyze_main(argv: Sequence[str]) -> int:
     # codestream) becomes that file's error row, and the batch goes on (issue 15).
     decoders = DecodePool(workers=max(1, args.workers))
     load = partial(input_from_record, load=decoders.load_image)
-    writer = _OverlayWriter(args.masks, args.heatmaps, args.seg, service, {
-        (f"{r.path}!{r.member}" if r.member else r.path): r for r in records})
+    writer = _OverlayWriter(args.masks, args.heatmaps, args.seg, service,
+                            {r.source: r for r in records})
     as_json = args.out is not None and args.out.suffix.lower() == ".json"
     json_rows: list[dict[str, object]] = []
     csv_out = None if as_json else (CsvResultWriter(args.out) if args.out else None)
@@ -310,7 +313,7 @@ def _analyze_main(argv: Sequence[str]) -> int:
                     in_flight=2 * max(1, args.workers), keep_arrays=False,
                     on_analysed=writer if overlays else None, models=wanted, force=args.force,
                     heatmaps=args.heatmaps is not None):
-                source = f"{record.path}!{record.member}" if record.member else record.path
+                source = record.source
                 if isinstance(value, ExportError):
                     raise value  # an output cannot be written: stop, not one error row per image
                 if isinstance(value, BaseException):

@@ -403,11 +403,12 @@ def load_radiograph(path_or_record: str | os.PathLike[str] | InstanceRecord, fra
     """
     if isinstance(path_or_record, InstanceRecord):
         path, member = path_or_record.path, path_or_record.member
+        source = path_or_record.source
     else:
         path, member = os.fspath(path_or_record), None
+        source = path
     plain = reduce_to is not None and member is None
     ds = read_dataset(path, member, defer_size=64 * 1024 if plain else None)
-    source = f"{path}!{member}" if member else path
     return radiograph_from_dataset(ds, frame, source, reduce_to, path if plain else None)
 
 

@@ -32,6 +32,8 @@ __all__ = [
     "scan_bytes",
     "scan_file",
     "scan_files",
+    "source_text",
+    "split_source",
     "undecodable_problem",
 ]
 
@@ -78,6 +80,33 @@ def header_tags() -> list[Any]:
     from pydicom.tag import Tag
 
     return [Tag(k) for k in _HEADER_KEYWORDS]
+
+def source_text(path: str, member: str | None = None) -> str:
+    """The one text form of an image's source: ``path`` for a file, ``path!member`` for a zip
+    member. It names the file in results (the CSV/JSON ``file`` column, the history) and in
+    messages; code that has the record uses ``record.path`` / ``record.member``, never this
+    text parsed back."""
+    return f"{path}!{member}" if member else path
+
+
+def split_source(source: str) -> tuple[str, str | None]:
+    """``(path, member)`` of a :func:`source_text` (the one parser, for texts stored without
+    their record: history rows, result files).
+
+    A ``!`` may be part of a folder's or a file's name as well as the zip separator, so the
+    text is split at the first ``!`` whose left part is an existing regular file (a container
+    cannot have a folder below it); a source that exists as it is, or that has no such split,
+    is a plain path."""
+    if "!" not in source or os.path.exists(source):
+        return source, None
+    at = source.find("!")
+    while at >= 0:
+        head = source[:at]
+        if head and os.path.isfile(head):
+            return head, source[at + 1:] or None
+        at = source.find("!", at + 1)
+    return source, None
+
 
 _NON_IMAGE_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set",
@@ -139,6 +168,11 @@ class InstanceRecord:
         return (self.path, self.member)
 
     @property
+    def source(self) -> str:
+        """The file as results and the history name it (:func:`source_text`)."""
+        return source_text(self.path, self.member)
+
+    @property
     def display_name(self) -> str:
         """File (or member) name for lists and messages."""
         return os.path.basename(self.member or self.path)
@@ -161,6 +195,11 @@ class LoadProblem:
     @property
     def display_name(self) -> str:
         return os.path.basename(self.member or self.path)
+
+    @property
+    def source(self) -> str:
+        """The file as messages and the Load Report name it (:func:`source_text`)."""
+        return source_text(self.path, self.member)
 
 
 def image_kind(head: bytes) -> str | None:
@@ -255,12 +294,13 @@ def _image_record(fp: IO[bytes], kind: str, path: str, member: str | None,
         return LoadProblem(path, f"{kind.upper()} header declares {cols} x {rows} pixels; no image",
                            member=member)
     folder = os.path.dirname(member) if member else os.path.dirname(path)
+    # The folder inside the zip (possibly its root, "") is the study and series identity.
     container = f"{path}!{folder}" if member else folder
     return InstanceRecord(
         path=path, member=member, kind="image",
         study_uid=f"dir:{container}", study_description=os.path.basename(folder) or folder,
         series_uid=f"dir:{container}", series_description=kind.upper(),
-        sop_instance_uid=f"file:{path}!{member}" if member else f"file:{path}",
+        sop_instance_uid=f"file:{source_text(path, member)}",
         rows=rows, cols=cols, frames=1, bits_stored=depth, photometric="",
         size=size, mtime=mtime,
     )

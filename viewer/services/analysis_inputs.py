@@ -56,5 +56,4 @@ def input_from_record(record: InstanceRecord,
     ``load``: the decoder to use, e.g. a :class:`~viewer.services.decode_pool.DecodePool`'s
     ``load_image``, which decodes compressed files in worker processes so that a decoder's
     native crash costs one file, not the batch."""
-    source = f"{record.path}!{record.member}" if record.member else record.path
-    return input_from_radiograph(load(record), source, plain=record.kind != "dicom")
+    return input_from_radiograph(load(record), record.source, plain=record.kind != "dicom")

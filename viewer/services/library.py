@@ -464,7 +464,7 @@ def load_image(record: InstanceRecord, frame: int = 0, *, reduce_to: int | None 
 def _load_image(record: InstanceRecord, frame: int, reduce_to: int | None) -> Radiograph:
     if record.kind == "dicom":
         return load_radiograph(record, frame, reduce_to=reduce_to)
-    source = f"{record.path}!{record.member}" if record.member else record.path
+    source = record.source
     try:
         data = _read_bytes(record)
     except OSError as exc:

@@ -10,11 +10,13 @@ Map
 - ``browser``, ``thumbnails``, ``header_dock``, ``load_report``, ``status_bar``: the docks.
 - ``settings`` (QSettings), ``actions`` (shortcut table), ``demo`` (headless demo and
   screenshots). Compressed decodes go through ``viewer.services.decode_pool`` (process pool).
-- AI (``install_ai`` in ``ai_features``): ``analysis_controller`` (inference pool, stale-result
-  dropping, batches), ``results_panel`` (confidence bands with text and icon), ``overlay_panel``,
-  ``model_input_view`` ("what the model saw"), ``history_dock``, ``model_info`` ("About this
-  model", unavailable models), ``export_actions`` (CSV/JSON, PNG as seen, DICOM SEG/SC,
-  de-identification), ``ai_demo`` (analysis in the headless demo).
+- AI (``install_ai`` in ``ai_features``, which reaches the window through the ``AiWindow``
+  protocol): ``analysis_controller`` (inference pool, stale-result dropping, batches; its
+  ``session`` is the Qt-free ``viewer.services.ai_session.AiSession``), ``results_panel``
+  (confidence bands with text and icon), ``overlay_panel``, ``model_input_view`` ("what the
+  model saw"), ``history_dock``, ``model_info`` ("About this model", unavailable models),
+  ``export_actions`` (PNG as seen; CSV/JSON and DICOM SEG/SC are
+  ``viewer.services.ai_exports``), ``ai_demo`` (analysis in the headless demo).
 
 Threading (where this differs from the architecture guide, and why)
 -------------------------------------------------------------------

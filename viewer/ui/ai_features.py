@@ -2,14 +2,17 @@
 
 :func:`install_ai` is called by :func:`viewer.app.build_window`; everything here uses the main
 window's extension points (``add_side_panel``, the canvas layers, thumbnail badges,
-``sig_image_displayed``) and its status bar for visible notifications.
+``sig_image_displayed``) and its status bar for visible notifications, through the typed
+:class:`~viewer.ui.ai_window.AiWindow` interface. What to show, in which order, and what to
+export are decided by the Qt-free :mod:`viewer.services.ai_session` and
+:mod:`viewer.services.ai_exports`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
 
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
@@ -17,19 +20,22 @@ from PySide6.QtWidgets import (
     QComboBox, QFileDialog, QHBoxLayout, QLabel, QMenu, QMessageBox, QVBoxLayout, QWidget,
 )
 
+from viewer.dicom.scan import split_source
 from viewer.inference.registry import ModelRegistry
+from viewer.services import ai_exports
+from viewer.services.ai_session import (
+    ERROR_BADGE, badge, filter_choices, label_choice, model_folders,
+)
 from viewer.services.analysis import AnalysisService
-from viewer.services.analysis_inputs import input_from_radiograph
 from viewer.services.analysis_types import AnalysisResult, Overlay
 from viewer.ui import export_actions as ex
+from viewer.ui.ai_window import AiWindow
 from viewer.ui.analysis_controller import AnalysisController
 from viewer.ui.history_dock import HistoryPanel
 from viewer.ui.model_info import ModelsDialog
 from viewer.ui.model_input_view import ModelInputView
 from viewer.ui.overlay_panel import OverlayPanel
-from viewer.ui.results_panel import (
-    ResultsPanel, badge_call, badge_text, finding_labels, suspicion, top_finding,
-)
+from viewer.ui.results_panel import ResultsPanel
 
 AUTO_KEY = "ai/auto_analyse"
 DEID_KEY = "export/deidentify"
@@ -37,21 +43,25 @@ SORT_ORDERS = ("Folder order", "Most suspicious first")
 
 
 class AiFeatures(QObject):
-    """The AI part of the window: analysis on demand / automatic, panels, badges, exports."""
+    """The AI part of the window: analysis on demand / automatic, panels, badges, exports.
 
-    def __init__(self, window: Any, registry: ModelRegistry, history_path: Path | None,
+    Widgets, menus and dialogs only: the results per image, calls, badges, grid order and
+    exports are the Qt-free :class:`~viewer.services.ai_session.AiSession` (``session``) and
+    :mod:`viewer.services.ai_exports`; the window is reached through :class:`AiWindow`."""
+
+    def __init__(self, window: AiWindow, registry: ModelRegistry, history_path: Path | None,
                  batch_workers: int = 1) -> None:
-        super().__init__(window)
+        super().__init__(window.window())
         self.window = window
         self.registry = registry
         self._cli_dirs: list[Path] = []
         self.service = AnalysisService(registry)
         self.controller = AnalysisController(self.service, history_path, batch_workers, self)
+        self.session = self.controller.session
         self.panel = ResultsPanel()
         self.overlays = OverlayPanel(window.canvas, self.service.heatmap_for)
         self.model_input = ModelInputView()
         self.history = HistoryPanel(lambda: self.controller.history)
-        self.current_record: Any = None
         self.current_prepared: Any = None
         self.all_records: list[Any] = []
         self.last_message = ""
@@ -107,10 +117,8 @@ class AiFeatures(QObject):
         self.sort_combo.addItems(list(SORT_ORDERS))
         self.filter_combo = QComboBox()
         self.filter_combo.setObjectName("thumbFilter")
-        self.filter_combo.addItem("All images", None)
-        for band in ("green", "orange", "red"):
-            self.filter_combo.addItem(f"band: {band}", f"band:{band}")
-        self.filter_combo.addItem("not analysed", "none:")
+        for text, value in filter_choices():
+            self.filter_combo.addItem(text, value)
         for combo in (self.sort_combo, self.filter_combo):
             # New labels must not change the size hint (a window relayout per batch result).
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -141,14 +149,11 @@ class AiFeatures(QObject):
             ("models_dir", "Choose User Models &Folder...", (), self._on_models_dir_triggered),
         )
         self.action_map: dict[str, QAction] = {}
-        help_menu = getattr(w, "help_menu", None)
-        if help_menu is not None:  # Analysis goes before Help, where menu bars keep Help
-            menu = QMenu("&Analysis", w)
-            w.menuBar().insertMenu(help_menu.menuAction(), menu)
-        else:
-            menu = w.menuBar().addMenu("&Analysis")
+        # Analysis goes before Help, where menu bars keep Help.
+        menu = QMenu("&Analysis", w.window())
+        w.menuBar().insertMenu(w.help_menu.menuAction(), menu)
         for name, text, keys, slot in specs:
-            action = QAction(text, w)
+            action = QAction(text, w.window())
             action.setObjectName(f"action_{name}")
             action.setShortcuts([QKeySequence(k) for k in keys])
             if slot is not None:
@@ -164,7 +169,9 @@ class AiFeatures(QObject):
         toolbar.setObjectName("toolbar_ai")
         for name in ("analyse", "analyse_forced", "cancel_analysis"):
             toolbar.addAction(self.action_map[name])
-        export_menu = w.menuBar().actions()[0].menu().addMenu("&Export")
+        file_menu = w.menuBar().actions()[0].menu()
+        assert isinstance(file_menu, QMenu)
+        export_menu = file_menu.addMenu("&Export")
         for kind, text in (("results_image", "Results of This Image (CSV/JSON)..."),
                            ("results_selection", "Results of the Selection (CSV/JSON)..."),
                            ("results_folder", "Results of All Open Images (CSV/JSON)..."),
@@ -207,7 +214,7 @@ class AiFeatures(QObject):
         self.window.status.show_text(text)
         if box:
             msg = QMessageBox(QMessageBox.Icon.Warning, "radview", text,
-                              QMessageBox.StandardButton.Ok, self.window)
+                              QMessageBox.StandardButton.Ok, self.window.window())
             msg.setObjectName("aiMessage")
             msg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             msg.open()
@@ -217,6 +224,11 @@ class AiFeatures(QObject):
         self.notify(text, box=True)
 
     # -- analysis --------------------------------------------------------------------------
+    @property
+    def current_record(self) -> Any:
+        """The record on screen (``None`` when none): the session's."""
+        return self.session.current_record
+
     def analyse_current(self, force: bool = False) -> int:
         """Analyse the image on screen (``force``: run out-of-scope models, marked forced)."""
         if self.current_record is None or self.current_prepared is None:
@@ -241,17 +253,17 @@ class AiFeatures(QObject):
             self.analyse_shown()
 
     def _on_window_image_displayed(self, record: Any, prepared: Any) -> None:
-        self.current_record, self.current_prepared = record, prepared
+        self.current_prepared = prepared
         self.controller.set_current(record)
         self.overlays.clear()
         self.model_input.set_result(None)
-        known = self.controller.results.get(record.key)
+        known = self.session.results.get(record.key)
         if known is not None:
             self.panel.set_result(known, self._manifests())
         else:
             self.panel.clear("Not analysed yet: Analysis > Analyse Image (Ctrl+R / F5).")
         reopen = self._pending_reopen
-        if reopen is not None and reopen[0] == _source_of(record):
+        if reopen is not None and reopen[0] == record.source:
             self._pending_reopen = None
             entry = reopen[2]
             self.overlays.set_overlays(reopen[1])
@@ -265,7 +277,7 @@ class AiFeatures(QObject):
     def _on_window_image_cleared(self, record: Any, text: str) -> None:
         """No image on screen: no result, overlay or model input of a previous image may stay
         (and Analyse has nothing to run on)."""
-        self.current_record, self.current_prepared = None, None
+        self.current_prepared = None
         self.controller.set_current(None)
         self.overlays.clear()
         self.model_input.set_result(None)
@@ -276,7 +288,7 @@ class AiFeatures(QObject):
         if self.sort_combo.currentIndex() or self.filter_combo.currentData() is not None:
             self.apply_grid_order()
         if self.action_map["auto_analyse"].isChecked() and records:
-            todo = [r for r in records if r.key not in self.controller.results]
+            todo = self.session.unanalysed(records)
             if todo and not self.controller.batch_running():
                 self.window.status.set_busy(True, f"Analysing {len(todo)} image(s)...")
                 self.controller.analyse_batch(todo)
@@ -300,7 +312,8 @@ class AiFeatures(QObject):
                 # image's own analysis, Ctrl+R, draws them).
                 self.panel.set_result(value, self._manifests())
         else:
-            self.window.grid.thumb_model.set_badge(record.key, "\u26a0 error", "red", "error")
+            b = ERROR_BADGE
+            self.window.grid.thumb_model.set_badge(record.key, b.text, b.band, b.call)
 
     def _on_controller_batch_finished(self, done: int, errors: int, cancelled: bool) -> None:
         self.window.status.set_busy(False)
@@ -314,11 +327,11 @@ class AiFeatures(QObject):
         self.notify(f"Analysis failed: {message}", box=True)
 
     def _badge(self, record: Any, result: AnalysisResult) -> None:
-        text, band = badge_text(result)
-        self.window.grid.thumb_model.set_badge(record.key, text, band, badge_call(result))
-        for label in finding_labels(result):
-            if self.filter_combo.findData(f"label:{label}") < 0:
-                self.filter_combo.addItem(f"label: {label}", f"label:{label}")
+        b = badge(result)
+        self.window.grid.thumb_model.set_badge(record.key, b.text, b.band, b.call)
+        for text, value in map(label_choice, b.labels):
+            if self.filter_combo.findData(value) < 0:
+                self.filter_combo.addItem(text, value)
 
     def _manifests(self) -> dict[str, Any]:
         return {m.id: m for m in self.registry.available()}
@@ -328,26 +341,12 @@ class AiFeatures(QObject):
         """Filter the grid's records by band / label and sort them by suspicion."""
         records = list(self.all_records or self.window.grid.thumb_model.records)
         self.all_records = records
-        results = self.controller.results
-        wanted = self.filter_combo.currentData()
-        if wanted is not None:
-            kind, value = str(wanted).split(":", 1)
-            def keep(rec: Any) -> bool:
-                res = results.get(rec.key)
-                best = None if res is None else top_finding(res)
-                if kind == "none":
-                    return res is None or (best is None and not finding_labels(res))
-                if kind == "label":
-                    return res is not None and value in finding_labels(res)
-                return best is not None and best.band == value
-            records = [r for r in records if keep(r)]
-        if self.sort_combo.currentIndex() == 1:
-            records.sort(key=lambda r: -suspicion(results.get(r.key)))
-        self.window.grid.set_records(records)
+        self.window.grid.set_records(self.session.order(
+            records, self.filter_combo.currentData(), self.sort_combo.currentIndex() == 1))
 
     # -- models, history -------------------------------------------------------------------
     def show_models(self) -> ModelsDialog:
-        dialog = ModelsDialog(self.registry, self.service.sessions, self.window)
+        dialog = ModelsDialog(self.registry, self.service.sessions, self.window.window())
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
         return dialog
@@ -369,26 +368,27 @@ class AiFeatures(QObject):
             self._history_stale = True
 
     def _on_models_dir_triggered(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.window, "User models folder")
+        folder = QFileDialog.getExistingDirectory(self.window.window(), "User models folder")
         if folder:
             self.set_models_dir(Path(folder))
 
     def set_models_dir(self, folder: Path) -> None:
-        """Remember ``folder`` (settings) and rediscover the models with it first."""
+        """Remember ``folder`` (settings) and rediscover the models with it first (after any
+        ``--models-dir``; before the ``radview models add`` folder and the bundled models)."""
         self.window.settings.qsettings.setValue("ai/models_dir", str(folder))
-        self.registry = ModelRegistry.default([*self._cli_dirs, folder])
+        self.registry = ModelRegistry.default(model_folders(self._cli_dirs, folder))
         self.service.registry = self.registry
         bad = self.registry.unavailable()
         self.notify(f"{len(self.registry.available())} model(s) available, {len(bad)} unavailable"
                     + ("".join(f"; {e.id}: {e.reason}" for e in bad)))
 
     def _on_history_entry_opened(self, entry: Any, overlays: list[Overlay]) -> None:
-        record = next((r for r in self.window.library.records if _source_of(r) == entry.source), None)
+        record = next((r for r in self.window.library.records if r.source == entry.source), None)
         self._pending_reopen = (entry.source, list(overlays), entry)
         if record is not None:
             self.window.images.show(record)
-        else:
-            self.window.open_paths([entry.source.split("!", 1)[0]])
+        else:  # the file, or the zip holding it (a "!" may also be part of a folder's name)
+            self.window.open_paths([split_source(entry.source)[0]])
 
     # -- exports ---------------------------------------------------------------------------
     def export_dialog(self, kind: str) -> Path | None:
@@ -399,75 +399,46 @@ class AiFeatures(QObject):
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         suffix = {"png": ".png", "seg": ".dcm", "sc": ".dcm"}.get(kind, ".csv")
         suggested = f"radview-{kind.replace('_', '-')}-{stamp}{suffix}"
-        dest, _ = QFileDialog.getSaveFileName(self.window, "Export", suggested,
+        dest, _ = QFileDialog.getSaveFileName(self.window.window(), "Export", suggested,
                                               filters.get(kind, "CSV (*.csv);;JSON (*.json)"))
         return self.export_to(kind, Path(dest)) if dest else None
 
     def export_to(self, kind: str, dest: Path) -> Path | None:
         """Write export ``kind`` to ``dest``; a refusal or failure is shown, never raised."""
         w = self.window
-        folders = ex.study_folders(w.library.records, w.settings.recent_paths()[:1])
+        folders = ai_exports.study_folders(w.library.records, w.settings.recent_paths()[:1])
         deid = self.action_map["export_deidentify"].isChecked()
-        caution = None
         try:
-            if kind.startswith("results"):
-                path = ex.export_results(self._scope(kind), dest, folders, deidentify=deid,
-                                         models=self.registry.available())
-            elif kind == "png":
-                path = ex.export_png(w.canvas, dest, folders, deidentify=deid)
-                if deid:
-                    caution = ("the patient overlay was left out of the PNG; text burnt into the "
-                               "image's own pixels is not removed: check them before sharing it")
+            if kind == "png":  # a grab of the widgets: the one export that needs Qt
+                outcome = ai_exports.ExportOutcome(
+                    ex.export_png(w.canvas, dest, folders, deidentify=deid), deid,
+                    ai_exports.PNG_DEID_CAUTION if deid else None)
             else:
-                result = self.controller.current_result
-                if result is None or self.current_record is None:
-                    raise ex.ExportError("analyse the image first")
-                if kind == "seg":
-                    path = ex.export_segmentation(self.current_record, result, dest, folders,
-                                                  deidentify=deid, manifests=self._manifests())
-                else:
-                    rg = self.current_prepared.radiograph
-                    display = input_from_radiograph(rg, plain=self.current_record.kind != "dicom").display
-                    path = ex.export_heatmap_capture(self.current_record, result, display, dest,
-                                                     folders, self.overlays.heat_colormap.currentText(),
-                                                     deidentify=deid, shown=self.overlays.shown_heatmap())
-                    caution = ex.pixel_text_warning(self.current_record) if deid else None
+                grid = w.grid
+                selected = [grid.thumb_model.records[i.row()]
+                            for i in grid.selectionModel().selectedIndexes()]
+                prepared = self.current_prepared
+                outcome = ai_exports.export_current(
+                    kind, dest, self.session, folders, deidentify=deid,
+                    models=self.registry.available(), selected=selected,
+                    opened=w.library.records,
+                    radiograph=None if prepared is None else prepared.radiograph,
+                    colormap=self.overlays.heat_colormap.currentText(),
+                    shown=self.overlays.shown_heatmap())
         except Exception as exc:
             self.notify(f"Export failed: {getattr(exc, 'message', None) or exc}", box=True)
             return None
-        if caution:
-            self.notify(f"Exported to {path} (de-identified). Caution: {caution}", box=True)
-        else:
-            self.notify(f"Exported to {path}" + (" (de-identified)" if deid else ""))
-        return path
-
-    def _scope(self, kind: str) -> Sequence[AnalysisResult]:
-        c = self.controller
-        if kind == "results_image":
-            rec = self.current_record
-            res = c.current_result or (None if rec is None else c.results.get(rec.key))
-            return [] if res is None else [res]
-        if kind == "results_selection":
-            grid = self.window.grid
-            keys = [grid.thumb_model.records[i.row()].key
-                    for i in grid.selectionModel().selectedIndexes()]
-        else:
-            keys = [r.key for r in self.window.library.records]
-        return [c.results[k] for k in keys if k in c.results]
+        self.notify(outcome.message(), box=outcome.caution is not None)
+        return outcome.path
 
 
-def _source_of(record: Any) -> str:
-    return f"{record.path}!{record.member}" if getattr(record, "member", None) else record.path
-
-
-def install_ai(window: Any, model_dirs: Sequence[Path] = (), history_path: Path | None = None,
+def install_ai(window: AiWindow, model_dirs: Sequence[Path] = (), history_path: Path | None = None,
                batch_workers: int = 1) -> AiFeatures:
-    """Discover the models (user folders first, then the bundled ones) and add the AI UI."""
-    user_dirs = [Path(d) for d in model_dirs]
+    """Discover the models (``model_dirs``, the folder chosen in the settings, the user models
+    folder ``radview models add`` writes to, then the bundled ones) and add the AI UI."""
     saved = window.settings.qsettings.value("ai/models_dir", "")
-    if saved:
-        user_dirs.append(Path(str(saved)))
-    features = AiFeatures(window, ModelRegistry.default(user_dirs), history_path, batch_workers)
+    folders = model_folders(model_dirs, str(saved) if saved else None)
+    features = AiFeatures(window, ModelRegistry.default(folders), history_path, batch_workers)
     features._cli_dirs = [Path(d) for d in model_dirs]
-    window.ai = features
+    window.ai = features  # type: ignore[attr-defined]  # the window's extension slot
     return features

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from PySide6.QtCore import QObject, Signal
 
 from viewer.core.radiograph import Radiograph
+from viewer.services.ai_session import AiSession
 from viewer.services.analysis import AnalysisService
 from viewer.services.analysis_inputs import input_from_radiograph, input_from_record
 from viewer.services.analysis_types import AnalysisResult
@@ -57,9 +58,12 @@ class AnalysisController(QObject):
     sig_message_posted = Signal(str)
 
     def __init__(self, service: AnalysisService, history_path: Path | None,
-                 batch_workers: int = 1, parent: QObject | None = None) -> None:
+                 batch_workers: int = 1, parent: QObject | None = None,
+                 session: AiSession | None = None) -> None:
         super().__init__(parent)
         self.service = service
+        # The results per image and the image on screen (Qt-free, services.ai_session).
+        self.session = session if session is not None else AiSession()
         self.history_path = history_path
         self._history: HistoryStore | None = None
         # Inference threads run at a lower priority than the GUI thread (as QThread's
@@ -73,9 +77,6 @@ class AnalysisController(QObject):
         self._pool = ThreadPoolExecutor(max_workers=batch_workers,
                                         thread_name_prefix="radview-infer",
                                         initializer=background_priority)
-        self.current_record: Any = None
-        self.current_result: AnalysisResult | None = None
-        self.results: dict[Any, AnalysisResult] = {}  # record key -> result (arrays dropped)
         self._request = 0
         self._request_record: Any = None
         self._batch_request = 0
@@ -118,21 +119,32 @@ class AnalysisController(QObject):
             self.sig_message_posted.emit(message)
 
     # -- current image ---------------------------------------------------------------------
+    @property
+    def current_record(self) -> Any:
+        """The record on screen (the session's)."""
+        return self.session.current_record
+
+    @property
+    def current_result(self) -> AnalysisResult | None:
+        """The full result (with arrays) of the image on screen, once analysed."""
+        return self.session.current_result
+
+    @property
+    def results(self) -> dict[Any, AnalysisResult]:
+        """Record key -> result of every analysed image (arrays dropped)."""
+        return self.session.results
+
     def set_current(self, record: Any) -> None:
         """The image on screen changed: forget the shown result, cancel its analysis."""
-        if record is not self.current_record:
-            self.current_record = record
-            self.current_result = None
-            if self._request:
-                self.bridge.cancel(self._request)
-                self._request = 0
+        if self.session.show(record) and self._request:
+            self.bridge.cancel(self._request)
+            self._request = 0
 
     def analyse(self, record: Any, rg: Radiograph, *, force: bool = False) -> int:
         """Analyse the displayed radiograph of ``record`` (``force``: run out-of-scope models
         anyway, marked as forced). Returns the request id."""
-        self.current_record = record
-        source = f"{record.path}!{record.member}" if getattr(record, "member", None) else \
-            getattr(record, "path", rg.source)
+        self.session.show(record)
+        source = getattr(record, "source", None) or rg.source  # InstanceRecord.source
         plain = getattr(record, "kind", "dicom") != "dicom"
         self._request_record = record
         self._request = self.bridge.submit(TaskRequest(
@@ -187,7 +199,7 @@ class AnalysisController(QObject):
                 return
             self._batch_counts[0] += 1
             if isinstance(value, AnalysisResult):
-                self.results[record.key] = value
+                self.session.add_batch(record, value)
             else:
                 self._batch_counts[1] += 1
             self.sig_batch_result_ready.emit(record, value)
@@ -203,8 +215,7 @@ class AnalysisController(QObject):
             if record is not self.current_record:
                 return  # stale: another image is on screen now
             assert isinstance(result, AnalysisResult)
-            self.current_result = result
-            self.results[record.key] = result.without_arrays()
+            self.session.add(record, result)
             self.sig_result_ready.emit(record, result)
             self.sig_history_changed.emit()
         elif channel == BATCH_CHANNEL and rid == self._batch_request:

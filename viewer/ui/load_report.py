@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.dicom.scan import source_text
+
 COLUMNS = ("File", "Reason", "Transfer syntax", "Advice", "Found by")
 SCAN = "scan"
 
@@ -158,8 +160,8 @@ def summary_text(scan: int, decode: int) -> str:
 
 
 def _display_name(problem: Any) -> str:
-    member = getattr(problem, "member", None)
-    return f"{problem.path}!{member}" if member else str(problem.path)
+    """The file as results name it (``path!member`` for a zip member: scan.source_text)."""
+    return source_text(str(problem.path), getattr(problem, "member", None))
 
 
 def _short(name: str) -> str:

@@ -25,15 +25,24 @@ from PySide6.QtWidgets import (
 )
 
 from viewer import RESEARCH_NOTICE
+# Calls, badges and "most suspicious first" are the Qt-free AI session's (re-exported here).
+from viewer.services.ai_session import (
+    BAND_SHAPES, badge_call, badge_text, call_of, finding_labels, present_segments, suspicion,
+    top_finding,
+)
 from viewer.services.analysis_types import (
     ERROR, OK, OUT_OF_SCOPE, OUTSIDE_DATA, AnalysisResult, FindingResult, Measurement, ModelResult,
 )
 
+__all__ = ["BAND_STYLE", "CALL_STYLE", "ResultsPanel", "badge_call", "badge_text", "band_label",
+           "band_text", "call_of", "call_text", "finding_labels", "finding_text",
+           "present_segments", "suspicion", "top_finding"]
+
 BAND_STYLE: dict[str, tuple[str, str, QColor]] = {
     # band -> (shape, words, background)
-    "green": ("\u25cf", "high confidence", QColor(60, 140, 70)),
-    "orange": ("\u25b2", "medium confidence", QColor(200, 130, 30)),
-    "red": ("\u2716", "low confidence", QColor(180, 50, 50)),
+    "green": (BAND_SHAPES["green"], "high confidence", QColor(60, 140, 70)),
+    "orange": (BAND_SHAPES["orange"], "medium confidence", QColor(200, 130, 30)),
+    "red": (BAND_SHAPES["red"], "low confidence", QColor(180, 50, 50)),
 }
 # Colour encodes the call, never the confidence (issue 16): a finding is orange-red as in
 # clinical tools, no finding a quiet slate, anything not a real call (forced, out of scope,
@@ -46,33 +55,6 @@ CALL_STYLE: dict[str, QColor] = {
 
 
 LOW_IN_LUNG = 0.5  # heatmap share inside the lungs below which the panel warns
-
-
-def present_segments(res: ModelResult) -> list[str]:
-    """The segments a segmenter's declared ``presence`` measurements call present."""
-    return [m.label for m in res.measurements if m.kind == "presence" and (m.value or 0) >= 0.5]
-
-
-def call_of(res: ModelResult) -> str | None:
-    """The call a model makes: "finding" (a classifier's positive label at or past the
-    operating threshold, a multi-label model's finding past its own threshold, a segmenter's
-    declared ``presence``), "no finding", "forced" (ran outside its input or data: not a real
-    call), or ``None`` (no positive label or presence declared, not analysed)."""
-    if res.status != OK:
-        return None
-    if res.task == "segmentation":
-        if not any(m.kind == "presence" for m in res.measurements):
-            return None
-        if res.forced:
-            return "forced"
-        return "finding" if present_segments(res) else "no finding"
-    if res.forced:
-        return "forced"
-    if res.findings:
-        return "finding" if any(f.positive for f in res.findings) else "no finding"
-    if res.positive_label is None or res.label is None:
-        return None
-    return "finding" if res.label == res.positive_label else "no finding"
 
 
 def finding_text(f: FindingResult, long: bool = False) -> str:
@@ -135,82 +117,6 @@ def band_text(band: str | None, bands: Mapping[str, float] | None = None) -> str
     edge = {"green": f">= {green:.0f} %", "orange": f"{orange:.0f}-{green:.0f} %",
             "red": f"< {orange:.0f} %"}[str(band)]
     return f"{label} ({edge})"
-
-
-def badge_text(result: AnalysisResult) -> tuple[str, str | None]:
-    """Short thumbnail badge (top finding, confidence, band shape) and its band colour name."""
-    best = top_finding(result)
-    present = [f"{lab} (mask)" for r in result.results if r.status == OK
-               and r.task == "segmentation" and not r.forced for lab in present_segments(r)]
-    if best is None and present:
-        return f"\u25b2 {', '.join(present)}", None
-    if best is None:
-        gate = result.gate
-        if any(r.status == OUT_OF_SCOPE for r in result.results):
-            region = gate.region if gate is not None else "?"
-            return f"\u2298 not analysed ({region})", None
-        if any(r.status == OUTSIDE_DATA for r in result.results):
-            return "\u2298 outside the models' data", None
-        if any(r.status == ERROR for r in result.results):
-            return "\u26a0 error", "red"
-        return "", None
-    shape = BAND_STYLE.get(best.band or "", ("", "", None))[0]
-    forced = " (forced)" if best.forced else ""
-    caution = " \u26a0" if best.caution else ""  # outside the model's population or dates
-    also = f" + {', '.join(present)}" if present else ""
-    return (f"{shape} {best.label} {100 * (best.confidence or 0):.0f}%{forced}{caution}{also}",
-            best.band)
-
-
-def badge_call(result: AnalysisResult) -> str | None:
-    """The call that tints a thumbnail: "finding" when any classifier makes one (not forced),
-    else the top result's call; ``None`` when nothing was called."""
-    calls = [call_of(r) for r in result.results]
-    if "finding" in calls:
-        return "finding"
-    best = top_finding(result)
-    return call_of(best) if best is not None else None
-
-
-def suspicion(result: AnalysisResult | None) -> float:
-    """Sort key: the highest probability of a positive (abnormal) label or finding among the
-    classifiers that ran, and 1.0 for a segment a segmenter's declared ``presence`` calls
-    present (0.0 when absent); -1 when nothing ran."""
-    if result is None:
-        return -1.0
-    gate_id = result.results[0].model_id if result.gate is not None and result.results else None
-    values = [r.positive_probability for r in result.results
-              if r.status == OK and r.task == "classification" and r.model_id != gate_id
-              and r.positive_probability is not None]
-    values += [float(m.value >= 0.5) for r in result.results if r.status == OK
-               for m in r.measurements if m.kind == "presence" and m.value is not None]
-    return max(values) if values else -1.0
-
-
-def finding_labels(result: AnalysisResult) -> list[str]:
-    """Labels a filter can pick for this image: the top classifier's label, every positive
-    finding of a multi-label model and every segment called present."""
-    labels: list[str] = []
-    best = top_finding(result)
-    if best is not None and best.label:
-        labels.append(best.label)
-    for r in result.results:
-        if r.status != OK:
-            continue
-        labels += [f.label for f in r.findings if f.positive]
-        labels += present_segments(r)
-    return list(dict.fromkeys(labels))
-
-
-def top_finding(result: AnalysisResult) -> ModelResult | None:
-    """The most suspicious classifier result (a positive label first), gate excluded."""
-    gate_id = None if result.gate is None else result.results[0].model_id if result.results else None
-    candidates = [r for r in result.results if r.status == OK and r.task == "classification"
-                  and r.model_id != gate_id and r.label is not None]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda r: (call_of(r) == "finding",
-                                          r.positive_probability or 0.0, r.confidence or 0.0))
 
 
 class ResultsPanel(QWidget):

@@ -8,6 +8,7 @@ use it. :func:`viewer.inference.registry.bundled_models_dir` follows the same ru
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ __all__ = [
     "models_dir",
     "resources_dir",
     "executable_dir",
+    "user_data_dir",
 ]
 
 
@@ -50,3 +52,21 @@ def executable_dir() -> Path:
     if is_frozen():
         return Path(sys.executable).resolve().parent
     return bundle_root()
+
+
+def user_data_dir(name: str, env: str | None = None) -> Path:
+    """A per-user folder ``radview/<name>`` (``$<env>`` wins when set and not empty).
+
+    The platform's per-user data folder: ``$XDG_DATA_HOME`` or ``~/.local/share`` on Linux,
+    ``%LOCALAPPDATA%`` on Windows, ``~/Library/Application Support`` on macOS. Not created here.
+    """
+    override = os.environ.get(env) if env else None
+    if override:
+        return Path(override)
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "radview" / name

@@ -18,7 +18,6 @@ import datetime as dt
 import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from viewer.inference.manifest import DEFAULT_BANDS, ROLES, load_manifest, sha256_file
+from viewer.runtime_paths import user_data_dir
 from viewer.inference.registry import ModelRegistry, bundled_models_dir
 from viewer.inference.onnx_graph import (
     GraphInfo, LinearHead, ModelAddError, TensorInfo, find_gap_linear_head, inspect_graph,
@@ -52,16 +52,7 @@ def user_models_dir() -> Path:
     (``~/.local/share/radview/models``, ``%LOCALAPPDATA%\\radview\\models``,
     ``~/Library/Application Support/radview/models``), beside the support log's folder.
     """
-    env = os.environ.get(USER_MODELS_ENV)
-    if env:
-        return Path(env)
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "radview" / "models"
+    return user_data_dir("models", USER_MODELS_ENV)
 
 
 # ---- options and the manifest --------------------------------------------------------------

@@ -37,6 +37,8 @@ import traceback
 from pathlib import Path
 from types import TracebackType
 
+from viewer.runtime_paths import user_data_dir
+
 __all__ = [
     "LOG_DIR_ENV",
     "LOG_FILE_NAME",
@@ -62,16 +64,7 @@ _installed: list[logging.Handler] = []
 
 def default_log_dir() -> Path:
     """Where the log file goes (``$RADVIEW_LOG_DIR`` wins)."""
-    env = os.environ.get(LOG_DIR_ENV)
-    if env:
-        return Path(env)
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "radview" / "logs"
+    return user_data_dir("logs", LOG_DIR_ENV)
 
 
 def file_token(path: str | os.PathLike[str], member: str | None = None) -> str:

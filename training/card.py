@@ -22,7 +22,9 @@ def _applicability_lines(recipe: Recipe, a: dict[str, Any]) -> list[str]:
     lines = ["", "## Applicability check (outside this model's data)", "",
              f"Output `applicability`: {a['method']}. Fitted on the {a['fitted_on']}; threshold "
              f"{a['threshold']} = {a['threshold_rule']}. A refused image gets no {pos} finding. "
-             f"Components: k = {a['components']} ({a.get('components_rule', 'fixed')}).", "",
+             + (f"Layers: {', '.join(a['layers'])} ({a.get('layers_rule', 'fixed')})."
+                if "layers" in a else
+                f"Components: k = {a['components']} ({a.get('components_rule', 'fixed')})."), "",
              "| population | rate |", "|---|---:|"]
     for key, v in a["rates"].items():
         lines.append(f"| {names.get(key, key.replace('_', ' '))} | {_pct(v)} |")
@@ -34,10 +36,14 @@ def _applicability_lines(recipe: Recipe, a: dict[str, Any]) -> list[str]:
         for lab, v in other["by_label"].items():
             lines.append(f"| {lab} | {v['n']} | {_pct(v['refused'])} | {_pct(v[f'reported_{pos}'])} | "
                          f"{_pct(v[f'reported_{pos}_without_check'])} |")
-        if other.get("k_sweep", {}).get("refused_by_k"):
-            ks = other["k_sweep"]
+        ks = other.get("k_sweep", {})
+        if ks.get("refused_by_k"):
             lines += ["", f"Choice of k: refusal rate of {ks['tuned_on']} at each k's own threshold: "
                       + ", ".join(f"k={c}: {_pct(v)}" for c, v in ks["refused_by_k"].items()) + "."]
+        if ks.get("refused_by_layers"):
+            lines += ["", f"Choice of layers: refusal rate of {ks['tuned_on']} at each set's own "
+                      "threshold: " + ", ".join(f"{c}: {_pct(v)}" for c, v in ks["refused_by_layers"].items())
+                      + "."]
     if a.get("dicom"):
         lines += ["", "Every real DICOM file in `shared/data/dicom/` (outside `broken/`), read by the "
                   "viewer's own pipeline (`scan_paths` + `input_from_record`: default window, "
@@ -212,8 +218,9 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
         "covid": ["- Source confounds the label: COVID images come from many hospitals and papers, "
                   "normals from one source (RSNA/NIH). The model may partly learn the source.",
                   "- No patient IDs; near-duplicates were grouped by picture similarity only.",
-                  "- Not for children. The applicability check refuses few paediatric films "
-                  "(rates above): its fine-tuned features place them inside the adult data.",
+                  "- Not for children. The applicability check refuses most paediatric films but "
+                  "not all (rates above): a child's film may still get a covid result. The "
+                  "population rules (age, study date) apply where the file says them.",
                   "- Every test image is from the same database (224-px squashed PNG copies). On "
                   "full-resolution clinical files the model is outside its data; see the DICOM "
                   "table above. The real chest films in `shared/data/dicom/` predate COVID-19 "

@@ -78,18 +78,39 @@ def _per_group(key: list[str], y: np.ndarray, pred: np.ndarray) -> dict[str, dic
     return out
 
 
+def _tapped(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The layered-applicability view of a Lite0 classifier (training.applicability.Tapped)."""
+    from .applicability import Tapped
+
+    try:
+        return Tapped(model).eval()
+    except TypeError:
+        return None
+
+
 def _iter_outputs(model: torch.nn.Module, recipe: Recipe, images: Any, batch: int = 16
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and pooled activations (mean_hw of ``activations``) of display images, streamed."""
+                  ) -> tuple[np.ndarray, Any]:
+    """Logits and the applicability features of display images, streamed.
+
+    The features are the pooled activations (mean_hw of ``activations``) for the v1 check, or,
+    for Lite0 classifiers, a dict of layer features (``training.applicability.LAYERS``).
+    """
     model.eval()
-    logits, pooled = [], []
+    tapped = _tapped(model)
+    logits: list[np.ndarray] = []
+    pooled: list[Any] = []
     chunk: list[np.ndarray] = []
 
     def flush() -> None:
+        x = torch.from_numpy(normalise(np.stack(chunk), recipe.spec))
         with torch.no_grad():
-            lg, act = model(torch.from_numpy(normalise(np.stack(chunk), recipe.spec)))[:2]
+            if tapped is not None:
+                lg, _, taps = tapped(x)
+                pooled.append({k: v.numpy() for k, v in taps.items()})
+            else:
+                lg, act = model(x)[:2]
+                pooled.append(act.mean(dim=(2, 3)).numpy())
         logits.append(lg.numpy())
-        pooled.append(act.mean(dim=(2, 3)).numpy())
         chunk.clear()
 
     for img in images:
@@ -100,6 +121,8 @@ def _iter_outputs(model: torch.nn.Module, recipe: Recipe, images: Any, batch: in
         flush()
     if not logits:
         return np.zeros((0, len(recipe.labels)), np.float32), np.zeros((0, 0), np.float32)
+    if isinstance(pooled[0], dict):
+        return np.concatenate(logits), {k: np.concatenate([p[k] for p in pooled]) for k in pooled[0]}
     return np.concatenate(logits), np.concatenate(pooled)
 
 
@@ -155,18 +178,23 @@ K_CANDIDATES = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
 
 def _cached_outputs(model: torch.nn.Module, recipe: Recipe, recs: list[dict[str, Any]], run: Path,
-                    key: str) -> tuple[np.ndarray, np.ndarray]:
+                    key: str) -> tuple[np.ndarray, Any]:
     """:func:`record_outputs`, cached in ``run/features/<key>.npz`` for this checkpoint."""
     ck = run / "best.pt"
-    stamp = f"{ck.stat().st_mtime_ns if ck.exists() else 0}:{len(recs)}:{recs[0]['path'] if recs else ''}"
+    stamp = f"v2:{ck.stat().st_mtime_ns if ck.exists() else 0}:{len(recs)}:{recs[0]['path'] if recs else ''}"
     path = run / "features" / f"{key}.npz"
     if path.exists():
         with np.load(path) as z:
             if str(z["stamp"]) == stamp:
-                return z["logits"], z["pooled"]
+                if "pooled" in z.files:
+                    return z["logits"], z["pooled"]
+                return z["logits"], {k[2:]: z[k] for k in z.files if k.startswith("f_")}
     logits, pooled = record_outputs(model, recipe, recs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, logits=logits, pooled=pooled, stamp=np.array(stamp))
+    if isinstance(pooled, dict):
+        np.savez(path, logits=logits, stamp=np.array(stamp), **{f"f_{k}": v for k, v in pooled.items()})
+    else:
+        np.savez(path, logits=logits, pooled=pooled, stamp=np.array(stamp))
     return logits, pooled
 
 
@@ -200,28 +228,46 @@ def applicability_eval(recipe: Recipe, model: torch.nn.Module, run: Path, temper
     tune_pooled = (_cached_outputs(model, recipe, other_recs["tune"], run, "other_tune")[1]
                    if other_recs else None)
     sweep: dict[str, float] = {}
-    best_k = ap.COMPONENTS
-    for cand in K_CANDIDATES:
-        kk = int(min(cand, len(p_train) - 1, p_train.shape[1]))
-        st = ap.fit(p_train, kk)
-        t_k = float(np.quantile(ap.score(pooled["val"], st), ap.KEEP))
-        if tune_pooled is not None:
-            sweep[str(kk)] = round(float((ap.score(tune_pooled, st) > t_k).mean()), 4)
-    if sweep:
-        best_k = int(max(sweep, key=lambda c: (sweep[c], -int(c))))
-    k = int(min(best_k, len(p_train) - 1, p_train.shape[1]))
-    stats = ap.fit(p_train, k)
-    s_val = ap.score(pooled["val"], stats)
+    layered = isinstance(p_train, dict)
+    if layered:  # v2: layer statistics; the layer set is chosen like k below
+        all_stats = ap.fit_layers(p_train, pooled["val"])
+        for cand_set in ap.LAYER_SETS:
+            t_c = float(np.quantile(ap.score_layers(pooled["val"], all_stats, cand_set), ap.KEEP))
+            if tune_pooled is not None:
+                sweep["+".join(cand_set)] = round(float(
+                    (ap.score_layers(tune_pooled, all_stats, cand_set) > t_c).mean()), 4)
+        chosen = (tuple(max(sweep, key=lambda c: (sweep[c], -len(c))).split("+")) if sweep
+                  else ("b10", "head"))
+
+        def score_fn(x: Any) -> np.ndarray:
+            return ap.score_layers(x, all_stats, chosen)
+        k = 0
+    else:
+        best_k = ap.COMPONENTS
+        for cand in K_CANDIDATES:
+            kk = int(min(cand, len(p_train) - 1, p_train.shape[1]))
+            st = ap.fit(p_train, kk)
+            t_k = float(np.quantile(ap.score(pooled["val"], st), ap.KEEP))
+            if tune_pooled is not None:
+                sweep[str(kk)] = round(float((ap.score(tune_pooled, st) > t_k).mean()), 4)
+        if sweep:
+            best_k = int(max(sweep, key=lambda c: (sweep[c], -int(c))))
+        k = int(min(best_k, len(p_train) - 1, p_train.shape[1]))
+        stats = ap.fit(p_train, k)
+
+        def score_fn(x: Any) -> np.ndarray:
+            return ap.score(x, stats)
+    s_val = score_fn(pooled["val"])
     thr = float(np.quantile(s_val, ap.KEEP))
     rates: dict[str, float] = {"validation_refused": float((s_val > thr).mean()),
-                               "test_refused": float((ap.score(pooled["test"], stats) > thr).mean())}
+                               "test_refused": float((score_fn(pooled["test"]) > thr).mean())}
     if "external" in pooled:
-        rates["external_val_refused"] = float((ap.score(pooled["external"], stats) > thr).mean())
+        rates["external_val_refused"] = float((score_fn(pooled["external"]) > thr).mean())
     other: dict[str, Any] = {}
     if other_recs:
         recs = other_recs["report"]
         lo, po = _cached_outputs(model, recipe, recs, run, "other_report")
-        refused = ap.score(po, stats) > thr
+        refused = score_fn(po) > thr
         positive = (~refused) & (softmax(lo, temperature)[:, pos] >= threshold)
         rates[f"{name}_refused"] = float(refused.mean())
         rates[f"{name}_reported_{recipe.positive}"] = float(positive.mean())
@@ -239,7 +285,7 @@ def applicability_eval(recipe: Recipe, model: torch.nn.Module, run: Path, temper
                          f"{OTHER_PER_LABEL} per label, seeded random draw)",
                  "k_sweep": {"tuned_on": f"{len(other_recs['tune'])} other images of its "
                                          "train/validation splits (disjoint from the reported ones)",
-                             "refused_by_k": sweep}}
+                             ("refused_by_layers" if layered else "refused_by_k"): sweep}}
     dicom: dict[str, Any] = {}
     if reports:
         from .gate import viewer_dicom_displays
@@ -249,7 +295,7 @@ def applicability_eval(recipe: Recipe, model: torch.nn.Module, run: Path, temper
                 dicom[fname] = {"verdict": img}
                 continue
             lg, pl = _iter_outputs(model, recipe, [img])
-            sc = float(ap.score(pl, stats)[0])
+            sc = float(score_fn(pl)[0])
             pp = float(softmax(lg, temperature)[0, pos])
             verdict = ("refused: outside this model's data" if sc > thr
                        else (recipe.positive if pp >= threshold else recipe.labels[1 - pos]))
@@ -260,17 +306,34 @@ def applicability_eval(recipe: Recipe, model: torch.nn.Module, run: Path, temper
                 np.mean([v["verdict"] == recipe.positive for v in shown])) if shown else 0.0
     n_split = len(split_records(recipe, "train", limit))
     drawn = "all" if len(train) == n_split else f"{len(train)} of {n_split}, seeded random draw"
-    info = {"components": k, "fitted_on": f"training split ({drawn} images), pooled activations",
-            "threshold_rule": f"{100 * ap.KEEP:g}th percentile of the own validation split "
-                              f"({len(s_val)} images)",
-            "components_rule": (f"k in {list(K_CANDIDATES)} with the most refusals of a tuning draw "
-                                "of the other population at that threshold" if sweep else "fixed")}
-    ap.save(run / ap.FILE, stats, thr, info)
+    if layered:
+        dims = {n: int(all_stats[f"{n}.mu"].shape[0]) for n in chosen}
+        info = {"layers": list(chosen), "layer_dims": dims, "shrinkage": ap.SHRINK,
+                "fitted_on": f"training split ({drawn} images), layer statistics",
+                "threshold_rule": f"{100 * ap.KEEP:g}th percentile of the own validation split "
+                                  f"({len(s_val)} images)",
+                "layers_rule": (f"the set of {['+'.join(c) for c in ap.LAYER_SETS]} with the most "
+                                "refusals of a tuning draw of the other population at that threshold"
+                                if sweep else "fixed")}
+        ap.save_layers(run / ap.FILE_V2, all_stats, chosen, thr, info)
+        method = ("s = mean over the layers " + ", ".join(chosen) + " of d_l(x)^2 / (dim_l * m_l): "
+                  "d_l the Mahalanobis distance of layer l's features (per-channel mean and standard "
+                  "deviation over the image of the outputs of Lite0 blocks 4/7/10/14; 'head' = the "
+                  "pooled final activations) from the training split's mean, with a shrunk covariance "
+                  f"((1-{ap.SHRINK}) C + {ap.SHRINK} tr(C)/d I), m_l its median on the own validation "
+                  "split; refused when s > threshold")
+    else:
+        info = {"components": k, "fitted_on": f"training split ({drawn} images), pooled activations",
+                "threshold_rule": f"{100 * ap.KEEP:g}th percentile of the own validation split "
+                                  f"({len(s_val)} images)",
+                "components_rule": (f"k in {list(K_CANDIDATES)} with the most refusals of a tuning draw "
+                                    "of the other population at that threshold" if sweep else "fixed")}
+        ap.save(run / ap.FILE, stats, thr, info)
+        method = ("s = mean_i z_i^2 / lambda_i with z = (pooled activations - mu) @ V, the top "
+                  f"{k} principal directions of the training split's pooled activations "
+                  "(Mahalanobis distance in that subspace / k); refused when s > threshold")
     res = {"threshold": round(thr, 4), **info, "rates": {k2: round(v, 4) for k2, v in rates.items()},
-           "other_population": other, "dicom": dicom,
-           "method": "s = mean_i z_i^2 / lambda_i with z = (pooled activations - mu) @ V, the top "
-                     f"{k} principal directions of the training split's pooled activations "
-                     "(Mahalanobis distance in that subspace / k); refused when s > threshold"}
+           "other_population": other, "dicom": dicom, "method": method}
     log.info("applicability: threshold %.3f, rates %s", thr, json.dumps(res["rates"]))
     return res
 

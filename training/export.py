@@ -37,9 +37,10 @@ class _Seg(nn.Module):
 def output_names(recipe: Recipe, model: nn.Module) -> list[str]:
     if recipe.task == "segmentation":
         return ["mask_logits"]
-    from .applicability import WithApplicability
+    from .applicability import WithApplicability, WithLayeredApplicability
 
-    return ["logits", "activations"] + (["applicability"] if isinstance(model, WithApplicability) else [])
+    checked = isinstance(model, (WithApplicability, WithLayeredApplicability))
+    return ["logits", "activations"] + (["applicability"] if checked else [])
 
 
 def export_onnx(recipe: Recipe, model: nn.Module, path: Path) -> None:
@@ -81,12 +82,17 @@ def build_manifest(recipe: Recipe, model: nn.Module, onnx_path: Path, ev: dict[s
                    train_records: list[dict[str, Any]]) -> dict[str, Any]:
     info = INFO[recipe.model_id]
     m: dict[str, Any] = {
-        "schema": 1, "id": recipe.model_id, "version": recipe.version, "name": recipe.name,
+        "schema": 2, "id": recipe.model_id, "version": recipe.version, "name": recipe.name,
         "task": recipe.task, "file": onnx_path.name, "sha256": file_digest(onnx_path),
         "opset": OPSET, "labels": list(recipe.labels), "input": {"name": "input", **recipe.spec.to_manifest()},
     }
     if recipe.task == "segmentation":
         m["outputs"] = [{"name": "mask_logits", "kind": "segmentation_logits"}]
+        # Declared outputs (docs/MODELS.md): the lung field, coded for DICOM SEG.
+        m["segments"] = [{"label": "lung", "channel": 1, "role": "lung_field",
+                          "category": ["SCT", "123037004", "Anatomical Structure"],
+                          "type": ["SCT", "39607008", "Lung"]}]
+        m["measurements"] = [{"kind": "area_fraction", "segment": "lung"}]
         m["threshold"] = 0.5
         m["metrics"] = {"split": "test: 15% patient-grouped, never used for training or model selection",
                         "dice_mean": round(ev["test"]["dice_mean"], 4),
@@ -99,9 +105,12 @@ def build_manifest(recipe: Recipe, model: nn.Module, onnx_path: Path, ev: dict[s
             a = ev["applicability"]
             m["outputs"].append({"name": "applicability", "kind": "applicability"})
             m["applicability"] = {"output": "applicability", "threshold": a["threshold"],
-                                  "method": a["method"], "components": a["components"],
+                                  "method": a["method"],
+                                  **{k: a[k] for k in ("components", "layers", "shrinkage") if k in a},
                                   "fitted_on": a["fitted_on"], "threshold_rule": a["threshold_rule"],
                                   "rates": a["rates"]}
+        if recipe.positive:  # share of the Grad-CAM++ mass inside the lung field
+            m["measurements"] = [{"kind": "heatmap_share", "role": "lung_field"}]
         m["calibration"] = {k: ev["calibration"][k] for k in ("method", "temperature", "ece_before", "ece_after", "fitted_on")}
         m["threshold"] = ev["threshold"] if ev["threshold"] is not None else 0.5
         if ev.get("threshold_rule"):
@@ -169,10 +178,16 @@ def export(recipe: Recipe, run_dir: Path | None = None, out_dir: Path = MODELS,
     from . import applicability as ap
 
     if recipe.positive is not None and recipe.task == "classification":
-        if "applicability" not in ev or not (run / ap.FILE).exists():
+        if "applicability" not in ev:
             raise RuntimeError(f"{run}: no applicability statistics; run `python -m training evaluate`")
-        stats, _, _ = ap.load(run / ap.FILE)
-        model = ap.WithApplicability(model, stats).eval()
+        if "layers" in ev["applicability"] and (run / ap.FILE_V2).exists():
+            stats, layers, _, _ = ap.load_layers(run / ap.FILE_V2)
+            model = ap.WithLayeredApplicability(model, stats, layers).eval()
+        elif (run / ap.FILE).exists():
+            stats, _, _ = ap.load(run / ap.FILE)
+            model = ap.WithApplicability(model, stats).eval()
+        else:
+            raise RuntimeError(f"{run}: no applicability statistics; run `python -m training evaluate`")
     onnx_path = out_dir / f"{recipe.model_id}.onnx"
     export_onnx(recipe, model, onnx_path)
     from viewer.core.preprocess import normalise

@@ -173,8 +173,8 @@ def test_lung_dice_on_test_images(rel: str) -> None:
 
 # (model, image relative to shared/data, refused by the applicability check?): an image of the
 # model's own test split is inside its data; the other population's images are pinned examples
-# from its test split that the check refuses (pneumonia 2.0.0 refuses 48 % of adult films,
-# covid 4.0.0 only 7 % of paediatric ones: see the manifests' rates), not a typical case.
+# from its test split that the check refuses (see the manifests' rates: neither model refuses
+# every film of the other population), not a typical case.
 APPLICABILITY = [
     ("pneumonia", "pneumonia/images224/NORMAL/IM-0505-0001-0002.jpeg", False),
     ("pneumonia", "covid/Normal/Normal-1537.jpg", True),
@@ -196,7 +196,7 @@ def test_applicability_output_and_manifest(model_id: str, rel: str, refused: boo
         pytest.skip(f"{model_id} {m['version']} has no applicability output")
     a = m["applicability"]
     assert {"name": a["output"], "kind": "applicability"} in m["outputs"]
-    assert a["threshold"] > 0 and a["components"] >= 1
+    assert a["threshold"] > 0 and (a.get("components", 0) >= 1 or len(a.get("layers", ())) >= 1)
     assert {"method", "fitted_on", "threshold_rule"} <= set(a)
     assert a["rates"]["validation_refused"] <= 0.03 and a["rates"]["test_refused"] <= 0.05
     x = np.zeros((2, 1, *m["input"]["size"]), np.float32)

@@ -78,7 +78,9 @@ def test_recipe_trains_and_exports(model_id: str, data_root: Path, tmp_path: Pat
             assert {"name": "applicability", "kind": "applicability"} in manifest["outputs"]
             app = manifest["applicability"]
             assert app["output"] == "applicability" and app["threshold"] > 0
-            assert {"method", "components", "fitted_on", "threshold_rule", "rates"} <= set(app)
+            assert {"method", "fitted_on", "threshold_rule", "rates"} <= set(app)
+            # v1 (PCA of the pooled activations) or v2 (layer statistics of a Lite0 network)
+            assert ("layers" in app) == (recipe.arch == "lite0") and ("components" in app or "layers" in app)
             assert {"validation_refused", "test_refused"} <= set(app["rates"])
 
 

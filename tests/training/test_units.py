@@ -210,3 +210,36 @@ def test_applicability_score_in_the_graph_matches_numpy() -> None:
     np.testing.assert_allclose(s.numpy(), ap.score(act.mean(dim=(2, 3)).numpy(), stats), rtol=1e-4)
     far = ap.score(train[:5] + 20.0, stats)
     assert (far > ap.score(train[:5], stats)).all()
+
+
+def test_layered_applicability_keeps_the_logits_and_matches_numpy() -> None:
+    import torch
+
+    from training import applicability as ap
+    from training.nets import FlipAveraged, LiteNet
+
+    torch.manual_seed(0)
+    net = FlipAveraged(LiteNet(2, image_size=64, pretrained=False)).eval()
+    tapped = ap.Tapped(net).eval()
+    x = torch.randn(6, 1, 64, 64)
+    with torch.no_grad():
+        ref_logits, ref_act = net(x)
+        logits, act, taps = tapped(x)
+    torch.testing.assert_close(logits, ref_logits)
+    torch.testing.assert_close(act, ref_act)
+    assert set(taps) == set(ap.LAYERS) and taps["b10"].shape == (6, 2 * 112)
+    rng = np.random.default_rng(1)
+    feats = {k: v.numpy() + rng.normal(scale=0.1, size=(40,) + v.shape[1:]).mean(0) for k, v in taps.items()}
+    train = {k: np.concatenate([v + rng.normal(scale=0.05, size=v.shape) for _ in range(20)]) for k, v in feats.items()}
+    stats = ap.fit_layers(train, train)
+    for name in ap.LAYERS:  # normalised by the validation median
+        assert np.median(ap.layer_score(train[name], stats, name)) == pytest.approx(1.0, rel=1e-6)
+    layers = ("b10", "head")
+    wrapped = ap.WithLayeredApplicability(net, stats, layers).eval()
+    with torch.no_grad():
+        w_logits, w_act, s = wrapped(x)
+    torch.testing.assert_close(w_logits, ref_logits)
+    np.testing.assert_allclose(s.numpy(), ap.score_layers({k: v.numpy() for k, v in taps.items()}, stats, layers),
+                               rtol=1e-3)
+    shifted = {k: v + 5.0 * v.std(0) for k, v in train.items()}
+    assert ap.score_layers(shifted, stats, layers).mean() > 10 * ap.score_layers(train, stats, layers).mean()

@@ -79,8 +79,17 @@ def _j2k_reduced(cs: bytes, rows: int, cols: int, target: int) -> tuple[np.ndarr
         warnings.simplefilter("ignore")
         img = Image.open(io.BytesIO(cs))
         setattr(img, "reduce", k)  # noqa: B010 - Jpeg2KImageFile: resolution levels to discard
+        # OpenJPEG decodes ceil(side / 2^k) samples per side; Pillow (13) sizes its buffer as
+        # round(side / 2^k), so a side that 2^k does not divide (1841 at k = 2) fails and every
+        # such film fell back to a full decode. Start Pillow from sides rounded up to a multiple
+        # of 2^k: its rounding then gives exactly OpenJPEG's ceil (checked below).
+        power = 1 << k
+        want = (-(-img.size[0] // power), -(-img.size[1] // power))
+        img._size = (want[0] * power, want[1] * power)
         img.load()
         arr = np.asarray(img)
+    if arr.shape[:2] != (want[1], want[0]):
+        return None
     if arr.dtype == np.uint16 and precision < 16:
         arr = arr >> (16 - precision)
     elif arr.dtype == np.uint8 and precision < 8:
@@ -123,7 +132,11 @@ def decode_reduced(ds: Dataset, frame: int, target: int) -> tuple[np.ndarray, in
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "") or "").upper()
-    if photometric == "PALETTE COLOR" or int(ds.get("PixelRepresentation", 0) or 0) != 0:
+    if int(ds.get("PixelRepresentation", 0) or 0) != 0:
+        return None
+    # Only what the full decode displays (a damaged or palette header must fail there, not
+    # show a stand-in first).
+    if photometric not in (("MONOCHROME1", "MONOCHROME2") if spp == 1 else ("YBR_FULL", "YBR_FULL_422", "RGB")):
         return None
     try:
         n_frames = int(ds.get("NumberOfFrames", 1) or 1)

@@ -226,6 +226,17 @@ class DecodePool:
         except TaskTimedOut as exc:
             raise timeout_error(record, exc.args[0]) from None
 
+    def load_preview(self, record: InstanceRecord, frame: int = 0, *, reduce_to: int,
+                     cancel: CancelToken | None = None) -> Radiograph | None:
+        """A reduced-resolution decode for a provisional display (``viewer.state.provisional``),
+        in a worker process; ``None`` when it would not arrive before the full image: without
+        worker processes, or for a decode that stays on the calling thread (a decoder there
+        holds the GIL, so a preview on one thread finished together with the full decode on
+        the other; measured on two J2K films: 363/370 ms and 401/402 ms)."""
+        if not self._workers or not decodes_in_process(record, reduce_to):
+            return None
+        return self.load_image(record, frame, reduce_to=reduce_to, cancel=cancel)
+
     def make_thumbnail(self, store: ThumbnailStore, record: InstanceRecord, frame: int = 0,
                        cancel: CancelToken | None = None) -> np.ndarray:
         """:meth:`ThumbnailStore.make`, in a worker process when the decode is expensive."""

@@ -7,6 +7,13 @@ Map
   widgets; all work runs through ``task_bridge.TaskBridge``.
 - ``canvas`` + ``canvas_layers``: pyqtgraph view, fast window/level through image levels,
   ruler, mask/heatmap layers; ``window_panel``: presets, C/W fields, histogram.
+- ``viewports``: the 1x1/1x2/2x2 grid of canvases (the active one is ``MainWindow.canvas``),
+  linked zoom/pan and window, the different-patients warning; ``progressive``: the
+  reduced-resolution stand-in shown until a cold JPEG 2000 / JPEG film's full decode arrives
+  (``viewer.state.provisional``).
+- ``measure_items`` + ``measurements_dock``: distance, angle, Cobb, ROI, arrow, text and
+  calibration items, their list and persistence (geometry and statistics in
+  ``viewer.core.measure``, per-image state in ``viewer.state.measurements``).
 - ``browser``, ``thumbnails``, ``header_dock``, ``load_report``, ``status_bar``: the docks.
 - ``settings`` (QSettings), ``actions`` (shortcut table), ``demo`` (headless demo and
   screenshots). Compressed decodes go through ``viewer.services.decode_pool`` (process pool).

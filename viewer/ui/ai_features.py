@@ -232,7 +232,9 @@ class AiFeatures(QObject):
     def analyse_current(self, force: bool = False) -> int:
         """Analyse the image on screen (``force``: run out-of-scope models, marked forced)."""
         if self.current_record is None or self.current_prepared is None:
-            self.notify("No image to analyse.")
+            loading = bool(getattr(self.window.canvas, "provisional", False))
+            self.notify("The full-resolution image is still loading: analyse it when it is shown."
+                        if loading else "No image to analyse.")
             return 0
         self.panel.show_pending("Analysing" + (" (forced)..." if force else "..."))
         return self.controller.analyse(self.current_record, self.current_prepared.radiograph,

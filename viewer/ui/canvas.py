@@ -55,6 +55,10 @@ class PixelProbe:
     units: str
     spacing_mm: tuple[float, float] | None
     spacing_kind: str | None
+    pending: bool = False  # the image is a provisional stand-in: no values until the full one
+
+
+PROVISIONAL_NOTE = "loading full resolution\u2026"
 
 
 class ImageCanvas(QWidget):
@@ -73,6 +77,11 @@ class ImageCanvas(QWidget):
         self._drag_window: WindowLevel | None = None
         self._pending_window: WindowLevel | None = None
         self._ruler_start = QPointF()
+        # A reduced-resolution stand-in is shown until the full image arrives
+        # (viewer.state.provisional): its pixel values are interpolated, so the readout, the
+        # ruler and the measurements wait; ``provisional_window`` is the window it opened with.
+        self.provisional = False
+        self.provisional_window: WindowLevel | None = None
 
         self.view = pg.GraphicsView(self)
         self.view.setBackground("k")
@@ -175,15 +184,19 @@ class ImageCanvas(QWidget):
         voi: VOI | None = None,
         overlay_text: str = "",
         fit: bool = True,
+        provisional: bool = False,
     ) -> None:
         """Show a prepared image with ``window`` (fast path) or ``voi`` (full pipeline, for VOI
         LUT tables and SIGMOID); ``None`` clears the canvas. ``fit=False`` keeps the zoom and
-        pan (another frame of the same image)."""
+        pan (another frame of the same image, or the full image replacing its stand-in).
+        ``provisional``: a stand-in in full-image geometry (see ``self.provisional``)."""
         self.prepared = prepared
         self.radiograph = None if prepared is None else prepared.radiograph
+        self.provisional = provisional and prepared is not None
+        self.provisional_window = window if self.provisional else None
         self.show_message("")
         self.ruler.clear()
-        self.measurements.show_image(self.radiograph)
+        self.measurements.show_image(None if self.provisional else self.radiograph)
         self.set_mask(None)
         self.set_heatmap(None)
         self.overlay_label.setText(overlay_text)
@@ -199,6 +212,12 @@ class ImageCanvas(QWidget):
         self._render(fit=fit)
         self.update_info()
         self.state.touch("window")
+
+    def window_touched(self) -> bool:
+        """Whether the user changed the window (drag, preset, VOI) since the provisional
+        image was shown, or is dragging it now."""
+        return self._drag_window is not None or self._pending_window is not None \
+            or self.state.window != self.provisional_window
 
     def _render(self, fit: bool = False) -> None:
         if self.prepared is None:
@@ -334,6 +353,7 @@ class ImageCanvas(QWidget):
         flags += ["flipped H"] if o.flip_h else []
         flags += ["flipped V"] if o.flip_v else []
         flags += ["inverted"] if self.state.invert else []
+        flags += [PROVISIONAL_NOTE] if self.provisional else []
         return "  |  ".join(parts + flags)
 
     def _update_markers(self) -> None:
@@ -406,7 +426,7 @@ class ImageCanvas(QWidget):
 
     def _on_viewbox_ruler_drag(self, x: float, y: float, phase: str) -> None:
         rg = self.radiograph
-        if rg is None:
+        if rg is None or self.provisional:  # measured on the full image only
             return
         if self.measurements.tool not in (None, "distance"):
             self.measurements.tool_drag(x, y, phase)  # the other measurement tools
@@ -440,6 +460,8 @@ class ImageCanvas(QWidget):
         row, col = int(np.floor(image_pos.y())), int(np.floor(image_pos.x()))
         if not (0 <= row < rg.rows and 0 <= col < rg.cols):
             return None
+        if self.provisional:  # interpolated values are no readout
+            return PixelProbe(row, col, (), None, "", rg.spacing_mm, rg.spacing_kind, pending=True)
         raw = rg.pixels[row, col]
         stored = tuple(float(v) for v in np.atleast_1d(raw))
         modality = None if rg.is_colour else modality_at(rg, stored[0])

@@ -147,7 +147,7 @@ def take_screenshot(window: MainWindow, paths: list[str], target: Path,
     lib = window.library
     window.open_paths(paths)
     wait_for([lib.sig_scan_finished, lib.sig_scan_failed], timeout_s)
-    shown = window.canvas.prepared is not None
+    shown = window.canvas.prepared is not None and not window.canvas.provisional
     if lib.records and not shown:
         shown = wait_for([window.sig_image_displayed], 120) is not None
     if window.grid.pending():

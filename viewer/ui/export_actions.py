@@ -40,6 +40,8 @@ def export_png(view_widget: Any, dest: Path, folders: Iterable[Path], *,
 
     ``deidentify``: the patient overlay (name, ID, dates in the corner text) is hidden for the
     grab whatever the screen shows, and shown again after it."""
+    if getattr(view_widget, "provisional", False):  # a progressive-display stand-in
+        raise ExportError("The full-resolution image is still loading: export it when it is shown.")
     label = getattr(view_widget, "overlay_label", None)
     hide = label if deidentify and label is not None and label.isVisible() else None
     if hide is not None:

@@ -29,6 +29,7 @@ from viewer.ui.image_controller import ImageController, overlay_text
 from viewer.ui.library_controller import LibraryController
 from viewer.ui.load_report import LoadReport
 from viewer.ui.measurements_dock import install_measurements
+from viewer.ui.progressive import install_progressive, swap_in_full
 from viewer.ui.settings import AppSettings
 from viewer.ui.status_bar import StatusPanel
 from viewer.ui.task_bridge import TaskBridge, TaskFailure
@@ -60,6 +61,8 @@ class MainWindow(QMainWindow):
     # Nothing is on screen any more (the record that could not be shown, or None; why): every
     # view of "the current image" (AI panel, overlays, window, readouts) clears with it.
     sig_image_cleared = Signal(object, str)
+    # record: its provisional stand-in is on screen, the full image follows (ui/progressive.py)
+    sig_preview_displayed = Signal(object)
 
     def __init__(
         self,
@@ -110,6 +113,7 @@ class MainWindow(QMainWindow):
 
         self.library = LibraryController(io_bridge, scan_fn, self)
         self.images = ImageController(io_bridge, load_fn, header_fn, image_cache, self)
+        install_progressive(self, load_fn)
         self.action_map = build_actions(self, self._handlers())
         self._build_menus()
         self.measurements_dock = install_measurements(self)
@@ -480,10 +484,14 @@ class MainWindow(QMainWindow):
 
     def _on_images_image_ready(self, record: Any, prepared: PreparedImage, ms: float) -> None:
         target = self.viewports.take_load_target()
+        # Its provisional stand-in is up: the full image replaces it in place (same view).
+        provisional = target.canvas.provisional and target.record is record
         if target is not self.viewports.active:
             # Loaded for a viewport that is no longer the active one: shown there only (the
             # panels describe the active viewport); dropped when that viewport was closed.
-            if target in self.viewports.visible_viewports():
+            if target in self.viewports.visible_viewports() and provisional:
+                swap_in_full(self.viewports, target, record, prepared)
+            elif target in self.viewports.visible_viewports():
                 self.viewports.show_image(target, record, prepared, overlay_text(record, prepared.radiograph))
             self._current_is_active()
             return
@@ -492,7 +500,9 @@ class MainWindow(QMainWindow):
         # Another frame of the image on screen keeps the zoom, orientation and window.
         same = shown is not None and self._shown_record is record and shown.frame_count > 1
         self._shown_record = record
-        if same and self.view_state.window is not None:
+        if provisional:
+            swap_in_full(self.viewports, target, record, prepared)
+        elif same and self.view_state.window is not None:
             with self.viewports.quiet():  # a new image is not a change for linked viewports
                 self.canvas.set_image(prepared, self.view_state.window, None,
                                       overlay_text(record, rg), fit=False)

@@ -21,6 +21,8 @@ def probe_text(probe: PixelProbe | None) -> str:
     position in mm with the attribute the spacing came from."""
     if probe is None:
         return ""
+    if probe.pending:  # a provisional stand-in is on screen (progressive display)
+        return f"x {probe.col}  y {probe.row}  (full resolution still loading)"
     stored = "/".join(f"{v:g}" for v in probe.stored)
     parts = [f"x {probe.col}  y {probe.row}", f"stored {stored}"]
     if probe.modality is not None:

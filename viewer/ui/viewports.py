@@ -296,6 +296,11 @@ class ViewportGrid(QWidget):
         target, self._load_target = self._load_target, None
         return target if target is not None else self.active
 
+    def load_target(self) -> Viewport:
+        """The viewport the load in flight goes to (kept for its full image: a provisional
+        stand-in shows there first, viewer/ui/progressive.py)."""
+        return self._load_target if self._load_target is not None else self.active
+
     def show_image(self, vp: Viewport, record: Any, prepared: PreparedImage, overlay_text: str,
                    window: WindowLevel | None = None, voi: Any = None, fit: bool = True) -> None:
         """Show ``prepared`` in ``vp`` (its own fit, window and view unless given)."""
@@ -345,7 +350,7 @@ class ViewportGrid(QWidget):
             for other in self.visible_viewports():
                 layer = other.canvas.measurements
                 if other is not vp and layer.key == key and layer.state is not vp.canvas.measurements.state:
-                    layer.show_image(other.canvas.radiograph)
+                    layer.show_image(None if other.canvas.provisional else other.canvas.radiograph)
         finally:
             self._syncing_measurements = False
 
@@ -452,6 +457,9 @@ def compare_in_next(window: Any) -> bool:
     if prepared is None or src.record is None:
         window.status.show_text("No image in the active viewport to compare.")
         return False
+    if src.canvas.provisional:
+        window.status.show_text("Full resolution still loading: compare once it is shown.")
+        return False
     if grid.count == 1:
         grid.set_layout(1, 2)
         src = grid.active
@@ -481,7 +489,7 @@ def follow_active(window: Any, vp: Viewport, previous: Viewport) -> None:
     vp.state.subscribe(panel._on_state_changed)
     panel.set_image(canvas.prepared)
     # Measurements: the store is shared, so the list is that image's latest.
-    canvas.measurements.show_image(canvas.radiograph)
+    canvas.measurements.show_image(None if canvas.provisional else canvas.radiograph)
     dock = getattr(window, "measurements_dock", None)
     if dock is not None:
         dock.set_layer(canvas.measurements)
@@ -508,7 +516,11 @@ def follow_active(window: Any, vp: Viewport, previous: Viewport) -> None:
         previous.freeze_overlays()
         ai_overlays.canvas = canvas
     vp.drop_frozen()
-    if vp.record is not None and canvas.prepared is not None:
+    if vp.record is not None and canvas.provisional:  # the AI waits for the full image
+        from viewer.ui.progressive import LOADING_TEXT
+
+        window.sig_image_cleared.emit(vp.record, LOADING_TEXT)
+    elif vp.record is not None and canvas.prepared is not None:
         window.sig_image_displayed.emit(vp.record, canvas.prepared)
     else:
         window.sig_image_cleared.emit(None, "No image in the active viewport.")

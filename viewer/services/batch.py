@@ -28,7 +28,7 @@ from typing import Any
 from viewer.dicom.scan import LoadProblem
 from viewer.services.cluster_task import (
     BatchSettings, Chunk, ChunkSummary, InputFile, WorkerState, model_fingerprint,
-    models_search_path, process_chunk,
+    process_chunk,
 )
 
 __all__ = ["BatchReport", "BatchUsageError", "auto_chunk_size", "dataset_folder", "list_inputs",
@@ -148,6 +148,7 @@ def run_batch(paths: Sequence[str | os.PathLike[str]], *, out: str | os.PathLike
     cannot be written).
     """
     from viewer.inference.registry import ModelRegistry
+    from viewer.services.ai_session import model_folders
     from viewer.services import cluster_dataset as ds
     from viewer.services.export import check_destination
 
@@ -163,7 +164,7 @@ def run_batch(paths: Sequence[str | os.PathLike[str]], *, out: str | os.PathLike
                 check_destination(Path(dest), study)
     except ExportError as exc:
         raise BatchUsageError(str(exc)) from None
-    registry = ModelRegistry.default(models_search_path([Path(d) for d in models_dirs]))
+    registry = ModelRegistry.default(model_folders(Path(d) for d in models_dirs))
     wanted = tuple(sorted({m.strip() for m in models if m.strip()})) if models is not None else None
     settings = BatchSettings(
         out=str(folder), run_id=uuid.uuid4().hex[:12],

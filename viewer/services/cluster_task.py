@@ -31,6 +31,7 @@ import numpy as np
 from viewer import RESEARCH_NOTICE
 from viewer.core.messages import exception_words
 from viewer.dicom.scan import InstanceRecord
+from viewer.services.ai_session import model_folders
 from viewer.services.analysis_types import AnalysisInput, AnalysisResult
 
 __all__ = ["BatchSettings", "Chunk", "ChunkSummary", "InputFile", "WorkerState", "error_reason",
@@ -154,7 +155,7 @@ class WorkerState:
 
         self.host = socket.gethostname()
         dirs = [Path(map_path(d, settings.path_map)) for d in settings.models_dirs]
-        self.registry = ModelRegistry.default(models_search_path(dirs))
+        self.registry = ModelRegistry.default(model_folders(dirs))
         self.fingerprint = model_fingerprint(self.registry.available())
         self.service = AnalysisService(self.registry, SessionPool(max(1, settings.threads)))
         for m in self.registry.available():  # sessions created here, once, not in a task
@@ -163,20 +164,6 @@ class WorkerState:
 
     def close(self) -> None:
         self.decoder.shutdown()
-
-
-def models_search_path(dirs: Sequence[Path]) -> list[Path]:
-    """``--models-dir`` folders, then the user models folder (``radview models add``), as
-    ``radview analyze`` searches them."""
-    try:
-        from viewer.inference.model_add import user_models_dir
-    except ImportError:
-        return list(dirs)
-    return [*dirs, user_models_dir()]
-
-
-def _source(record: InstanceRecord) -> str:
-    return f"{record.path}!{record.member}" if record.member else record.path
 
 
 class _Overlays:
@@ -275,7 +262,7 @@ def process_chunk(state: WorkerState, settings: BatchSettings, chunk: Chunk,
         try:
             return input_from_record(record, load=state.decoder.load_image)
         except Exception:
-            durations[_source(record)] = time.perf_counter() - started.t0
+            durations[record.source] = time.perf_counter() - started.t0
             raise
 
     masks = Path(map_path(settings.masks, pairs)) if settings.masks else None
@@ -292,7 +279,7 @@ def process_chunk(state: WorkerState, settings: BatchSettings, chunk: Chunk,
             records, load, executor or InlineExecutor(), in_flight=max(1, in_flight),
             keep_arrays=False, on_analysed=on_analysed, models=wanted, force=settings.force,
             heatmaps=heat is not None):
-        source = _source(record)
+        source = record.source
         if isinstance(value, ExportError):
             raise value
         summary.images += 1

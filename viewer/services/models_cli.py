@@ -162,10 +162,10 @@ def _add(args: argparse.Namespace) -> int:
 
 # ---- list ----------------------------------------------------------------------------------
 def _registry(models_dirs: Sequence[Path]) -> ModelRegistry:
-    from viewer.inference.model_add import user_models_dir
     from viewer.inference.registry import ModelRegistry
+    from viewer.services.ai_session import model_folders
 
-    return ModelRegistry.default([*models_dirs, user_models_dir()])
+    return ModelRegistry.default(model_folders(models_dirs))
 
 
 def _list(args: argparse.Namespace) -> int:

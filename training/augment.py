@@ -5,6 +5,11 @@ The output is a uint8 *model view* at the network size, which then goes through 
 rotation, shift and flip (covers both squashed 224-px copies and landscape originals).
 Appearance: gamma, contrast, CLAHE on/off, down-and-up resampling (source resolution), blur,
 noise. Masks follow the geometry with nearest-neighbour sampling.
+
+``clinical_p`` adds :func:`clinical_look`: what a processed clinical DICOM film looks like once
+the viewer has applied its VOI window, which the 8-bit JPEG copies of the public sets do not
+show (multiscale dynamic-range compression, edge enhancement, other windows and VOI shapes,
+a LUT applied to MONOCHROME1 data, collimator shutters, burned-in side markers).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class AugConfig:
     blur_p: float = 0.1
     noise_p: float = 0.15
     invert_p: float = 0.0
+    clinical_p: float = 0.0  # probability of clinical_look (after geometry, before gamma)
 
 
 def _affine(rng: np.random.Generator, src: int, dst: int, cfg: AugConfig) -> np.ndarray:
@@ -65,6 +71,8 @@ def augment(img: np.ndarray, size: int, rng: np.random.Generator, cfg: AugConfig
         clip = rng.uniform(1.5, 3.0)
         out = cv2.createCLAHE(clipLimit=clip, tileGridSize=(8, 8)).apply(out)
     x = out.astype(np.float32) / 255.0
+    if rng.random() < cfg.clinical_p:
+        x = clinical_look(x, rng)
     x = np.power(x, rng.uniform(*cfg.gamma))
     x = (x - 0.5) * rng.uniform(*cfg.contrast) + 0.5 + rng.uniform(-0.05, 0.05)
     if rng.random() < cfg.blur_p:
@@ -75,6 +83,63 @@ def augment(img: np.ndarray, size: int, rng: np.random.Generator, cfg: AugConfig
         x = 1.0 - x
     out = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return out, mout
+
+
+_MARKERS = ("R", "L", "PA", "AP", "LAT", "SUPINE", "ERECT", "1", "2")
+
+
+def clinical_look(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A float32 [0, 1] view as a processed clinical film looks after the VOI window.
+
+    The 8-bit value is taken as the detector's log signal (dithered: stored data have 10-16
+    bits, not 256 levels); then, each at random: multiscale processing (the large-scale
+    background partly subtracted, which darkens lungs and flattens the mediastinum, as on the
+    16-bit DX chest of ``shared/data/dicom``), unsharp-mask edge enhancement, a VOI window of
+    another centre and width (linear, or the SIGMOID VOI LUT function), a LUT shaped in the
+    MONOCHROME1 (inverted) domain, a collimator shutter (black or white bands, slightly
+    rotated) and a burned-in side marker.
+    """
+    size = x.shape[0]
+    raw = x + rng.normal(0.0, 0.5 / 255.0, x.shape).astype(np.float32)
+    if rng.random() < 0.6:  # dynamic-range compression (MUSICA-like)
+        low = cv2.GaussianBlur(raw, (0, 0), rng.uniform(0.04, 0.2) * size)
+        raw = raw - rng.uniform(0.3, 0.85) * (low - float(low.mean()))
+    if rng.random() < 0.5:  # edge enhancement
+        fine = cv2.GaussianBlur(raw, (0, 0), rng.uniform(0.5, 3.0) * size / 256.0)
+        raw = raw + rng.uniform(0.3, 1.5) * (raw - fine)
+    lo, hi = np.percentile(raw, [rng.uniform(0.0, 5.0), rng.uniform(95.0, 100.0)])
+    span = max(float(hi - lo), 1e-3)
+    width = span * rng.uniform(0.7, 1.3)
+    centre = (lo + hi) / 2.0 + rng.uniform(-0.15, 0.15) * span
+    if rng.random() < 0.3:  # VOI LUT Function SIGMOID (PS3.3 C.11.2.1.3.1)
+        y = 1.0 / (1.0 + np.exp(-4.0 * (raw - centre) / width))
+    else:
+        y = np.clip((raw - centre) / width + 0.5, 0.0, 1.0)
+    if rng.random() < 0.3:  # a LUT curve applied to inverted (MONOCHROME1) data
+        y = 1.0 - np.power(1.0 - y, rng.uniform(0.6, 1.6))
+    y = y.astype(np.float32)
+    if rng.random() < 0.5:  # collimator shutter
+        y = _shutter(y, rng)
+    if rng.random() < 0.4:  # burned-in marker
+        img = np.ascontiguousarray(y)
+        text = str(rng.choice(_MARKERS))
+        org = (int(rng.integers(2, size * 3 // 4)), int(rng.integers(size // 10, size - 2)))
+        cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.2, 0.6) * size / 128,
+                    float(rng.uniform(0.85, 1.0)), int(rng.integers(1, 3)), cv2.LINE_AA)
+        y = img
+    return y
+
+
+def _shutter(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bands of a collimator shutter on 1-4 sides, slightly rotated, black or white."""
+    size = y.shape[0]
+    keep = np.zeros_like(y, np.uint8)
+    m = rng.uniform(0.0, 0.15, 4) * size * (rng.random(4) < 0.7)
+    rect = ((size / 2 + (m[2] - m[3]) / 2, size / 2 + (m[0] - m[1]) / 2),
+            (size - m[2] - m[3], size - m[0] - m[1]), float(rng.uniform(-4, 4)))
+    cv2.fillPoly(keep, [np.round(cv2.boxPoints(rect)).astype(np.int32)], 1)
+    value = 1.0 if rng.random() < 0.5 else float(rng.uniform(0.0, 0.1))
+    return np.where(keep > 0, y, np.float32(value)).astype(np.float32)
 
 
 def centre_view(img: np.ndarray, size: int) -> np.ndarray:

@@ -184,10 +184,18 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
             for name, v in o["items"].items():
                 lines.append(f"| {name} | {v['verdict']} | {v.get('network', v['verdict'])} | "
                              f"{v.get('colour', '')} | {v['top']} | {v['confidence']} | {v['energy']} |")
-            lines += ["", "Real DICOM files in `shared/data/dicom/` (outside `broken/`):", "",
-                      "| file | verdict | top class | calibrated conf. | energy |", "|---|---|---|---:|---:|"]
+            right = ev.get("dicom_right")
+            lines += ["", "Real DICOM files in `shared/data/dicom/` (outside `broken/`), read by the "
+                      "viewer's own pipeline (default window, MONOCHROME1 inverted)" + (
+                          f": gated right on {right['right']} of {right['readable']} readable files"
+                          if right else "") + ". A hip, lower leg or dog's leg is right as "
+                      "'other' or 'unknown' (no region model runs on it).", "",
+                      "| file | shows | verdict | right | top class | calibrated conf. | energy |",
+                      "|---|---|---|---|---|---:|---:|"]
             for name, v in ev["dicom"].items():
-                lines.append(f"| {name} | {v['verdict']} | {v.get('top', '')} | {v.get('confidence', '')} | {v.get('energy', '')} |")
+                ok = "" if "right" not in v else ("yes" if v["right"] else "**no**")
+                lines.append(f"| {name} | {v.get('shows', '')} | {v['verdict']} | {ok} | {v.get('top', '')} | "
+                             f"{v.get('confidence', '')} | {v.get('energy', '')} |")
             lines.append("")
         lines += [f"Calibration: temperature {c['temperature']} fitted on {c['fitted_on']}; ECE (15 bins) "
                   f"there {c['ece_before']:.4f} -> {c['ece_after']:.4f}, test "

@@ -75,33 +75,6 @@ def natural_images(colours: dict[str, float] | None = None) -> dict[str, np.ndar
     return out
 
 
-def dicom_display(path: Path) -> np.ndarray:
-    """Display image of a DICOM file: the viewer's loader when present, else pydicom directly."""
-    try:
-        from viewer.dicom.load import load_radiograph
-
-        try:
-            from viewer.core.windowing import display_image  # type: ignore[attr-defined]
-        except ImportError:
-            from viewer.dicom.load import display_image  # type: ignore[attr-defined,no-redef]
-        return to_gray_u8(np.asarray(display_image(load_radiograph(path))))
-    except Exception:
-        pass
-    import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
-    ds = pydicom.dcmread(path)
-    arr = ds.pixel_array
-    if arr.ndim == 3 and arr.shape[-1] == 3:
-        return to_gray_u8(arr.astype(np.uint8))
-    if arr.ndim == 3:
-        arr = arr[0]
-    arr = apply_voi_lut(apply_modality_lut(arr, ds), ds).astype(np.float64)
-    if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
-        arr = arr.max() - arr
-    return to_gray_u8(arr.astype(np.float32))
-
-
 def viewer_dicom_displays(data: Path = DATA) -> dict[str, np.ndarray | str]:
     """The 8-bit display image the app feeds the models, for every DICOM file in
     ``dicom/`` (outside ``broken/``): ``scan_paths`` + ``input_from_record`` (default window,
@@ -121,6 +94,29 @@ def viewer_dicom_displays(data: Path = DATA) -> dict[str, np.ndarray | str]:
             text = str(exc).strip().splitlines()
             out[path.name] = "unreadable: " + (text[-1].strip()[:120] if text else type(exc).__name__)
     return out
+
+
+# What the real DICOM files show (dicom/index.csv's BodyPartExamined; the picture where the
+# header names none) and which gate verdicts are right for it: a chest or hand as such; a hip,
+# a lower leg (EXTREMITY) or a dog's leg "other" or "unknown", never a region whose models run.
+PICTURE = {"JPEG2KLossless_1s_1f_u_16_16.dcm": "CHEST", "jpeg-baseline.dcm": "CANINE LEG"}
+RIGHT = {"CHEST": frozenset({"chest"}), "HAND": frozenset({"hand"}), "KNEE": frozenset({"knee"})}
+NOT_A_GATED_REGION = frozenset({"other", UNKNOWN})
+
+
+def dicom_expectations(data: Path = DATA) -> dict[str, tuple[str, frozenset[str]]]:
+    """File name -> (what it shows, the verdicts that are right) for ``dicom/*.dcm``."""
+    import csv
+
+    shows = dict(PICTURE)
+    index = data / "dicom" / "index.csv"
+    if index.exists():
+        with open(index, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("body_part") and "/" not in row["file"]:
+                    shows.setdefault(row["file"], row["body_part"].upper())
+    return {p.name: (shows.get(p.name, "?"), RIGHT.get(shows.get(p.name, ""), NOT_A_GATED_REGION))
+            for p in dicom_files(data)}
 
 
 def dicom_files(data: Path = DATA) -> list[Path]:
@@ -168,18 +164,20 @@ def gate_eval(recipe: Recipe, model: torch.nn.Module, lv: np.ndarray, yv: np.nda
                          "energy": round(float(e), 3), "top": labels[int(p.argmax())],
                          "confidence": round(float(p.max()), 3)}
                   for name, v, vnet, c, e, p in zip(nat, vn, vn_net, col, energy(ln), pn)}
-    dicoms = {}
-    for path in (dicom_files() if reports else []):
-        try:
-            img = dicom_display(path)
-        except Exception as exc:
-            dicoms[path.name] = {"verdict": "unreadable: " + str(exc).strip().splitlines()[-1].strip()[:120]}
+    dicoms: dict[str, dict[str, Any]] = {}
+    shown = dicom_expectations() if reports else {}
+    for name, img in (viewer_dicom_displays() if reports else {}).items():
+        if isinstance(img, str):
+            dicoms[name] = {"verdict": img}
             continue
         lg = _logits(model, recipe, [img])
         p = softmax(lg, temperature)[0]
-        dicoms[path.name] = {"verdict": decide(lg, temperature, thr, floor, labels)[0],
-                             "top": labels[int(p.argmax())], "confidence": round(float(p.max()), 3),
-                             "energy": round(float(energy(lg)[0]), 3)}
+        verdict = decide(lg, temperature, thr, floor, labels)[0]
+        what, right = shown.get(name, ("?", frozenset()))
+        dicoms[name] = {"verdict": verdict, "top": labels[int(p.argmax())],
+                        "confidence": round(float(p.max()), 3),
+                        "energy": round(float(energy(lg)[0]), 3), "shows": what,
+                        "right": verdict in right}
     cm = confusion(yt, pred, k)
     return {
         "threshold": None,
@@ -198,4 +196,6 @@ def gate_eval(recipe: Recipe, model: torch.nn.Module, lv: np.ndarray, yv: np.nda
         "ood_test": {"rejected": int(sum(v == UNKNOWN for v in vn)), "n": len(vn),
                      "rejected_by_network": int(sum(v == UNKNOWN for v in vn_net)), "items": ood_report},
         "dicom": dicoms,
+        "dicom_right": {"right": sum(bool(v.get("right")) for v in dicoms.values()),
+                        "readable": sum("top" in v for v in dicoms.values())},
     }

@@ -103,6 +103,27 @@ def fold_grey_stem(weight: torch.Tensor, mean: float = LITE_GREY_MEAN, std: floa
     return w1, const
 
 
+def lite0_backbone(image_size: int, pretrained: bool, drop_connect: float) -> tuple[nn.Module, nn.Module]:
+    """The Lite0 network (ImageNet weights when ``pretrained``) and its stem folded to grey."""
+    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch.utils import get_same_padding_conv2d
+
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size,
+                                 drop_connect_rate=drop_connect)
+    if pretrained:
+        sd = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+        missing = net.load_state_dict(sd, strict=True)
+        assert not missing.missing_keys and not missing.unexpected_keys
+    conv = get_same_padding_conv2d(image_size=image_size)(1, net._conv_stem.out_channels,
+                                                          kernel_size=3, stride=2, bias=False)
+    with torch.no_grad():
+        w1, const = fold_grey_stem(net._conv_stem.weight)
+        conv.weight.copy_(w1)
+        if pretrained:
+            net._bn0.running_mean.sub_(const)
+    return net, conv
+
+
 class LiteNet(nn.Module):
     """ImageNet-pretrained EfficientNet-Lite0 backbone, greyscale input, GAP + linear head.
 
@@ -119,24 +140,9 @@ class LiteNet(nn.Module):
     def __init__(self, n_classes: int, in_ch: int = 1, image_size: int = 224, pretrained: bool = True,
                  head_conv: bool = True, dropout: float = 0.2, drop_connect: float = 0.1) -> None:
         super().__init__()
-        from efficientnet_lite_pytorch import EfficientNet
-        from efficientnet_lite_pytorch.utils import get_same_padding_conv2d
-
         if in_ch != 1:
             raise ValueError("LiteNet takes the viewer's greyscale input (1 channel)")
-        net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size,
-                                     drop_connect_rate=drop_connect)
-        if pretrained:
-            sd = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
-            missing = net.load_state_dict(sd, strict=True)
-            assert not missing.missing_keys and not missing.unexpected_keys
-        conv = get_same_padding_conv2d(image_size=image_size)(1, net._conv_stem.out_channels,
-                                                              kernel_size=3, stride=2, bias=False)
-        with torch.no_grad():
-            w1, const = fold_grey_stem(net._conv_stem.weight)
-            conv.weight.copy_(w1)
-            if pretrained:
-                net._bn0.running_mean.sub_(const)
+        net, conv = lite0_backbone(image_size, pretrained, drop_connect)
         self.stem = conv
         self.bn0 = net._bn0
         self.blocks = net._blocks
@@ -264,6 +270,50 @@ class UNet(nn.Module):
             x = enc(x)
             skips.append(x)
         for up, dec, skip in zip(self.up, self.dec, reversed(skips[:-1])):
+            x = F.interpolate(up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = dec(torch.cat([x, skip], 1))
+        return F.interpolate(self.out(x), size=size, mode="bilinear", align_corners=False)
+
+
+class LiteUNet(nn.Module):
+    """U-Net with the ImageNet-pretrained Lite0 as its encoder (grey stem folded as in
+    :class:`LiteNet`); 1 logit channel at the input resolution.
+
+    Skips are taken at strides 2, 4, 8 and 16 (the ends of Lite0 stages 1, 2, 3 and 5), the
+    bottom at stride 32 (stage 7, 320 channels). Each decoder level: bilinear upsampling, a
+    1x1 projection, concatenation with the skip, two 3x3 conv+BN+ReLU. The logits at stride 2
+    are upsampled bilinearly to the input (lung borders are smooth).
+    """
+
+    SKIPS = (0, 2, 4, 10)  # block indices whose outputs are the skips (16, 24, 40, 112 ch)
+
+    def __init__(self, image_size: int = 256, pretrained: bool = True,
+                 widths: tuple[int, ...] = (24, 32, 48, 96), drop_connect: float = 0.1) -> None:
+        super().__init__()
+        net, conv = lite0_backbone(image_size, pretrained, drop_connect)
+        self.stem, self.bn0, self.blocks = conv, net._bn0, net._blocks
+        self.act = nn.ReLU6()
+        self.drop_connect = drop_connect
+        skip_ch = [int(self.blocks[i]._project_conv.out_channels) for i in self.SKIPS]
+        cin = int(self.blocks[-1]._project_conv.out_channels)
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for w, cs in zip(reversed(widths), reversed(skip_ch)):
+            self.up.append(nn.Conv2d(cin, w, 1, bias=False))
+            self.dec.append(nn.Sequential(conv_bn(w + cs, w), conv_bn(w, w)))
+            cin = w
+        self.out = nn.Conv2d(cin, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        x = self.act(self.bn0(self.stem(x)))
+        skips = []
+        n = len(self.blocks)
+        for i, block in enumerate(self.blocks):
+            x = block(x, drop_connect_rate=self.drop_connect * i / n if self.drop_connect else None)
+            if i in self.SKIPS:
+                skips.append(x)
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
             x = F.interpolate(up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = dec(torch.cat([x, skip], 1))
         return F.interpolate(self.out(x), size=size, mode="bilinear", align_corners=False)

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from training.augment import AugConfig, augment
+from training.augment import AugConfig, augment, clinical_look
 from training.calibration import energy, fit_temperature, softmax
 from training.metrics import dice, ece, roc_auc, roc_curve
 from training.splits import assign, group_ids
@@ -94,6 +94,50 @@ def test_augment_keeps_mask_labels_and_size() -> None:
     out, m = augment(img, 128, rng, AugConfig(), mask)
     assert out.shape == (128, 128) and out.dtype == np.uint8
     assert set(np.unique(m)) <= {0, 127, 255}
+
+
+def _film(size: int = 160) -> np.ndarray:
+    """A smooth synthetic 'film': bright body, darker lungs, a spine, in [0, 1]."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    x = 0.8 - 0.5 * (np.exp(-((xx - 0.3) ** 2 + (yy - 0.5) ** 2) / 0.02)
+                     + np.exp(-((xx - 0.7) ** 2 + (yy - 0.5) ** 2) / 0.02))
+    x[:, int(0.48 * size):int(0.52 * size)] = 0.95
+    return x.astype(np.float32)
+
+
+def test_clinical_look_is_seeded_bounded_and_changes_the_film() -> None:
+    x = _film()
+    outs = [clinical_look(x, np.random.default_rng(s)) for s in range(40)]
+    again = clinical_look(x, np.random.default_rng(7))
+    np.testing.assert_array_equal(again, outs[7])
+    for y in outs:
+        assert y.shape == x.shape and y.dtype == np.float32
+        assert np.isfinite(y).all() and y.min() >= 0.0 and y.max() <= 1.0
+    diffs = [float(np.abs(y - x).mean()) for y in outs]
+    assert min(diffs) > 1e-3 and len({round(d, 4) for d in diffs}) > 30  # varied, never a copy
+    # Some draws compress the dynamic range: the lungs/body contrast of the film shrinks.
+    contrast = [float(y[60:100, 40:56].mean() - y[60:100, 100:120].mean()) for y in outs]
+    base = float(x[60:100, 40:56].mean() - x[60:100, 100:120].mean())
+    assert min(abs(c) for c in contrast) < 0.8 * abs(base)
+
+
+def test_clinical_look_shutters_are_constant_bands() -> None:
+    x = _film()
+    banded = 0
+    for s in range(60):
+        y = clinical_look(x, np.random.default_rng(s))
+        # The film's own edges carry dither noise; only a shutter band is constant.
+        if any(np.ptp(edge) == 0.0 for edge in (y[:3], y[-3:], y[:, :3], y[:, -3:])):
+            banded += 1
+    assert 10 <= banded <= 50  # shutters on about half of the draws
+
+
+def test_augment_with_the_clinical_look_stays_uint8() -> None:
+    rng = np.random.default_rng(5)
+    img = (_film(176) * 255).astype(np.uint8)
+    outs = [augment(img, 160, rng, AugConfig(clinical_p=1.0))[0] for _ in range(10)]
+    assert all(o.shape == (160, 160) and o.dtype == np.uint8 for o in outs)
+    assert len({o.tobytes() for o in outs}) == 10
 
 
 def test_pneumonia_224_and_original_copies_of_a_study_share_a_split() -> None:

@@ -36,6 +36,9 @@ class AugConfig:
     noise_p: float = 0.15
     invert_p: float = 0.0
     clinical_p: float = 0.0  # probability of clinical_look (after geometry, before gamma)
+    # Probability of a film hung wrong: turned by 90/180/270 degrees or upside down (image and
+    # mask alike; the 16-bit DX chest of shared/data/dicom is stored upside down and inverted).
+    orient_p: float = 0.0
 
 
 def _affine(rng: np.random.Generator, src: int, dst: int, cfg: AugConfig) -> np.ndarray:
@@ -62,6 +65,12 @@ def augment(img: np.ndarray, size: int, rng: np.random.Generator, cfg: AugConfig
     if mask is not None:
         mout = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_NEAREST,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if rng.random() < cfg.orient_p:
+        k, flip = int(rng.integers(0, 4)), bool(rng.random() < 0.5)
+        if k == 0 and not flip:
+            k = 2
+        out = _orient(out, k, flip)
+        mout = None if mout is None else _orient(mout, k, flip)
     if rng.random() < cfg.resample_p:
         f = rng.uniform(*cfg.resample)
         small = max(16, int(round(size * f)))
@@ -83,6 +92,11 @@ def augment(img: np.ndarray, size: int, rng: np.random.Generator, cfg: AugConfig
         x = 1.0 - x
     out = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return out, mout
+
+
+def _orient(img: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    out = np.rot90(img, k)
+    return np.ascontiguousarray(out[::-1] if flip else out)
 
 
 _MARKERS = ("R", "L", "PA", "AP", "LAT", "SUPINE", "ERECT", "1", "2")

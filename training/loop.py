@@ -242,7 +242,9 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
             judged = FlipAveraged(kept) if recipe.tta_hflip else kept
             score = val_score(recipe, predict(judged, recipe, ext.images, batch=16), ext)
             log.info("epoch %d: external score %.4f", epoch, score)
-        improved = score > best
+        # A tie keeps the later checkpoint: a saturated score (balanced accuracy 1.0 on the
+        # gate's validation split) then keeps the weights at the end of the schedule.
+        improved = score >= best
         best = max(best, score)
         ck = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
               "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "epoch": epoch,

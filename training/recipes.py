@@ -80,7 +80,7 @@ RECIPES: dict[str, Recipe] = {
         # shared/data/dicom refused (v1.0.0 called it "spine", energy above the threshold).
         aug=AugConfig(scale=(0.75, 1.3), aspect=(0.75, 1.33), rotate_deg=15, shift=0.1,
                       clahe_p=0.3, resample_p=0.4, resample=(0.3, 0.9), blur_p=0.15, noise_p=0.2,
-                      clinical_p=0.5),
+                      clinical_p=0.5, orient_p=0.2, invert_p=0.15),
         outlier_exposure=True, arch="lite0", version="2.0.0",
         history="v1.0.0: a from-scratch SmallResNet at 128 px (8-bit JPEG augmentation only; "
                 "99.4 % on its own test split, the 16-bit DX chest refused). v2.0.0 fine-tunes "

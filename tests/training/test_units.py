@@ -132,6 +132,24 @@ def test_clinical_look_shutters_are_constant_bands() -> None:
     assert 10 <= banded <= 50  # shutters on about half of the draws
 
 
+def test_orientation_moves_image_and_mask_together() -> None:
+    still = AugConfig(scale=(1.0, 1.0), aspect=(1.0, 1.0), rotate_deg=0.0, shift=0.0, hflip=0.0,
+                      gamma=(1.0, 1.0), contrast=(1.0, 1.0), clahe_p=0.0, resample_p=0.0,
+                      blur_p=0.0, noise_p=0.0, orient_p=1.0)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[10:40, 10:100] = 255  # an asymmetric L: every turn or flip moves it
+    mask[10:110, 10:30] = 255
+    rng = np.random.default_rng(11)
+    seen = set()
+    for _ in range(80):
+        out, m = augment(mask.copy(), 128, rng, still, mask.copy())
+        assert m is not None
+        np.testing.assert_array_equal(out > 127, m == 255)
+        assert not np.array_equal(m, mask)  # never the film as it was hung
+        seen.add(m.tobytes())
+    assert len(seen) == 7  # 3 turns, a vertical flip and its 3 turns
+
+
 def test_augment_with_the_clinical_look_stays_uint8() -> None:
     rng = np.random.default_rng(5)
     img = (_film(176) * 255).astype(np.uint8)

@@ -71,7 +71,7 @@ def test_committed_manifests_declare_roles_codes_and_measurements() -> None:
     for m in (covid, pneumonia):
         assert [d.key(m.id) for d in m.measurements] == [f"{m.id}.heatmap_share.lung_field"]
     gate = reg.gate()
-    assert gate is not None and gate.schema == 1 and gate.measurements == ()
+    assert gate is not None and gate.schema == 2 and gate.measurements == () and gate.segments == ()
 
 
 def test_schema_1_segmenter_is_one_region_segment_without_codes(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def _split_of(model_id: str, rel: str) -> str:
 def test_manifest_contract_and_checksum(model_id: str) -> None:
     m = _manifest(model_id)
     onnx_path = MODELS / m["file"]
-    assert m["schema"] == (1 if model_id == "body_region" else 2) and m["id"] == model_id
+    assert m["schema"] == 2 and m["id"] == model_id
     assert hashlib.sha256(onnx_path.read_bytes()).hexdigest() == m["sha256"]
     assert onnx_path.stat().st_size <= 25 * 1024 * 1024
     model = onnx.load(str(onnx_path))

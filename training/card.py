@@ -131,7 +131,13 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
         for s, v in t["per_source"].items():
             lines.append(f"| {s} | {v['n']} | {v['dice_mean']:.4f} | {v['dice_median']:.4f} | {v['dice_min']:.4f} |")
         lines.append(f"| all | {t['n']} | {t['dice_mean']:.4f} | | |")
-        lines += ["", f"Validation mean Dice: {ev['val']['dice_mean']:.4f}.", "",
+        tc = ev.get("test_clinical")
+        lines += ["", f"Validation mean Dice: {ev['val']['dice_mean']:.4f}." + (
+            f" The same test images with the clinical-film look on the model's view "
+            f"(`training.augment.clinical_look`, seeded per image: range compression, edge "
+            f"enhancement, other windows, shutters, markers): mean Dice {tc['dice_mean']:.4f} ("
+            + ", ".join(f"{s} {v['dice_mean']:.4f}" for s, v in tc["per_source"].items()) + ")."
+            if tc else ""), "",
                   "Caveat: V7 lung masks include the retro-cardiac region and the lung behind the "
                   "diaphragm dome; other datasets (JSRT, Montgomery) outline only the visible lung.", ""]
         figures.dice_figure(t["per_source"], fig_dir / "dice.png", f"{mid}: test Dice per source")

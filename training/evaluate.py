@@ -409,14 +409,23 @@ def evaluate_classifier(recipe: Recipe, model: torch.nn.Module, limit: int | Non
 
 def evaluate_segmenter(recipe: Recipe, model: torch.nn.Module, limit: int | None = None,
                        reports: bool = True) -> dict[str, Any]:
+    """Dice per split at each image's own resolution; ``test_clinical``: the test images again
+    with ``augment.clinical_look`` on the model view (seeded by the image's index), how the
+    segmenter holds up on films that look like processed clinical DICOM."""
+    from .augment import clinical_look
+
     res: dict[str, Any] = {"threshold": 0.5}
-    for split in ("val", "test"):
-        recs = split_records(recipe, split, limit)
+    for split in ("val", "test", "test_clinical"):
+        recs = split_records(recipe, "test" if split == "test_clinical" else split, limit)
         per: dict[str, list[float]] = defaultdict(list)
-        for r in recs:
+        for i, r in enumerate(recs):
             img = read_image(DATA / r["path"])
             mask = read_mask(DATA / r["mask"])
-            logit = run_views(model, recipe, model_view(img, recipe.spec)[None])[0]
+            view = model_view(img, recipe.spec)
+            if split == "test_clinical":
+                look = clinical_look(view.astype(np.float32) / 255.0, np.random.default_rng(i))
+                view = np.clip(look * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            logit = run_views(model, recipe, view[None])[0]
             full = resize_to_image(logit, img.shape)  # bilinear on logits, then threshold
             per[r["source"]].append(dice(full > 0.0, mask))
         allv = [d for v in per.values() for d in v]

@@ -19,7 +19,7 @@ def _applicability_lines(recipe: Recipe, a: dict[str, Any]) -> list[str]:
     pos = recipe.positive
     names = {"validation_refused": "own validation split (sets the threshold)",
              "test_refused": "own test split", "external_val_refused": "external_val"}
-    lines = ["", "## Applicability check (outside this model's data)", "",
+    lines = ["### Applicability check (outside this model's data)", "",
              f"Output `applicability`: {a['method']}. Fitted on the {a['fitted_on']}; threshold "
              f"{a['threshold']} = {a['threshold_rule']}. A refused image gets no {pos} finding. "
              + (f"Layers: {', '.join(a['layers'])} ({a.get('layers_rule', 'fixed')})."
@@ -53,6 +53,57 @@ def _applicability_lines(recipe: Recipe, a: dict[str, Any]) -> list[str]:
         for name, v in a["dicom"].items():
             lines.append(f"| {name} | {v['verdict']} | {v.get('p_positive', '')} | {v.get('applicability', '')} |")
     return lines + [""]
+
+
+def _gate_outside_lines(ev: dict[str, Any]) -> list[str]:
+    """The gate outside its training pool: real DICOM files, then test-only outliers."""
+    right = ev.get("dicom_right")
+    lines = ["### Outside the training pool first", "",
+             "Real DICOM files in `shared/data/dicom/` (outside `broken/`), read by the viewer's own "
+             "pipeline (default window, MONOCHROME1 inverted)" + (
+                 f": gated right on {right['right']} of {right['readable']} readable files"
+                 if right else "") + ". A hip, lower leg or dog's leg is right as 'other' or "
+             "'unknown' (no region model runs on it).", "",
+             "| file | shows | verdict | right | top class | calibrated conf. | energy |",
+             "|---|---|---|---|---|---:|---:|"]
+    for name, v in ev["dicom"].items():
+        ok = "" if "right" not in v else ("yes" if v["right"] else "**no**")
+        lines.append(f"| {name} | {v.get('shows', '')} | {v['verdict']} | {ok} | {v.get('top', '')} | "
+                     f"{v.get('confidence', '')} | {v.get('energy', '')} |")
+    o = ev["ood_test"]
+    by_net = (f" ({o['rejected_by_network']}/{o['n']} by the network alone, without the "
+              "colour rule)" if "rejected_by_network" in o else "")
+    lines += ["", f"Test-only outliers (scikit-image photographs, noise, blank frames): "
+              f"{o['rejected']}/{o['n']} rejected{by_net}.", "",
+              "| image | verdict | network alone | colour fraction | top class | calibrated conf. | energy |",
+              "|---|---|---|---:|---|---:|---:|"]
+    for name, v in o["items"].items():
+        lines.append(f"| {name} | {v['verdict']} | {v.get('network', v['verdict'])} | "
+                     f"{v.get('colour', '')} | {v['top']} | {v['confidence']} | {v['energy']} |")
+    return lines + [""]
+
+
+def _segmenter_outside_lines(ev: dict[str, Any]) -> list[str]:
+    """The segmenter outside its own split: clinical-film look, real DICOM files."""
+    lines = ["### Outside the own split first", ""]
+    tc = ev.get("test_clinical")
+    if tc:
+        lines += ["The test images with the clinical-film look on the model's view "
+                  "(`training.augment.clinical_look`, seeded per image: range compression, edge "
+                  f"enhancement, other windows, shutters, markers): mean Dice {tc['dice_mean']:.4f} ("
+                  + ", ".join(f"{s} {v['dice_mean']:.4f}" for s, v in tc["per_source"].items()) + ").", ""]
+    if ev.get("dicom"):
+        lines += ["Every real DICOM file in `shared/data/dicom/` (outside `broken/`), read by the "
+                  "viewer's own pipeline; no reference masks exist for them, so this says what the "
+                  "model outputs (in the app it runs only on films the gate calls chest): the mask's "
+                  "share of the image and its pieces larger than 1 % of the image (two lungs: 2).", "",
+                  "| file | shows | mask share | pieces |", "|---|---|---:|---:|"]
+        for name, v in ev["dicom"].items():
+            lines.append(f"| {name} | {v.get('shows', '')} | "
+                         + (f"{_pct(v['area_fraction'])} | {v['pieces']} |" if "area_fraction" in v
+                            else f"{v['verdict']} | |"))
+        lines.append("")
+    return lines
 
 
 def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out_dir: Path) -> Path:
@@ -120,30 +171,32 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
         figures.roc_figure(ev["roc_external"]["fpr"], ev["roc_external"]["tpr"], e["roc_auc"],
                            fig_dir / "roc_external.png", f"{mid} (external_val)")
         lines += [f"![ROC curve, external_val](cards/{mid}/roc_external.png)",
-                  f"![Reliability diagram, external_val](cards/{mid}/reliability_external.png)", "",
-                  "### Own split (Kermany train images, patient-grouped)", ""]
+                  f"![Reliability diagram, external_val](cards/{mid}/reliability_external.png)", ""]
+    if ev.get("applicability"):  # outside the training pool too: other population, real DICOM
+        lines += _applicability_lines(recipe, ev["applicability"])
+    if "external" in ev or ev.get("applicability"):
+        lines += ["### Own split" + (" (Kermany train images, patient-grouped)" if "external" in ev
+                                     else ""), ""]
     if recipe.task == "segmentation":
         t = ev["test"]
-        lines += [f"Test split ({t['n']} images, never used for training or checkpoint choice), Dice "
-                  "at each image's own resolution (logits resized back with `resize_to_image`, "
-                  "threshold 0.5 on the sigmoid, pixels marked 127 = ignore excluded):", "",
+        lines += _segmenter_outside_lines(ev)
+        lines += [f"### Own split: test ({t['n']} images, never used for training or checkpoint "
+                  "choice)", "", "Dice at each image's own resolution (logits resized back with "
+                  "`resize_to_image`, threshold 0.5 on the sigmoid, pixels marked 127 = ignore "
+                  "excluded):", "",
                   "| source | n | mean Dice | median | min |", "|---|---:|---:|---:|---:|"]
         for s, v in t["per_source"].items():
             lines.append(f"| {s} | {v['n']} | {v['dice_mean']:.4f} | {v['dice_median']:.4f} | {v['dice_min']:.4f} |")
         lines.append(f"| all | {t['n']} | {t['dice_mean']:.4f} | | |")
-        tc = ev.get("test_clinical")
-        lines += ["", f"Validation mean Dice: {ev['val']['dice_mean']:.4f}." + (
-            f" The same test images with the clinical-film look on the model's view "
-            f"(`training.augment.clinical_look`, seeded per image: range compression, edge "
-            f"enhancement, other windows, shutters, markers): mean Dice {tc['dice_mean']:.4f} ("
-            + ", ".join(f"{s} {v['dice_mean']:.4f}" for s, v in tc["per_source"].items()) + ")."
-            if tc else ""), "",
+        lines += ["", f"Validation mean Dice: {ev['val']['dice_mean']:.4f}.", "",
                   "Caveat: V7 lung masks include the retro-cardiac region and the lung behind the "
                   "diaphragm dome; other datasets (JSRT, Montgomery) outline only the visible lung.", ""]
         figures.dice_figure(t["per_source"], fig_dir / "dice.png", f"{mid}: test Dice per source")
         lines.append(f"![Dice per source](cards/{mid}/dice.png)")
     else:
         t, c = ev["test"], ev["calibration"]
+        if recipe.positive is None:  # the gate: real DICOM and outliers before its own split
+            lines += _gate_outside_lines(ev) + ["### Own split", ""]
         lines.append(f"Test split: {ev['n_test']} images, never used for training, checkpoint choice, "
                      f"calibration or threshold. Validation: {ev['n_val']} images.")
         lines.append("")
@@ -180,28 +233,6 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
             lines += ["", "| class/source | n | accuracy | with OOD rule |", "|---|---:|---:|---:|"]
             for s, v in t["per_source"].items():
                 lines.append(f"| {s} | {v['n']} | {_pct(v['accuracy'])} | {_pct(v['gate_accuracy'])} |")
-            o = ev["ood_test"]
-            by_net = (f" ({o['rejected_by_network']}/{o['n']} by the network alone, without the "
-                      "colour rule)" if "rejected_by_network" in o else "")
-            lines += ["", f"Test-only outliers (scikit-image photographs, noise, blank frames): "
-                      f"{o['rejected']}/{o['n']} rejected{by_net}.", "",
-                      "| image | verdict | network alone | colour fraction | top class | calibrated conf. | energy |",
-                      "|---|---|---|---:|---|---:|---:|"]
-            for name, v in o["items"].items():
-                lines.append(f"| {name} | {v['verdict']} | {v.get('network', v['verdict'])} | "
-                             f"{v.get('colour', '')} | {v['top']} | {v['confidence']} | {v['energy']} |")
-            right = ev.get("dicom_right")
-            lines += ["", "Real DICOM files in `shared/data/dicom/` (outside `broken/`), read by the "
-                      "viewer's own pipeline (default window, MONOCHROME1 inverted)" + (
-                          f": gated right on {right['right']} of {right['readable']} readable files"
-                          if right else "") + ". A hip, lower leg or dog's leg is right as "
-                      "'other' or 'unknown' (no region model runs on it).", "",
-                      "| file | shows | verdict | right | top class | calibrated conf. | energy |",
-                      "|---|---|---|---|---|---:|---:|"]
-            for name, v in ev["dicom"].items():
-                ok = "" if "right" not in v else ("yes" if v["right"] else "**no**")
-                lines.append(f"| {name} | {v.get('shows', '')} | {v['verdict']} | {ok} | {v.get('top', '')} | "
-                             f"{v.get('confidence', '')} | {v.get('energy', '')} |")
             lines.append("")
         lines += [f"Calibration: temperature {c['temperature']} fitted on {c['fitted_on']}; ECE (15 bins) "
                   f"there {c['ece_before']:.4f} -> {c['ece_after']:.4f}, test "
@@ -215,8 +246,6 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
                   f"![Reliability diagram](cards/{mid}/reliability.png)"]
         if recipe.positive:
             lines.append(f"![ROC curve](cards/{mid}/roc.png)")
-    if ev.get("applicability"):
-        lines += _applicability_lines(recipe, ev["applicability"])
     lines += ["", "## Limitations", ""]
     lines += {
         "pneumonia": ["- Trained and tested only on Kermany paediatric images from one centre. The "
@@ -242,7 +271,10 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
                   "beside any result (`study_date_from`)."],
         "body_region": ["- 'other' has very few training images (abdomen and infant pelvis only).",
                         "- Each non-chest class has one or two sources; the model may partly learn the source."],
-        "lungs": ["- Masks follow V7's convention (retro-cardiac region included)."],
+        "lungs": ["- Masks follow V7's convention (retro-cardiac region included).",
+                  "- It has no check of its own: on a non-chest film it may still outline two "
+                  "'lungs' (about a third of the image on the hip films above). The body-region gate, which runs "
+                  "first in the app, is what keeps it to chest films."],
     }[mid]
     lines += ["- Research use, not for diagnosis.", ""]
     path = out_dir / f"{mid}.md"

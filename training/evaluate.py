@@ -433,7 +433,31 @@ def evaluate_segmenter(recipe: Recipe, model: torch.nn.Module, limit: int | None
                       "per_source": {s: {"n": len(v), "dice_mean": float(np.mean(v)),
                                          "dice_median": float(np.median(v)), "dice_min": float(np.min(v))}
                                      for s, v in sorted(per.items())}}
+    if reports:
+        res["dicom"] = _segmenter_dicom(recipe, model)
     return res
+
+
+def _segmenter_dicom(recipe: Recipe, model: torch.nn.Module) -> dict[str, dict[str, Any]]:
+    """What the segmenter says on every real DICOM file (no reference masks exist for them):
+    the mask's share of the image and its pieces larger than 1 % of the image."""
+    import cv2
+
+    from .gate import dicom_expectations, viewer_dicom_displays
+
+    shows = dicom_expectations()
+    out: dict[str, dict[str, Any]] = {}
+    for name, img in viewer_dicom_displays().items():
+        if isinstance(img, str):
+            out[name] = {"shows": shows.get(name, ("?",))[0], "verdict": img}
+            continue
+        logit = run_views(model, recipe, model_view(img, recipe.spec)[None])[0]
+        mask = (resize_to_image(logit, img.shape) > 0.0).astype(np.uint8)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        big = int((stats[1:, cv2.CC_STAT_AREA] > 0.01 * mask.size).sum()) if n > 1 else 0
+        out[name] = {"shows": shows.get(name, ("?",))[0], "area_fraction": round(float(mask.mean()), 4),
+                     "pieces": big}
+    return out
 
 
 def evaluate(recipe: Recipe, run_dir: Path | None = None, limit: int | None = None,

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .nets import lite0_encode
+
 COMPONENTS = 48
 KEEP = 0.975  # share of the own validation split that the threshold accepts
 FILE = "applicability.npz"
@@ -155,12 +157,8 @@ class Tapped(nn.Module):
         n = x.shape[0]
         if self.flip:
             x = torch.cat([x, torch.flip(x, dims=(3,))], 0)
-        h = net.act(net.bn0(net.stem(x)))
-        taps: dict[str, torch.Tensor] = {}
-        for i, block in enumerate(net.blocks):
-            h = block(h)
-            if i in TAP_BLOCKS:
-                taps[f"b{i}"] = _stats(h)
+        h, kept = lite0_encode(net, x, TAP_BLOCKS)
+        taps = {f"b{i}": _stats(t) for i, t in kept.items()}
         if net.head_conv:
             h = net.conv_head(h)
         act = net.act(net.bn1(h))

@@ -124,6 +124,21 @@ def lite0_backbone(image_size: int, pretrained: bool, drop_connect: float) -> tu
     return net, conv
 
 
+def lite0_encode(net: nn.Module, x: torch.Tensor, keep: tuple[int, ...] = ()
+                 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Stem and MBConv blocks of a Lite0-based module (``stem``, ``bn0``, ``act``, ``blocks``,
+    ``drop_connect``): the last block's output and the outputs of the blocks in ``keep``.
+    Drop-connect grows with depth as in the reference network (training mode only)."""
+    x = net.act(net.bn0(net.stem(x)))
+    kept: dict[int, torch.Tensor] = {}
+    n = len(net.blocks)
+    for i, block in enumerate(net.blocks):
+        x = block(x, drop_connect_rate=net.drop_connect * i / n if net.drop_connect else None)
+        if i in keep:
+            kept[i] = x
+    return x, kept
+
+
 class LiteNet(nn.Module):
     """ImageNet-pretrained EfficientNet-Lite0 backbone, greyscale input, GAP + linear head.
 
@@ -161,10 +176,7 @@ class LiteNet(nn.Module):
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's final post-ReLU6 feature map, the tensor fed to global average pooling."""
-        x = self.act(self.bn0(self.stem(x)))
-        n = len(self.blocks)
-        for i, block in enumerate(self.blocks):
-            x = block(x, drop_connect_rate=self.drop_connect * i / n if self.drop_connect else None)
+        x, _ = lite0_encode(self, x)
         if self.head_conv:
             x = self.conv_head(x)
         return self.act(self.bn1(x))
@@ -306,14 +318,9 @@ class LiteUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        x = self.act(self.bn0(self.stem(x)))
-        skips = []
-        n = len(self.blocks)
-        for i, block in enumerate(self.blocks):
-            x = block(x, drop_connect_rate=self.drop_connect * i / n if self.drop_connect else None)
-            if i in self.SKIPS:
-                skips.append(x)
-        for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
+        x, kept = lite0_encode(self, x, self.SKIPS)
+        for up, dec, i in zip(self.up, self.dec, reversed(self.SKIPS)):
+            skip = kept[i]
             x = F.interpolate(up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = dec(torch.cat([x, skip], 1))
         return F.interpolate(self.out(x), size=size, mode="bilinear", align_corners=False)

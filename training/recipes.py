@@ -62,7 +62,6 @@ class Recipe:
         return SmallResNet(len(self.labels), self.spec.channels, self.widths)
 
 
-_CLS_SPEC = InputSpec(height=128, width=128, channels=1, mean=0.5, std=0.25)
 # Pretrained Lite0: the grey value is normalised so the folded RGB stem sees what ImageNet
 # normalisation of the grey image repeated on R, G, B would give (training.nets.fold_grey_stem).
 _LITE_SPEC = InputSpec(height=224, width=224, channels=1, mean=LITE_GREY_MEAN, std=LITE_GREY_STD)

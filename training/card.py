@@ -14,6 +14,40 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+# Limitations section of each card (also rewritten by training/population.py).
+LIMITATIONS: dict[str, list[str]] = {
+    "pneumonia": ["- Trained and tested only on Kermany paediatric images from one centre. The "
+                  "checkpoint, temperature and threshold were chosen on external_val (half of "
+                  "the official Kermany test split), so its figures are optimistic; the sealed "
+                  "other half is the real check.",
+                  "- The operating threshold is the external_val balanced point; on the own "
+                  "split (easier, from the train images) it trades sensitivity for specificity.",
+                  "- Not for adults. The applicability check refuses only part of the adult "
+                  "films (rates above; the body-region gate cannot see age), so an adult film "
+                  "may still get a pneumonia result. Patient IDs cannot be verified across "
+                  "Kermany copies."],
+    "covid": ["- Source confounds the label: COVID images come from many hospitals and papers, "
+              "normals from one source (RSNA/NIH). The model may partly learn the source.",
+              "- No patient IDs; near-duplicates were grouped by picture similarity only.",
+              "- Not for children. The applicability check refused every paediatric film we have "
+              "outside its fitting data (rates above), but its population term learnt children's "
+              "films from one hospital (Guangzhou, Kermany): a child's film from elsewhere may "
+              "still get a covid result. The population rules (age, study date) apply where the "
+              "file says them.",
+              "- Every test image is from the same database (224-px squashed PNG copies). On "
+              "full-resolution clinical files the model is outside its data; see the DICOM "
+              "table above. The real chest films in `shared/data/dicom/` predate COVID-19 "
+              "(966_fixed.dcm: Series Date 2015; RG1_*.dcm: 2004), and the viewer says so "
+              "beside any result (`study_date_from`)."],
+    "body_region": ["- 'other' has very few training images (abdomen and infant pelvis only).",
+                    "- Each non-chest class has one or two sources; the model may partly learn the source."],
+    "lungs": ["- Masks follow V7's convention (retro-cardiac region included).",
+              "- It has no check of its own: on a non-chest film it may still outline two "
+              "'lungs' (about a third of the image on the hip films above). The body-region gate, which runs "
+              "first in the app, is what keeps it to chest films."],
+}
+
+
 def _applicability_lines(recipe: Recipe, a: dict[str, Any]) -> list[str]:
     """The applicability check ("outside this model's data"): rule, rates, DICOM table."""
     pos = recipe.positive
@@ -247,35 +281,7 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
         if recipe.positive:
             lines.append(f"![ROC curve](cards/{mid}/roc.png)")
     lines += ["", "## Limitations", ""]
-    lines += {
-        "pneumonia": ["- Trained and tested only on Kermany paediatric images from one centre. The "
-                      "checkpoint, temperature and threshold were chosen on external_val (half of "
-                      "the official Kermany test split), so its figures are optimistic; the sealed "
-                      "other half is the real check.",
-                      "- The operating threshold is the external_val balanced point; on the own "
-                      "split (easier, from the train images) it trades sensitivity for specificity.",
-                      "- Not for adults. The applicability check refuses only part of the adult "
-                      "films (rates above; the body-region gate cannot see age), so an adult film "
-                      "may still get a pneumonia result. Patient IDs cannot be verified across "
-                      "Kermany copies."],
-        "covid": ["- Source confounds the label: COVID images come from many hospitals and papers, "
-                  "normals from one source (RSNA/NIH). The model may partly learn the source.",
-                  "- No patient IDs; near-duplicates were grouped by picture similarity only.",
-                  "- Not for children. The applicability check refuses most paediatric films but "
-                  "not all (rates above): a child's film may still get a covid result. The "
-                  "population rules (age, study date) apply where the file says them.",
-                  "- Every test image is from the same database (224-px squashed PNG copies). On "
-                  "full-resolution clinical files the model is outside its data; see the DICOM "
-                  "table above. The real chest films in `shared/data/dicom/` predate COVID-19 "
-                  "(966_fixed.dcm: Series Date 2015; RG1_*.dcm: 2004), and the viewer says so "
-                  "beside any result (`study_date_from`)."],
-        "body_region": ["- 'other' has very few training images (abdomen and infant pelvis only).",
-                        "- Each non-chest class has one or two sources; the model may partly learn the source."],
-        "lungs": ["- Masks follow V7's convention (retro-cardiac region included).",
-                  "- It has no check of its own: on a non-chest film it may still outline two "
-                  "'lungs' (about a third of the image on the hip films above). The body-region gate, which runs "
-                  "first in the app, is what keeps it to chest films."],
-    }[mid]
+    lines += LIMITATIONS[mid]
     lines += ["- Research use, not for diagnosis.", ""]
     path = out_dir / f"{mid}.md"
     path.write_text("\n".join(lines))

@@ -199,6 +199,10 @@ def export(recipe: Recipe, run_dir: Path | None = None, out_dir: Path = MODELS,
     manifest = build_manifest(recipe, model, onnx_path, ev, train_records)
     (out_dir / f"{recipe.model_id}.json").write_text(json.dumps(manifest, indent=1) + "\n")
     write_card(recipe, manifest, ev, out_dir)
+    if recipe.population_check:
+        from .population import graft
+
+        graft(recipe, out_dir, limit, reports, run_dir=run)
     log.info("exported %s (%.2f MB, max |onnx - torch| = %.2e)", onnx_path,
              onnx_path.stat().st_size / 1e6, diff)
     return onnx_path

@@ -49,6 +49,9 @@ class Recipe:
     select_on: str = "val"
     # Cross-entropy label smoothing (training only).
     label_smoothing: float = 0.0
+    # After export, add the learnt "looks like the other population" term to the applicability
+    # check (training.population; disease classifiers with an OTHER_POPULATION only).
+    population_check: bool = False
 
     def build(self, pretrained: bool = True) -> nn.Module:
         """The network; ``pretrained`` loads ImageNet weights (lite0) before fine-tuning."""
@@ -120,7 +123,7 @@ RECIPES: dict[str, Recipe] = {
         aug=AugConfig(scale=(0.9, 1.1), aspect=(0.9, 1.12), rotate_deg=7.0, shift=0.05,
                       gamma=(0.8, 1.25), contrast=(0.9, 1.1), clahe_p=0.1, resample_p=0.15,
                       blur_p=0.05, noise_p=0.05),
-        arch="lite0", version="4.2.0", tta_hflip=True,
+        arch="lite0", version="4.3.0", tta_hflip=True, population_check=True,
         history="v1.x-v3.0.0: from-scratch SmallResNets at 128-224 px (v3.0.0: a 2-network "
                 "ensemble, 96.5 % / AUC 0.9951 on the own test split; its pooled features put "
                 "paediatric films inside the training data, so an applicability check on them "
@@ -132,7 +135,9 @@ RECIPES: dict[str, Recipe] = {
                 "blocks; paediatric films refused 6 % -> 63 %). v4.2.0: `--resume --epochs 5` "
                 "from v4.1.0 (a warm restart at ~1.4e-4 from step 603, cosine to 0 over two more "
                 "epochs; validation AUC 0.9968 then 0.9971 > 0.9970: the epoch-4 checkpoint), "
-                "then the same evaluation and check",
+                "then the same evaluation and check. v4.3.0: the same graph and weights with the "
+                "learnt population term added to the applicability check (`python -m training "
+                "population covid`, training/population.py; part of `export` from now on)",
     ),
     "lungs": Recipe(
         model_id="lungs", dataset="lungs", task="segmentation", labels=("background", "lung"),

@@ -203,3 +203,30 @@ def test_applicability_output_and_manifest(model_id: str, rel: str, refused: boo
     out = _session(m).run([a["output"]], {"input": x})[0]
     assert out.shape == (2,) and out.dtype == np.float32
     assert (_applicability(m, _display(rel)) > a["threshold"]) is refused
+
+
+def test_population_term_is_what_the_manifest_declares() -> None:
+    """covid's score is max(d / t_d, population term) with the manifest's t_d, and the term
+    alone refuses the paediatric films of external_val (never fitted on: the official Kermany
+    test images), a fixed pick of the first six of each label."""
+    m = _manifest("covid")
+    pop = m["applicability"].get("population")
+    if pop is None:
+        pytest.skip(f"covid {m['version']} has no population term")
+    assert m["applicability"]["threshold"] == 1.0 and pop["other"] == "paediatric_kermany"
+    model = onnx.load(str(MODELS / m["file"]))
+    scale = next(onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name == "distance_scale")
+    assert float(scale) == pytest.approx(1.0 / pop["distance_threshold"], rel=1e-3)
+    for name in ("applicability_distance", "population_term"):
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    with open(DATA / "pneumonia" / "external_val" / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    picks = [r for lab in ("normal", "pneumonia") for r in [x for x in rows if x["label"] == lab][:6]]
+    spec = InputSpec.from_manifest(m["input"])
+    x = np.concatenate([prepare_input(_display(f"pneumonia/external_val/{r['path']}"), spec) for r in picks])
+    s, d, p = sess.run(["applicability", "applicability_distance", "population_term"], {"input": x})
+    np.testing.assert_allclose(s, np.maximum(d * scale, p), rtol=1e-6)
+    assert (p > 1.0).all() and (s > 1.0).all()
+    inside = prepare_input(_display("covid/COVID/COVID-775.jpg"), spec)
+    assert sess.run(["population_term"], {"input": inside})[0][0] < 1.0

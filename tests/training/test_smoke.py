@@ -82,6 +82,10 @@ def test_recipe_trains_and_exports(model_id: str, data_root: Path, tmp_path: Pat
             # v1 (PCA of the pooled activations) or v2 (layer statistics of a Lite0 network)
             assert ("layers" in app) == (recipe.arch == "lite0") and ("components" in app or "layers" in app)
             assert {"validation_refused", "test_refused"} <= set(app["rates"])
+            # covid: the learnt population term grafted after export (training/population.py)
+            assert ("population" in app) == recipe.population_check
+            if recipe.population_check:
+                assert app["threshold"] == 1.0 and "paediatric_kermany_refused" in app["rates"]
 
 
 def test_resume_continues_from_last_checkpoint(data_root: Path, tmp_path: Path,

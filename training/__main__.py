@@ -1,4 +1,4 @@
-"""Command line: ``python -m training {cache,split,train,evaluate,export,all,graft,population} <model>``."""
+"""Command line: ``python -m training {cache,split,train,evaluate,export,all,graft,population,refit-ood} <model>``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from . import MODEL_IDS
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     ap.add_argument("command", choices=["cache", "split", "train", "evaluate", "export", "all", "graft",
-                                        "population"])
+                                        "population", "refit-ood"])
     ap.add_argument("model", choices=MODEL_IDS)
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     ap.add_argument("--resume", action="store_true", help="continue from the run's last.pt (runs/<model>[/member<N>]/)")
@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "population":  # the learnt population term onto the committed ONNX
         from .population import graft as graft_population
         print(graft_population(recipe, version=recipe.version))
+    if args.command == "refit-ood":  # the gate's OOD rule on the committed ONNX (gate.py)
+        from .gate import refit_ood
+        print(refit_ood(recipe))
     if args.command in ("export", "all"):
         from .export import export
         print(export(recipe))

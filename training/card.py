@@ -257,7 +257,8 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
                       f"as wrong) {_pct(t['gate_accuracy'])}; {_pct(t['rejected_as_unknown'])} of test "
                       "radiographs were rejected as unknown.", "",
                       f"OOD rule: unknown if energy = -logsumexp(logits) > {ood['threshold']} "
-                      f"({ood['fitted_on']}) or calibrated top-class probability < {ood['confidence_floor']}"
+                      + "".join(f"({c} as top class: > {v}) " for c, v in ood.get("class_thresholds", {}).items())
+                      + f"({ood['fitted_on']}) or calibrated top-class probability < {ood['confidence_floor']}"
                       + (f"; before the network, unknown if more than {_pct(ood['max_colour_fraction'])} of "
                          "the pixels are clearly coloured (radiographs are greyscale)."
                          if "max_colour_fraction" in ood else "."), "",

@@ -34,6 +34,11 @@ class _Seg(nn.Module):
         return self.net(x)
 
 
+# The gate's OOD rule as written into its manifest (from the evaluation's ``ood`` block).
+OOD_KEYS = ("score", "definition", "threshold", "class_thresholds", "confidence_floor",
+            "max_colour_fraction", "fitted_on")
+
+
 def output_names(recipe: Recipe, model: nn.Module) -> list[str]:
     if recipe.task == "segmentation":
         return ["mask_logits"]
@@ -136,8 +141,7 @@ def build_manifest(recipe: Recipe, model: nn.Module, onnx_path: Path, ev: dict[s
                             "gate_accuracy": round(t["gate_accuracy"], 4),
                             "per_class_accuracy": {c: round(v["accuracy"], 4) for c, v in t["per_class"].items()}})
             m["gate"] = True
-            m["ood"] = {k: ev["ood"][k] for k in ("score", "definition", "threshold", "confidence_floor",
-                                                  "max_colour_fraction", "fitted_on") if k in ev["ood"]}
+            m["ood"] = {k: ev["ood"][k] for k in OOD_KEYS if k in ev["ood"]}
         m["metrics"] = metrics
         if "external" in ev:
             e = ev["external"]

@@ -83,7 +83,7 @@ RECIPES: dict[str, Recipe] = {
         aug=AugConfig(scale=(0.75, 1.3), aspect=(0.75, 1.33), rotate_deg=15, shift=0.1,
                       clahe_p=0.3, resample_p=0.4, resample=(0.3, 0.9), blur_p=0.15, noise_p=0.2,
                       clinical_p=0.5, orient_p=0.2, invert_p=0.15),
-        outlier_exposure=True, arch="lite0", version="2.0.0",
+        outlier_exposure=True, arch="lite0", version="2.1.0",
         history="v1.0.0: a from-scratch SmallResNet at 128 px (8-bit JPEG augmentation only; "
                 "99.4 % on its own test split, the 16-bit DX chest refused). v2.0.0 fine-tunes "
                 "the ImageNet-pretrained EfficientNet-Lite0 end to end at 160 px with outlier "
@@ -91,7 +91,9 @@ RECIPES: dict[str, Recipe] = {
                 "orientation and inversion (it still called the upside-down, inverted 16-bit DX "
                 "chest 'spine'), then `--init <that run's best.pt> --epochs 3 --lr 3e-4` with "
                 "this augmentation (validation balanced accuracy 1.0 after every epoch: the "
-                "last is kept)",
+                "last is kept). v2.1.0: the same graph and weights with chest's own energy "
+                "threshold (training/gate.py CLASS_KEEP; `python -m training refit-ood "
+                "body_region`)",
     ),
     "pneumonia": Recipe(
         model_id="pneumonia", dataset="pneumonia", task="classification",

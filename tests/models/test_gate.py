@@ -99,3 +99,18 @@ def test_real_dicom_hand_passes_as_hand(gate) -> None:
                                   "jpeg-baseline.dcm"])
 def test_hip_lower_leg_and_canine_limb_get_no_region_model(gate, name: str) -> None:
     assert gate(_dicom_display(name))[0] in ("other", "unknown")
+
+
+def test_chest_has_its_own_looser_energy_threshold() -> None:
+    """Chest (the region with models) keeps 99.5 % of its validation images with its own
+    threshold; it may only loosen the global rule, and chest-looking photographs stay refused
+    (test_natural_photographs_are_rejected runs with it)."""
+    import json
+
+    if not MANIFEST.exists():
+        pytest.skip("body_region model not committed")
+    ood = json.loads(MANIFEST.read_text())["ood"]
+    per = ood.get("class_thresholds", {})
+    assert set(per) <= {"chest"}
+    if per:
+        assert per["chest"] > ood["threshold"] and per["chest"] < -2.0

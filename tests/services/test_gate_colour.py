@@ -66,3 +66,45 @@ def test_rgb_radiograph_with_a_coloured_arrow_passes(service: AnalysisService) -
     res = service.analyse(inp)
     assert res.gate is not None and res.gate.region == "chest"
     assert res.result("pneumonia").status == "ok"
+
+
+def _gate_with_ood(tmp: Path, ood: dict) -> Path:
+    folder = make_model_set(tmp)
+    path = folder / "body_region.json"
+    doc = json.loads(path.read_text())
+    doc["ood"] = ood
+    path.write_text(json.dumps(doc))
+    return folder
+
+
+@pytest.mark.parametrize(("per_class", "region"), [({"chest": -7.0}, "chest"), ({"knee": -7.0}, "unknown"),
+                                                   (None, "unknown")])
+def test_class_threshold_applies_to_its_top_class_only(tmp_path: Path, per_class: dict | None,
+                                                       region: str) -> None:
+    """The tiny gate answers chest with energy -8.0: refused by the global -9, kept by chest's
+    own -7 (ood.class_thresholds), not by another class's."""
+    ood: dict = {"score": "energy", "threshold": -9.0, "confidence_floor": 0.6}
+    if per_class is not None:
+        ood["class_thresholds"] = per_class
+    service = AnalysisService(ModelRegistry([_gate_with_ood(tmp_path, ood)]), SessionPool(1))
+    inp = input_from_radiograph(Radiograph(pixels=_rgb(0)[..., 0], photometric="MONOCHROME2"), "p.png", plain=True)
+    res = service.analyse(inp)
+    assert res.gate is not None and res.gate.region == region
+    assert res.gate.energy == pytest.approx(-8.0, abs=0.01)
+    if region == "unknown":
+        assert res.gate.unknown_reason == "energy -8.00 above -9.00"
+        assert res.result("pneumonia").status == "out_of_scope"
+    else:
+        assert res.result("pneumonia").status == "ok"
+
+
+@pytest.mark.parametrize(("per_class", "message"), [
+    ({"lung": -3.0}, "'lung' is not one of the labels"), ({"chest": "x"}, "must be a finite number"),
+    ({"chest": float("nan")}, "must be a finite number"), ([-3.0], "must map labels")])
+def test_malformed_class_thresholds_make_the_gate_unavailable(tmp_path: Path, per_class: object,
+                                                             message: str) -> None:
+    from viewer.inference.manifest import load_manifest
+
+    folder = _gate_with_ood(tmp_path, {"score": "energy", "threshold": -3.1, "class_thresholds": per_class})
+    entry = load_manifest(folder / "body_region.json")
+    assert not entry.available and message in (entry.reason or "")

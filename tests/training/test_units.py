@@ -305,3 +305,27 @@ def test_layered_applicability_keeps_the_logits_and_matches_numpy() -> None:
                                rtol=1e-3)
     shifted = {k: v + 5.0 * v.std(0) for k, v in train.items()}
     assert ap.score_layers(shifted, stats, layers).mean() > 10 * ap.score_layers(train, stats, layers).mean()
+
+
+def test_gate_class_threshold_only_loosens_its_own_class() -> None:
+    from training.gate import UNKNOWN, class_thresholds, decide
+
+    labels = ("chest", "knee", "hand", "spine", "other")
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(5), 200)
+    logits = rng.normal(size=(1000, 5))
+    logits[np.arange(1000), y] += 6.0
+    logits[y == 0] -= 1.5  # chests less certain: higher energy than the rest
+    e = energy(logits)
+    glob = float(np.quantile(e, 0.99))
+    per = class_thresholds(logits, y, labels, glob)
+    assert set(per) == {"chest"} and per["chest"] > glob
+    assert (e[y == 0] > per["chest"]).mean() <= 0.005 + 1e-9
+    without, with_ = decide(logits, 1.0, glob, 0.0, labels), decide(logits, 1.0, glob, 0.0, labels, per_class=per)
+    chest_kept = [np.mean([v[i] == "chest" for i in np.nonzero(y == 0)[0]]) for v in (without, with_)]
+    assert chest_kept[1] > chest_kept[0]
+    others = np.nonzero(y != 0)[0]
+    assert [with_[i] for i in others] == [without[i] for i in others]  # other classes unchanged
+    # Never stricter: a class already inside the global rule gets no entry of its own.
+    assert class_thresholds(logits, y, labels, glob + 100.0) == {}
+    assert decide(logits[:1] * 0, 1.0, glob, 0.0, labels, per_class=per) == [UNKNOWN]

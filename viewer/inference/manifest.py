@@ -271,6 +271,24 @@ def _date_from(value: Any) -> tuple[str, str] | None:
     return day.isoformat(), str(value["why"])
 
 
+def _ood(value: Any, labels: tuple[str, ...]) -> Mapping[str, Any] | None:
+    """The gate's OOD rule; ``class_thresholds`` must map its labels to finite numbers."""
+    if not value:
+        return None
+    if not isinstance(value, Mapping):
+        raise ManifestError("ood must be an object")
+    per = value.get("class_thresholds")
+    if per is not None:
+        if not isinstance(per, Mapping):
+            raise ManifestError("ood.class_thresholds must map labels to numbers")
+        for label, limit in per.items():
+            if label not in labels:
+                raise ManifestError(f"ood.class_thresholds: {label!r} is not one of the labels")
+            if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit):
+                raise ManifestError(f"ood.class_thresholds.{label} must be a finite number")
+    return MappingProxyType(dict(value))
+
+
 def _applicability(value: Any, outputs: Mapping[str, str]) -> Applicability | None:
     if value is None:
         return None
@@ -537,7 +555,7 @@ def _parse(raw: Mapping[str, Any], manifest_path: Path, verify_checksum: bool) -
         positive_label=None if positive is None else str(positive),
         gate=bool(raw.get("gate", False)),
         applies_to=MappingProxyType(applies),
-        ood=MappingProxyType(dict(raw["ood"])) if raw.get("ood") else None,
+        ood=_ood(raw.get("ood"), labels),
         gradcam_output=None if gradcam is None else str(gradcam.get("activations_output", "activations")),
         gradcam_weight=weight,
         age_range=_age_range(raw.get("age_years")),

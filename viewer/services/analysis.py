@@ -55,8 +55,9 @@ def gate_answer(manifest: ModelManifest, out: ModelOutputs, inp: AnalysisInput) 
     The answer is "unknown" when the DICOM modality is not projection radiography (CT, MR,
     US, ...: :data:`NOT_PROJECTION_RADIOGRAPHY`), when the image is mostly colour (its colour
     fraction is above ``ood.max_colour_fraction``: radiographs are greyscale), when the energy score
-    ``-logsumexp(logits)`` is above ``ood.threshold``, or when the calibrated top-class
-    confidence is below ``ood.confidence_floor``.
+    ``-logsumexp(logits)`` is above ``ood.threshold`` (or the top class's own entry of
+    ``ood.class_thresholds``), or when the calibrated top-class confidence is below
+    ``ood.confidence_floor``.
     """
     probs = out.probabilities
     assert probs is not None
@@ -71,8 +72,9 @@ def gate_answer(manifest: ModelManifest, out: ModelOutputs, inp: AnalysisInput) 
     elif max_colour is not None and inp.colour_fraction > float(max_colour):
         reason = (f"a colour image ({100 * inp.colour_fraction:.0f}% of pixels coloured, "
                   f"limit {100 * float(max_colour):.0f}%): radiographs are greyscale")
-    elif "threshold" in ood and out.energy is not None and out.energy > float(ood["threshold"]):
-        reason = f"energy {out.energy:.2f} above {float(ood['threshold']):.2f}"
+    elif "threshold" in ood and out.energy is not None and out.energy > (
+            limit := float((ood.get("class_thresholds") or {}).get(manifest.labels[top], ood["threshold"]))):
+        reason = f"energy {out.energy:.2f} above {limit:.2f}"
     elif confidence < float(ood.get("confidence_floor", 0.0)):
         reason = f"confidence {confidence:.2f} below {float(ood['confidence_floor']):.2f}"
     return GateAnswer(

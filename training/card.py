@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from . import figures
 from .recipes import Recipe
+
+
+def restamp(text: str, manifest: dict[str, Any]) -> str:
+    """A card's title version and file checksum set to the manifest's (after a graft)."""
+    text = re.sub(r"^# (.*) \(`(\w+)` [0-9.]+\)", rf"# \1 (`\2` {manifest['version']})", text, count=1)
+    return re.sub(r"sha256 `[0-9a-f]+`", f"sha256 `{manifest['sha256']}`", text, count=1)
 
 
 def _pct(x: float) -> str:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from viewer.core.preprocess import model_view, normalise, resize_to_image
+from viewer.core.preprocess import InputSpec, model_view, normalise, resize_to_image
 
 from .calibration import fit_temperature, softmax
 from .common import DATA, RUNS, get_logger
@@ -88,6 +89,18 @@ def _tapped(model: torch.nn.Module) -> torch.nn.Module | None:
         return None
 
 
+def image_batches(images: Iterable[np.ndarray], spec: InputSpec, batch: int = 16) -> Iterator[np.ndarray]:
+    """Display images as normalised model inputs, ``batch`` at a time (the viewer's preprocessing)."""
+    chunk: list[np.ndarray] = []
+    for img in images:
+        chunk.append(model_view(img, spec))
+        if len(chunk) == batch:
+            yield normalise(np.stack(chunk), spec)
+            chunk = []
+    if chunk:
+        yield normalise(np.stack(chunk), spec)
+
+
 def _iter_outputs(model: torch.nn.Module, recipe: Recipe, images: Any, batch: int = 16
                   ) -> tuple[np.ndarray, Any]:
     """Logits and the applicability features of display images, streamed.
@@ -99,10 +112,8 @@ def _iter_outputs(model: torch.nn.Module, recipe: Recipe, images: Any, batch: in
     tapped = _tapped(model)
     logits: list[np.ndarray] = []
     pooled: list[Any] = []
-    chunk: list[np.ndarray] = []
-
-    def flush() -> None:
-        x = torch.from_numpy(normalise(np.stack(chunk), recipe.spec))
+    for xb in image_batches(images, recipe.spec, batch):
+        x = torch.from_numpy(xb)
         with torch.no_grad():
             if tapped is not None:
                 lg, _, taps = tapped(x)
@@ -111,14 +122,6 @@ def _iter_outputs(model: torch.nn.Module, recipe: Recipe, images: Any, batch: in
                 lg, act = model(x)[:2]
                 pooled.append(act.mean(dim=(2, 3)).numpy())
         logits.append(lg.numpy())
-        chunk.clear()
-
-    for img in images:
-        chunk.append(model_view(img, recipe.spec))
-        if len(chunk) == batch:
-            flush()
-    if chunk:
-        flush()
     if not logits:
         return np.zeros((0, len(recipe.labels)), np.float32), np.zeros((0, 0), np.float32)
     if isinstance(pooled[0], dict):
@@ -174,6 +177,18 @@ def _draw(recs: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[str, A
     return [recs[i] for i in sorted(idx.tolist())]
 
 
+def draw_records(dataset: str, splits: tuple[str, ...], per_label: int, limit: int | None = None,
+                 seed: int = 0) -> list[dict[str, Any]]:
+    """Records of ``dataset`` in ``splits``: a seeded draw of ``per_label`` per label (the first
+    ``limit`` records instead when set, for smoke tests)."""
+    assign, everything = read_split(dataset), records(dataset)
+    pool = [x for x in everything if assign.get(x["path"]) in splits]
+    if limit:
+        return pool[:limit]
+    labels = sorted({x["label"] for x in everything})
+    return [r for lab in labels for r in _draw([x for x in pool if x["label"] == lab], per_label, seed)]
+
+
 K_CANDIDATES = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
 
@@ -217,14 +232,8 @@ def applicability_eval(recipe: Recipe, model: torch.nn.Module, run: Path, temper
     other_recs: dict[str, list[dict[str, Any]]] = {}
     name, dataset = OTHER_POPULATION.get(recipe.model_id, ("", ""))
     if dataset:
-        assign = read_split(dataset)
-        everything = records(dataset)
-        labels = sorted({x["label"] for x in everything})
-        for part, splits, n in (("tune", ("train", "val"), OTHER_PER_LABEL // 2),
-                                ("report", ("test",), OTHER_PER_LABEL)):
-            pool = [x for x in everything if assign.get(x["path"]) in splits]
-            other_recs[part] = pool[:limit] if limit else [
-                r for lab in labels for r in _draw([x for x in pool if x["label"] == lab], n)]
+        other_recs["tune"] = draw_records(dataset, ("train", "val"), OTHER_PER_LABEL // 2, limit)
+        other_recs["report"] = draw_records(dataset, ("test",), OTHER_PER_LABEL, limit)
     tune_pooled = (_cached_outputs(model, recipe, other_recs["tune"], run, "other_tune")[1]
                    if other_recs else None)
     sweep: dict[str, float] = {}

@@ -86,7 +86,7 @@ def graft(recipe: Recipe, out_dir: Path = MODELS, limit: int | None = None,
           reports: bool = True, run_dir: Path | None = None) -> Path:
     """Fit and append the applicability check to the committed ``<out_dir>/<id>.onnx``."""
     from .applicability import FILE, load
-    from .card import _applicability_lines
+    from .card import _applicability_lines, restamp
     from .evaluate import applicability_eval, record_outputs, split_records
 
     torch.set_num_threads(2)
@@ -136,8 +136,7 @@ def graft(recipe: Recipe, out_dir: Path = MODELS, limit: int | None = None,
     if card.exists():
         text = card.read_text()
         text = re.sub(r"\n## Applicability check.*?(?=\n## Limitations)", "\n", text, flags=re.S)
-        text = re.sub(r"^# (.*) \(`(\w+)` [0-9.]+\)", rf"# \1 (`\2` {manifest['version']})", text, count=1)
-        text = re.sub(r"sha256 `[0-9a-f]+`", f"sha256 `{manifest['sha256']}`", text, count=1)
+        text = restamp(text, manifest)
         section = "\n".join(_applicability_lines(recipe, a)) + "\n"
         note = (f"Version {manifest['version']}: the applicability output was added to the unchanged "
                 "graph and weights of the previous version (`python -m training graft "

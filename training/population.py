@@ -75,9 +75,10 @@ def thresholds(dist_val: np.ndarray, z_val: np.ndarray, keep: float,
     z_t = float(np.quantile(z_val, 1.0 - pop_refuse))
     allowed = int(np.floor((1.0 - keep) * len(dist_val)))
     rest = np.sort(np.asarray(dist_val, np.float64)[z_val <= z_t])[::-1]
+    if not len(rest):
+        return 1.0, z_t
     spare = max(0, allowed - int((z_val > z_t).sum()))
-    t_d = float(rest[spare]) if spare < len(rest) else float(rest[-1]) if len(rest) else 1.0
-    return max(t_d, 1e-6), z_t
+    return max(float(rest[min(spare, len(rest) - 1)]), 1e-6), z_t
 
 
 def combined(dist: np.ndarray, z: np.ndarray, t_d: float, z_t: float) -> np.ndarray:
@@ -142,47 +143,32 @@ def graft_onnx(src: Path, dst: Path, layer: str, w: np.ndarray, b: float, t_d: f
 def _outputs(sess: Any, names: list[str], recipe: Recipe, images: Any
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits, v2 distance and layer features of display images (the viewer's preprocessing)."""
-    from viewer.core.preprocess import model_view, normalise
+    from .evaluate import image_batches
 
     got: list[list[np.ndarray]] = [[], [], []]
-    chunk: list[np.ndarray] = []
-
-    def flush() -> None:
-        x = normalise(np.stack(chunk), recipe.spec).astype(np.float32)
-        for acc, v in zip(got, sess.run(names, {"input": x})):
+    for x in image_batches(images, recipe.spec):
+        for acc, v in zip(got, sess.run(names, {"input": x.astype(np.float32)})):
             acc.append(v)
-        chunk.clear()
-
-    for img in images:
-        chunk.append(model_view(img, recipe.spec))
-        if len(chunk) == 16:
-            flush()
-    if chunk:
-        flush()
     if not got[0]:
         raise ValueError("no images")
     lg, dist, feats = (np.concatenate(a) for a in got)
     return lg, dist.astype(np.float64), feats.astype(np.float64)
 
 
-def _population_records(recipe: Recipe, limit: int | None) -> tuple[str, dict[str, list[dict[str, Any]]]]:
-    from .data import external_records, records
-    from .evaluate import OTHER_POPULATION, _draw, split_records
-    from .splits import read_split
+def _population_records(recipe: Recipe, limit: int | None
+                        ) -> tuple[str, str, dict[str, list[dict[str, Any]]]]:
+    """(other population's name, its data set, the record sets the term is fitted and measured on)."""
+    from .data import external_records
+    from .evaluate import OTHER_POPULATION, draw_records, split_records
 
     name, dataset = OTHER_POPULATION[recipe.model_id]
-    assign, every = read_split(dataset), records(dataset)
-    labels = sorted({x["label"] for x in every})
-    sets: dict[str, list[dict[str, Any]]] = {s: split_records(recipe, s, limit) for s in ("train", "val", "test")}
-    for part, splits, n, seed in (("other_fit", ("train", "val"), FIT_PER_LABEL, FIT_SEED),
-                                  ("other_report", ("test",), REPORT_PER_LABEL, 0)):
-        pool = [x for x in every if assign.get(x["path"]) in splits]
-        sets[part] = pool[:limit] if limit else [
-            r for lab in labels for r in _draw([x for x in pool if x["label"] == lab], n, seed)]
+    sets = {s: split_records(recipe, s, limit) for s in ("train", "val", "test")}
+    sets["other_fit"] = draw_records(dataset, ("train", "val"), FIT_PER_LABEL, limit, FIT_SEED)
+    sets["other_report"] = draw_records(dataset, ("test",), REPORT_PER_LABEL, limit)
     ext = external_records(dataset)
     if ext:
         sets["other_external"] = ext[:limit] if limit else ext
-    return name, sets
+    return name, dataset, sets
 
 
 def fit_and_measure(recipe: Recipe, onnx_path: Path, temperature: float, threshold: float,
@@ -194,7 +180,7 @@ def fit_and_measure(recipe: Recipe, onnx_path: Path, temperature: float, thresho
     from .data import read_image
 
     sess, names = tapped_session(onnx_path, layer)
-    name, sets = _population_records(recipe, limit)
+    name, dataset, sets = _population_records(recipe, limit)
     out = {k: _outputs(sess, names, recipe, (read_image(data / r["path"]) for r in recs))
            for k, recs in sets.items()}
     w, b = fit_logistic(out["train"][2], out["other_fit"][2])
@@ -228,7 +214,7 @@ def fit_and_measure(recipe: Recipe, onnx_path: Path, temperature: float, thresho
                     "n": int(sel.sum()), "refused": float(refused[sel].mean()),
                     f"reported_{recipe.positive}": float((~refused & finding)[sel].mean()),
                     f"reported_{recipe.positive}_without_check": float(finding[sel].mean())}
-    other["data"] = (f"shared/data/{_dataset_of(name)}: {len(sets['other_report'])} images of its test "
+    other["data"] = (f"shared/data/{dataset}: {len(sets['other_report'])} images of its test "
                      f"split (up to {REPORT_PER_LABEL} per label, seeded random draw)")
     dicom: dict[str, Any] = {}
     if reports:
@@ -250,12 +236,6 @@ def fit_and_measure(recipe: Recipe, onnx_path: Path, temperature: float, thresho
     return {"w": w, "b": b, "t_d": t_d, "z_t": z_t, "layer": layer, "rates": rates,
             "other_population": other, "dicom": dicom,
             "n": {k: len(v) for k, v in sets.items()}, "other_name": name}
-
-
-def _dataset_of(name: str) -> str:
-    from .evaluate import OTHER_POPULATION
-
-    return next(d for n, d in OTHER_POPULATION.values() if n == name)
 
 
 def describe(recipe: Recipe, fit: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
@@ -337,14 +317,13 @@ def graft(recipe: Recipe, out_dir: Path = MODELS, limit: int | None = None, repo
     mpath.write_text(json.dumps(manifest, indent=1) + "\n")
     card = out_dir / f"{recipe.model_id}.md"
     if card.exists():
+        from .card import LIMITATIONS, restamp
+
         text = card.read_text()
         section = "\n".join(_card_section(recipe, block, fit))
         text = re.sub(r"### Applicability check \(outside this model's data\)\n.*?(?=\n### |\n## )",
                       lambda _: section, text, count=1, flags=re.S)
-        text = re.sub(r"^# (.*) \(`(\w+)` [0-9.]+\)", rf"# \1 (`\2` {manifest['version']})", text, count=1)
-        text = re.sub(r"sha256 `[0-9a-f]+`", f"sha256 `{manifest['sha256']}`", text, count=1)
-        from .card import LIMITATIONS
-
+        text = restamp(text, manifest)
         text = text.split("\n## Limitations\n")[0] + "\n## Limitations\n\n" + "\n".join(
             [*LIMITATIONS[recipe.model_id], "- Research use, not for diagnosis.", ""])
         if recipe.history:

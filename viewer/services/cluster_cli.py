@@ -115,11 +115,7 @@ def analyze_dataset(args: argparse.Namespace, say: Callable[[str], None]) -> int
         except ImportError:
             print(f"radview analyze: {INSTALL_HINT}", file=sys.stderr)
             return EXIT_USAGE
-        import logging
-
-        # A lost scheduler makes the client log reconnection tracebacks; this command says
-        # what happened in one line (the API leaves Dask's logging alone).
-        logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
+        _quiet_dask_logging()
         say("cluster mode: network sockets are allowed for Dask in this run (the offline guard "
             "is off); results stay in --out")
         try:
@@ -141,10 +137,6 @@ def analyze_dataset(args: argparse.Namespace, say: Callable[[str], None]) -> int
     except RuntimeError as exc:
         if type(exc).__name__ != "ClusterError":
             raise
-        import logging
-
-        # Closing a client whose scheduler is gone logs tracebacks: the message below says it.
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)
         print(f"radview analyze: {exc}; finished chunks are kept: rerun the same command to "
               "resume", file=sys.stderr)
         return EXIT_ERRORS
@@ -153,6 +145,21 @@ def analyze_dataset(args: argparse.Namespace, say: Callable[[str], None]) -> int
             client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _quiet_dask_logging() -> None:
+    """Silence Dask's own logging for this command.
+
+    A lost scheduler makes several of its modules log tracebacks (the client's reconnection,
+    ``distributed.batched``'s background send, closing the client); the command says what
+    happened in one line. Dask's logging configuration gives some of its loggers their own
+    level, so the parent's level alone does not reach them: every ``distributed`` logger that
+    exists once it is imported is set (the API leaves Dask's logging alone)."""
+    import logging
+
+    for name in ["distributed", *logging.root.manager.loggerDict]:
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _run(args: argparse.Namespace, client: Any, pairs: list[tuple[str, str]],

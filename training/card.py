@@ -160,7 +160,7 @@ def write_card(recipe: Recipe, manifest: dict[str, Any], ev: dict[str, Any], out
                   if manifest.get("study_date_from") else []) + [
              f"**File:** `{manifest['file']}`, ONNX opset {manifest['opset']}, sha256 `{manifest['sha256']}`.", "",
              f"**Input:** {json.dumps(manifest['input'])}", "",
-             "Training recipe: `python -m training train " + mid + "` (seed 0), then "
+             "Training recipe: `python -m training train " + mid + "` (seed " + str(recipe.seed) + "), then "
              "`python -m training evaluate " + mid + "` and `python -m training export " + mid + "`. "
              "The split (file names only) is `training/splits/" + recipe.dataset + ".csv`: 70/15/15 "
              "train/validation/test, grouped by patient and by near-duplicate picture (32x32 "

@@ -135,7 +135,7 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
 
     ``init`` starts from the weights of another checkpoint (a fine-tune with a fresh optimiser
     and schedule, e.g. at a larger input size: the networks are fully convolutional).
-    ``member`` trains ensemble member ``member`` (seed ``SEED + member``, run directory
+    ``member`` trains ensemble member ``member`` (seed ``SEED + recipe.seed + member``, run directory
     ``member_dir``). ``RADVIEW_TRAIN_THREADS`` sets torch's thread count (default 2; 1 when
     two runs share the machine).
     """
@@ -144,7 +144,7 @@ def train(recipe: Recipe, *, epochs: int | None = None, max_steps: int | None = 
     run.mkdir(parents=True, exist_ok=True)
     log = get_logger(recipe.model_id, run / "train.log")
     (run / "eval.json").unlink(missing_ok=True)  # evaluation belongs to the finished run
-    seed = SEED + member
+    seed = SEED + recipe.seed + member
     seed_everything(seed)
     n_epochs = epochs or recipe.epochs
     tr = split_arrays(recipe, "train", limit)

@@ -52,6 +52,9 @@ class Recipe:
     # After export, add the learnt "looks like the other population" term to the applicability
     # check (training.population; disease classifiers with an OTHER_POPULATION only).
     population_check: bool = False
+    # Training seed (added to training.common.SEED; ensemble member i adds i): a recipe whose
+    # committed weights came from another seed than 0 says so here, so the plain command reruns it.
+    seed: int = 0
 
     def build(self, pretrained: bool = True) -> nn.Module:
         """The network; ``pretrained`` loads ImageNet weights (lite0) before fine-tuning."""
@@ -100,7 +103,8 @@ RECIPES: dict[str, Recipe] = {
         labels=("normal", "pneumonia"), positive="pneumonia", spec=_LITE_SPEC, cache_size=240,
         epochs=4, batch=16, lr=4e-4, weight_decay=1e-2, name="Paediatric pneumonia classifier",
         # Geometry covers the squashed 224 copies and the stretched landscape originals.
-        aug=AugConfig(), arch="lite0", tta_hflip=True, select_on="external", version="2.3.0",
+        aug=AugConfig(), arch="lite0", tta_hflip=True, select_on="external", version="2.4.0",
+        seed=1,
         history="v1.x: a from-scratch SmallResNet at 128 px (96.7 % on its own test split, "
                 "84.9 % / AUC 0.942 on the official Kermany test split); v2.0.0 fine-tunes the "
                 "ImageNet-pretrained EfficientNet-Lite0 end to end: epoch 0 under a 5-epoch cosine "
@@ -116,7 +120,14 @@ RECIPES: dict[str, Recipe] = {
                 "plain run of this recipe from the ImageNet weights (`python -m training train "
                 "pneumonia`: 4 epochs under one cosine schedule, seed 0; external_val AUC 0.9758, "
                 "0.9788, 0.9855, 0.9855 after epochs 0-3, the last kept on the tie), then the same "
-                "evaluation and check",
+                "evaluation and check. v2.4.0: the same recipe with seed 1 instead of 0 (external_val "
+                "AUC 0.9503, 0.9682, 0.9866, 0.9850 after epochs 0-3: the epoch-2 checkpoint is kept; "
+                "balanced accuracy there 95.2 % vs 94.6 % for seed 0, a spread between two seeds of "
+                "one recipe, chosen on external_val). Tried on external_val and not kept: an "
+                "exponential moving average of the weights (0.998) with label smoothing 0.1 (best "
+                "AUC 0.9602), a linear probe before fine-tuning (LP-FT; 0.9624 after epoch 0, "
+                "stopped), and the uniform weight average of the seed-0 and seed-1 runs (a model "
+                "soup; AUC 0.9834, 0.9802 with BatchNorm statistics recomputed)",
     ),
     "covid": Recipe(
         model_id="covid", dataset="covid", task="classification",

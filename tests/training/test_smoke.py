@@ -51,7 +51,7 @@ def test_recipe_trains_and_exports(model_id: str, data_root: Path, tmp_path: Pat
         got = train(recipe, max_steps=2, limit=8, run_dir=member_dir(run, member), member=member)
         assert (got / "last.pt").exists() and (got / "best.pt").exists()
         log = (got / "train.log").read_text()
-        assert "epoch 0 done" in log and f"(member {member}, seed {member})" in log
+        assert "epoch 0 done" in log and f"(member {member}, seed {recipe.seed + member})" in log
     out = tmp_path / "models"
     onnx_path = export(recipe, run_dir=run, out_dir=out, limit=4, reports=False)
     manifest = json.loads((out / f"{model_id}.json").read_text())

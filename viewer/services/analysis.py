@@ -65,7 +65,8 @@ def gate_answer(manifest: ModelManifest, out: ModelOutputs, inp: AnalysisInput) 
     confidence = float(probs[top])
     ood = manifest.ood or {}
     # The energy threshold: the top class's own (ood.class_thresholds), else the global one.
-    limit = (ood.get("class_thresholds") or {}).get(manifest.labels[top], ood.get("threshold"))
+    raw_limit = (ood.get("class_thresholds") or {}).get(manifest.labels[top], ood.get("threshold"))
+    limit = None if raw_limit is None else float(raw_limit)
     reason = None
     max_colour = ood.get("max_colour_fraction")
     modality = inp.modality.strip().upper()
@@ -74,8 +75,8 @@ def gate_answer(manifest: ModelManifest, out: ModelOutputs, inp: AnalysisInput) 
     elif max_colour is not None and inp.colour_fraction > float(max_colour):
         reason = (f"a colour image ({100 * inp.colour_fraction:.0f}% of pixels coloured, "
                   f"limit {100 * float(max_colour):.0f}%): radiographs are greyscale")
-    elif limit is not None and out.energy is not None and out.energy > float(limit):
-        reason = f"energy {out.energy:.2f} above {float(limit):.2f}"
+    elif limit is not None and out.energy is not None and out.energy > limit:
+        reason = f"energy {out.energy:.2f} above {limit:.2f}"
     elif confidence < float(ood.get("confidence_floor", 0.0)):
         reason = f"confidence {confidence:.2f} below {float(ood['confidence_floor']):.2f}"
     return GateAnswer(

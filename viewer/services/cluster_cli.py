@@ -158,7 +158,7 @@ def _quiet_dask_logging() -> None:
     import logging
 
     for name in ["distributed", *logging.root.manager.loggerDict]:
-        if name == "distributed" or name.startswith("distributed."):
+        if name.partition(".")[0] == "distributed":
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
